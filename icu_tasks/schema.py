@@ -1,0 +1,89 @@
+"""The ICU-Bench data contract: domains, sensitive fields, question keys, splits, file names, QA columns.
+
+Everything that reads or writes benchmark data (generator, loader, lmms-eval hooks, training data) takes
+these names from here, so the contract lives in one place. No torch import.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+DOMAINS: tuple[str, ...] = ("medical", "labor")
+
+#: Sensitive fields per domain; each one gets its own masked document view.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "medical": (
+        "patient_name",
+        "date_of_birth",
+        "id_number",
+        "address",
+        "diagnosis",
+        "medication",
+        "attending_doctor",
+        "hospital",
+    ),
+    "labor": (
+        "employee_name",
+        "id_number",
+        "address",
+        "employer",
+        "salary",
+        "position",
+        "contract_dates",
+    ),
+}
+
+#: The 8 questions asked about every profile, as (question key, the field whose masked view a VQA row shows).
+#: Labor's ``contract_dates`` field carries two questions (start and end date), so both domains have 8.
+QUESTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "medical": tuple((f, f) for f in FIELDS["medical"]),
+    "labor": (
+        ("employee_name", "employee_name"),
+        ("id_number", "id_number"),
+        ("address", "address"),
+        ("employer", "employer"),
+        ("salary", "salary"),
+        ("position", "position"),
+        ("contract_start", "contract_dates"),
+        ("contract_end", "contract_dates"),
+    ),
+}
+
+VIEWS: tuple[str, ...] = ("vqa", "qa")
+#: ``forget`` rows have ``forget_task`` >= 1; every other split has ``forget_task`` == 0.
+SPLITS: tuple[str, ...] = ("forget", "retain_train", "retain_eval", "utility")
+N_CHOICES = 4
+FULL_LAYOUTS = 2
+
+# File names inside a data dir.
+QA_FILE = "qa.parquet"
+PROFILES_FILE = "profiles.parquet"
+MANIFEST_FILE = "manifest.json"
+IMAGES_DIR = "images"
+
+#: Columns of ``qa.parquet``; ``image`` is a path relative to the data dir (null for the text-only view).
+QA_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("profile_id", pa.string()),
+        ("domain", pa.string()),
+        ("field", pa.string()),
+        ("view", pa.string()),
+        ("question", pa.string()),
+        ("answer", pa.string()),
+        ("choices", pa.list_(pa.string())),
+        ("image", pa.string()),
+        ("forget_task", pa.int32()),
+        ("split", pa.string()),
+    ]
+)
+
+
+def images_per_profile(domain: str) -> int:
+    """Document images of one profile: the full layouts plus one masked view per sensitive field."""
+    return FULL_LAYOUTS + len(FIELDS[domain])
+
+
+def qa_per_profile(domain: str) -> int:
+    """QA rows of one profile: every question in both views."""
+    return len(QUESTIONS[domain]) * len(VIEWS)
