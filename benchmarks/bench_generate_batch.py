@@ -1,0 +1,108 @@
+"""Throughput of ``icu_hf``'s ``generate_until`` at batch size 1 vs 8 on the same requests.
+
+Prints samples/s for both, the ratio (target ≥ 2×) and whether the answers are identical. By default it
+generates a small data set and builds the tiny model in a temp dir; pass ``--model`` / ``--data`` to measure
+your own (e.g. the fine-tuned vanilla model, whose answers stop at EOS).
+
+    .venv/bin/python benchmarks/bench_generate_batch.py [--samples 64] [--max-new-tokens 16] [--threads N]
+
+On a machine whose cores are shared with other jobs, use ``--threads 1``: torch's intra-op threads then wait
+on each other and every step costs ~10x more, which hides what batching saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _requests(data_dir: Path, n: int):
+    from lmms_eval.api.instance import Instance
+
+    from icu_tasks.dataset import open_data
+    from icu_tasks.prompts import question_text
+
+    data = open_data(data_dir)
+    vqa, qa = data.rows(view="vqa"), data.rows(view="qa")
+    rows = [r for pair in zip(vqa, qa, strict=False) for r in pair][:n]
+    for row in rows:
+        row["_image"] = data.load_image(row["image"]) if row["image"] else None
+
+    def doc_to_visual(doc):
+        return [doc["_image"]] if doc["_image"] is not None else []
+
+    return rows, [
+        Instance(
+            request_type="generate_until",
+            arguments=(question_text(r), {"until": ["\n"]}, doc_to_visual, i, "bench", "test"),
+            idx=0,
+            metadata={"task": "bench", "doc_id": i, "repeats": 1},
+        )
+        for i, r in enumerate(rows)
+    ]
+
+
+def _timed(lm, requests, batch_size: int) -> tuple[float, list[str]]:
+    lm.batch_size_per_gpu = batch_size
+    start = time.perf_counter()
+    answers = lm.generate_until(requests)
+    return time.perf_counter() - start, answers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, help="model dir (default: build the tiny model)")
+    parser.add_argument("--data", type=Path, help="data dir (default: generate a small set)")
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    from icu_unlearn.lmms_model import IcuHF
+
+    with tempfile.TemporaryDirectory(prefix="icu_bench_batch_") as tmp:
+        data_dir = args.data
+        if data_dir is None:
+            from icu_tasks.generate import generate
+
+            data_dir = Path(tmp) / "data"
+            generate(
+                data_dir, seed=0, profiles=24, tasks=3, profiles_per_task=2, image_size=160, progress=False
+            )
+        model_dir = args.model
+        if model_dir is None:
+            from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
+
+            model_dir = build_tiny_model(Path(tmp) / "tiny", corpus_from_data(data_dir), seed=0)
+        rows, requests = _requests(data_dir, args.samples)
+        lm = IcuHF(
+            pretrained=str(model_dir), max_new_tokens=args.max_new_tokens, device="cpu", dtype="float32"
+        )
+        lm.task_dict = {"bench": {"test": rows}}
+        _timed(lm, requests[: args.batch_size], args.batch_size)  # warm-up
+        t1, a1 = _timed(lm, requests, 1)
+        tb, ab = _timed(lm, requests, args.batch_size)
+
+    n = len(requests)
+    print(
+        f"requests: {n} ({sum(r['_image'] is not None for r in rows)} with an image), "
+        f"max_new_tokens={args.max_new_tokens}"
+    )
+    print(f"batch 1:  {n / t1:7.2f} samples/s ({t1:.2f} s)")
+    print(f"batch {args.batch_size}:  {n / tb:7.2f} samples/s ({tb:.2f} s)")
+    print(f"ratio:    {t1 / tb:.2f}x (target >= 2x); identical answers: {a1 == ab}")
+    return 0 if a1 == ab else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""The ``!function`` targets of the ICU-Bench lmms-eval task YAMLs (``task_yamls/``).
+
+Where the docs come from
+    lmms-eval YAMLs cannot read environment variables, so every task loads a one-line stub shipped next to
+    the YAMLs (``dataset_path: json``, ``data_files: {test: _stub.jsonl}``; lmms-eval resolves the relative
+    path against the YAML folder) and its ``process_docs`` hook (:func:`forget_vqa_docs`, ...) replaces the
+    stub with the real rows of ``$ICU_DATA_DIR/qa.parquet`` (default ``./data/icu``, see
+    :func:`icu_tasks.paths.default_data_dir`), filtered to the task's split and view. lmms-eval calls
+    ``process_docs`` every time it builds a task, so changing ``ICU_DATA_DIR`` between runs (or between
+    stages in one process) always scores the data dir named at that moment; the opened data dir is cached
+    per process keyed by its path and the size/mtime of its files. The retain tasks score ``retain_eval``.
+    lmms-eval's *opt-in* caches know nothing of the data dir: ``--cache_requests`` keys on the task name
+    and ``--use_cache`` on task, doc id and prompt text (not the image), so do not reuse either across
+    data dirs (the default runs use neither).
+
+    A missing or invalid data dir raises :class:`DataUnavailable` with one line saying how to generate
+    data. It derives from ``SystemExit`` on purpose: lmms-eval retries a failing dataset load five times
+    (tenacity on ``Exception``) and its CLI then prints a traceback, logs a ``RetryError`` without our
+    message and exits 0. A ``SystemExit`` passes both, so the CLI stops at once with ``error: <message>``
+    on stderr and exit status 1. Python callers of ``simple_evaluate`` can catch it (``except
+    SystemExit``); its ``__cause__`` is the loader's :class:`~icu_tasks.errors.DataError`.
+
+What lmms-eval writes (``--output_path OUT --log_samples``)
+    ``OUT/<model>/<YYYYMMDD_HHMMSS>_results.json`` (``<model>`` = the last two path parts of
+    ``pretrained=`` joined by ``__``) with ``results[task][f"{metric},none"]`` for the metrics
+    ``exact_match``, ``contains``, ``rougeL_recall`` (generate tasks) or ``mc_accuracy`` (``_mc`` tasks),
+    plus ``configs``, ``versions``, ``n-samples``, ``group_subtasks``; and one
+    ``OUT/<model>/<same timestamp>_samples_<task>.jsonl`` per task, one JSON object per doc:
+    ``doc_id``, ``target`` (the answer; the choice index as a string for ``_mc``), ``input`` (the user
+    text), ``filtered_resps`` (the generated answer; for ``_mc`` one string ``"(loglikelihood, is_greedy)"``
+    per choice), ``input_media`` (image path, VQA docs), ``token_counts``, ``doc_hash``, and every metric
+    key mapped to the same payload dict ``{"id", "forget_task", "split", "view", "field", "prediction",
+    <metrics>}``. lmms-eval drops the doc itself from the samples file, so the payload is where
+    ``forget_task`` lives. The results file is written first, the samples files after it.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from icu_tasks import metrics
+from icu_tasks.errors import DataError
+from icu_tasks.paths import DATA_ENV, default_data_dir
+from icu_tasks.prompts import question_text
+from icu_tasks.schema import MANIFEST_FILE, QA_FILE
+
+#: Metric keys of the generate_until tasks and of the multiple-choice tasks, as named in the YAMLs.
+GENERATE_METRICS: tuple[str, ...] = ("exact_match", "contains", "rougeL_recall")
+MC_METRICS: tuple[str, ...] = ("mc_accuracy",)
+_PAYLOAD_KEYS: tuple[str, ...] = ("id", "forget_task", "split", "view", "field")
+
+HOW_TO_GENERATE = "generate it with `icu-bench data generate --out DIR` and `export ICU_DATA_DIR=DIR`"
+
+
+class DataUnavailable(SystemExit):
+    """The task data cannot be read; ``str(err)`` is the one-line message (see the module docstring)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"error: {message}")
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --------------------------------------------------------------------------------------------------------
+# The data dir
+
+
+def _stat_key(root: Path) -> tuple:
+    key: list = [str(root)]
+    for name in (QA_FILE, MANIFEST_FILE):
+        try:
+            st = (root / name).stat()
+            key.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            key.append(None)
+    return tuple(key)
+
+
+@functools.lru_cache(maxsize=4)
+def _open_cached(key: tuple):
+    from icu_tasks.dataset import open_data
+
+    return open_data(Path(key[0]))
+
+
+def open_task_data():
+    """The :class:`icu_tasks.dataset.IcuData` at the current data dir, or raise :class:`DataUnavailable`."""
+    root = default_data_dir().resolve()
+    where = f"${DATA_ENV}" if os.environ.get(DATA_ENV) else "the default ./data/icu; set $ICU_DATA_DIR"
+    if not root.exists():
+        raise DataUnavailable(f"ICU-Bench data dir {root} (from {where}) does not exist; {HOW_TO_GENERATE}")
+    if not root.is_dir():
+        raise DataUnavailable(f"ICU-Bench data dir {root} (from {where}) is a file; {HOW_TO_GENERATE}")
+    try:
+        return _open_cached(_stat_key(root))
+    except DataError as err:
+        from icu_tasks import dataset
+
+        problem = str(err).replace(f"; {dataset.HOW_TO_GENERATE}", "")  # ours below also says where to point
+        raise DataUnavailable(f"invalid ICU-Bench data dir {root} ({problem}); {HOW_TO_GENERATE}") from err
+
+
+def _select(split: str, view: str | None):
+    data = open_task_data()
+    docs = data.dataset(split=split, view=view)
+    if len(docs) == 0:
+        what = f"split {split!r}" + (f", view {view!r}" if view else "")
+        raise DataUnavailable(f"ICU-Bench data dir {data.root} has no rows for {what}; {HOW_TO_GENERATE}")
+    return docs
+
+
+# process_docs: the stub dataset lmms-eval loaded is ignored; the real rows replace it.
+
+
+def forget_vqa_docs(dataset: Any = None):
+    """``icu_forget_vqa``: every forget task's image+question rows."""
+    return _select("forget", "vqa")
+
+
+def forget_qa_docs(dataset: Any = None):
+    """``icu_forget_qa``: every forget task's text-only rows."""
+    return _select("forget", "qa")
+
+
+def retain_vqa_docs(dataset: Any = None):
+    """``icu_retain_vqa``: the held-out half of the retain profiles (``retain_eval``), image view."""
+    return _select("retain_eval", "vqa")
+
+
+def retain_qa_docs(dataset: Any = None):
+    """``icu_retain_qa``: ``retain_eval``, text-only view."""
+    return _select("retain_eval", "qa")
+
+
+def utility_docs(dataset: Any = None):
+    """``icu_utility``: the utility split, both views."""
+    return _select("utility", None)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Doc → model inputs
+
+
+def doc_to_visual(doc: Mapping[str, Any]) -> list:
+    """``[PIL RGB image]`` of the doc's document view (masked for its field), or ``[]`` for a text-only row."""
+    rel = doc.get("image")
+    if not rel:
+        return []
+    return [open_task_data().load_image(rel)]
+
+
+def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping | None = None) -> str:
+    """The user text (:func:`icu_tasks.prompts.question_text`); no per-model prompt variants on purpose:
+    what is scored must be what was trained."""
+    return question_text(doc)
+
+
+def doc_to_target(doc: Mapping[str, Any]) -> str:
+    """The ground-truth answer string (generate tasks)."""
+    return doc["answer"]
+
+
+def doc_to_choice(doc: Mapping[str, Any]) -> list[str]:
+    """The four answer options (multiple-choice tasks)."""
+    return list(doc["choices"])
+
+
+def mc_doc_to_target(doc: Mapping[str, Any]) -> int:
+    """Index of the answer among the choices (multiple-choice tasks)."""
+    choices = doc_to_choice(doc)
+    try:
+        return choices.index(doc["answer"])
+    except ValueError:
+        raise DataError(
+            f"QA row {doc.get('id')!r}: answer {doc['answer']!r} is not among its choices"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Scoring
+
+
+def _payload(doc: Mapping[str, Any], prediction: str) -> dict[str, Any]:
+    payload = {key: doc.get(key) for key in _PAYLOAD_KEYS}
+    payload["forget_task"] = int(payload["forget_task"]) if payload["forget_task"] is not None else None
+    payload["prediction"] = prediction
+    return payload
+
+
+def process_results(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Score one generated answer; the same payload dict goes under every metric key."""
+    prediction = results[0] if results else ""
+    prediction = "" if prediction is None else str(prediction)
+    target = doc["answer"]
+    payload = _payload(doc, prediction)
+    payload["exact_match"] = metrics.exact_match(prediction, target)
+    payload["contains"] = metrics.contains_match(prediction, target)
+    payload["rougeL_recall"] = metrics.rouge_l_recall(prediction, target)
+    return {key: payload for key in GENERATE_METRICS}
+
+
+_FLOAT_RE = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|inf)")
+
+
+def loglikelihood_of(response: Any) -> float:
+    """The loglikelihood of one ``loglikelihood`` response: a ``(float, bool)`` pair or its ``str()``.
+
+    lmms-eval 0.7.3 stores non-text model outputs as ``str(output)`` (``unwrap_generation_output``), so
+    a multiple-choice task receives ``"(-3.25, False)"`` instead of the model's tuple; both are accepted.
+    """
+    if isinstance(response, (tuple, list)):
+        return float(response[0])
+    if isinstance(response, (int, float)):
+        return float(response)
+    text = str(response)
+    try:
+        value = ast.literal_eval(text)
+        return float(value[0] if isinstance(value, (tuple, list)) else value)
+    except (ValueError, SyntaxError, TypeError, IndexError):
+        match = _FLOAT_RE.search(text)  # e.g. "(np.float64(-3.25), False)"
+        if match is None:
+            raise ValueError(f"cannot read a loglikelihood from the model response {text!r}") from None
+        return float(match.group(0))
+
+
+def mc_process_results(doc: Mapping[str, Any], results: Sequence[Sequence[Any]]) -> dict[str, dict[str, Any]]:
+    """Score one multiple-choice doc from its ``(loglikelihood, is_greedy)`` response per choice.
+
+    The choice with the highest summed log-probability wins (lm-eval's ``acc``; no length normalisation).
+    """
+    choices = doc_to_choice(doc)
+    lls = [loglikelihood_of(r) for r in results]
+    if len(lls) != len(choices):
+        raise ValueError(f"doc {doc.get('id')!r}: {len(lls)} loglikelihoods for {len(choices)} choices")
+    payload = _payload(doc, choices[metrics.mc_prediction(lls)])
+    payload["mc_accuracy"] = metrics.mc_accuracy(lls, mc_doc_to_target(doc))
+    return {key: payload for key in MC_METRICS}
+
+
+def _mean_of(key: str) -> Callable[[Sequence[Mapping[str, Any]]], float]:
+    def aggregate(items: Sequence[Mapping[str, Any]]) -> float:
+        values = [float(item[key]) for item in items]
+        return sum(values) / len(values) if values else math.nan
+
+    aggregate.__name__ = f"aggregate_{key}"
+    aggregate.__doc__ = f"Mean of the payloads' ``{key}`` (NaN for no docs)."
+    return aggregate
+
+
+aggregate_exact_match = _mean_of("exact_match")
+aggregate_contains = _mean_of("contains")
+aggregate_rougeL_recall = _mean_of("rougeL_recall")
+aggregate_mc_accuracy = _mean_of("mc_accuracy")

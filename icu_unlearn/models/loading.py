@@ -1,0 +1,321 @@
+"""Load a base model, apply a stage's PEFT adapter (never merged) and its inference-time output masks.
+
+A stage dir (``RUN/stage_K/``) holds ``adapter_config.json`` + ``adapter_model.safetensors`` (a PEFT adapter,
+cumulative over stages) and optionally ``masks.safetensors``: module name as in the *base* model's
+``named_modules()`` → float 0/1 tensor of shape ``[out_features]``. A mask multiplies that module's output
+through a forward hook; on a LoRA-wrapped module the hook sits on the wrapper, so the base output and the LoRA
+delta are both masked. A dir with masks but no adapter (a training-free method's first stage) is accepted.
+
+Mismatches are refused before PEFT touches the model: an adapter recorded for another base model, LoRA shapes
+that do not fit, modules the base does not have, ``.bin`` weights instead of safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from icu_tasks.errors import ConfigError, StageError
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+MASKS_FILE = "masks.safetensors"
+_PEFT_PREFIX = "base_model.model."
+_HOOKS_ATTR = "_icu_mask_hooks"
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_DTYPES |= {"float16": "float16", "fp16": "float16", "half": "float16"}
+
+
+def resolve_device(device: str | None) -> str:
+    """``None``/``"auto"`` → ``cuda`` when available else ``cpu``; a CUDA device without CUDA is an error."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available (use device=cpu)")
+    if not (device == "cpu" or device.startswith(("cuda", "mps"))):
+        raise ConfigError(f"unknown device {device!r} (expected cpu, cuda, cuda:N or auto)")
+    return device
+
+
+def resolve_dtype(dtype: Any, device: str):
+    """A torch dtype from ``float32|bfloat16|float16|auto`` (or a torch dtype).
+
+    ``auto`` is float32 on CPU (half precision is slow there) and the checkpoint's own dtype on accelerators.
+    """
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "", "auto"):
+        return torch.float32 if device == "cpu" else "auto"
+    name = _DTYPES.get(str(dtype).lower().removeprefix("torch."))
+    if name is None:
+        raise ConfigError(f"unknown dtype {dtype!r} (expected float32, bfloat16, float16 or auto)")
+    return getattr(torch, name)
+
+
+def load_base(pretrained: str | os.PathLike, device: str | None = "cpu", dtype: Any = "auto"):
+    """Load a local HF image-text-to-text model and its processor, in eval mode on ``device``.
+
+    Returns ``(model, processor)``. ``trust_remote_code`` stays off. A missing dir or a dir without
+    ``config.json`` is a :class:`ConfigError`.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    name = str(pretrained)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"not a model dir (no config.json): {path}")
+        name = str(path)
+    elif path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ConfigError(f"model dir not found: {pretrained}")
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch_dtype)
+        try:
+            processor = AutoProcessor.from_pretrained(name)
+        except ImportError as err:
+            if "torchvision" not in str(err).lower():
+                raise
+            processor = _processor_without_video(name)
+    except (OSError, ValueError) as err:
+        if not path.is_dir():
+            raise ConfigError(f"model dir not found: {pretrained} (nor a model id in the HF cache)") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot load model {pretrained}: {first}") from err
+    return model.to(device).eval(), processor
+
+
+def _processor_without_video(name: str):
+    """The model's processor without its video part, for machines without torchvision.
+
+    Qwen2-VL's processor owns a video processor that only exists with torchvision (there is no PIL variant),
+    and transformers refuses to build the processor without it, even for images and text. ICU-Bench never
+    sends videos: load the image processor (its PIL variant) and the tokenizer, and build the processor
+    class with ``video_processor=None``.
+    """
+    import inspect
+
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+
+    path = Path(name)
+    cls = PROCESSOR_MAPPING[type(AutoConfig.from_pretrained(name))]
+    params = inspect.signature(cls.__init__).parameters
+    if "video_processor" not in params:
+        raise ImportError(f"the processor of {name} needs torchvision, which is not installed")
+
+    def check_argument_for_proper_class(self, argument_name, argument):
+        if argument is None and "video" in argument_name:
+            return None
+        return cls.check_argument_for_proper_class(self, argument_name, argument)
+
+    no_video = type(
+        f"{cls.__name__}WithoutVideo",
+        (cls,),
+        {"check_argument_for_proper_class": check_argument_for_proper_class},
+    )
+    extra: dict[str, Any] = {}
+    for config_name in ("processor_config.json", "preprocessor_config.json"):
+        if (path / config_name).is_file():
+            saved = json.loads((path / config_name).read_text())
+            extra |= {k: v for k, v in saved.items() if k in params and k not in ("self", "chat_template")}
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    template = None
+    if (path / "chat_template.jinja").is_file():
+        template = (path / "chat_template.jinja").read_text()
+    elif (path / "chat_template.json").is_file():
+        template = json.loads((path / "chat_template.json").read_text()).get("chat_template")
+    extra |= {
+        "image_processor": AutoImageProcessor.from_pretrained(name),
+        "tokenizer": tokenizer,
+        "video_processor": None,
+        "chat_template": template or tokenizer.chat_template,
+    }
+    return no_video(**extra)
+
+
+# ----------------------------------------------------------------------------------------------- masks
+
+
+def _base_of(model):
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def read_masks(stage_dir: str | os.PathLike) -> dict:
+    """The stage's masks (``{}`` when it has no ``masks.safetensors``), as float CPU tensors."""
+    from safetensors.torch import load_file
+
+    path = Path(stage_dir) / MASKS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        masks = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types
+        raise StageError(f"unreadable masks file {path}: {err}") from err
+    for name, mask in masks.items():
+        if mask.ndim != 1 or not bool(((mask == 0) | (mask == 1)).all()):
+            raise StageError(f"mask {name!r} in {path} must be a 1-D tensor of 0/1 values")
+    return {name: mask.float() for name, mask in masks.items()}
+
+
+def save_masks(masks: dict, path: str | os.PathLike) -> None:
+    """Write masks (module name → 0/1 vector) as safetensors, atomically (temp file + rename)."""
+    from safetensors.torch import save_file
+
+    for name, mask in masks.items():
+        if mask.ndim != 1 or not bool(((mask == 0) | (mask == 1)).all()):
+            raise ConfigError(f"mask {name!r} must be a 1-D tensor of 0/1 values")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().float().cpu().contiguous() for k, v in masks.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _out_features(module) -> int | None:
+    for attr in ("out_features",):
+        if isinstance(getattr(module, attr, None), int):
+            return getattr(module, attr)
+    weight = getattr(module, "weight", None)
+    return int(weight.shape[0]) if weight is not None and weight.ndim >= 1 else None
+
+
+def apply_masks(model, masks: dict) -> list:
+    """Multiply each named module's output by its mask (forward hooks); returns the hook handles.
+
+    Names are the base model's module names; on a ``PeftModel`` they resolve inside its base model, so apply
+    masks *after* the adapter is attached. Hooks are also remembered on the model (see :func:`remove_masks`).
+    """
+    base = _base_of(model)
+    modules = dict(base.named_modules())
+    handles = []
+    for name, mask in masks.items():
+        module = modules.get(name)
+        if module is None:
+            raise StageError(f"mask names module {name!r}, which the model does not have")
+        width = _out_features(module)
+        if width is not None and width != mask.numel():
+            raise StageError(f"mask for {name!r} has {mask.numel()} entries, the module has {width} outputs")
+
+        def hook(_module, _inputs, output, _mask=mask):
+            return output * _mask.to(device=output.device, dtype=output.dtype)
+
+        handles.append(module.register_forward_hook(hook))
+    setattr(model, _HOOKS_ATTR, [*getattr(model, _HOOKS_ATTR, []), *handles])
+    return handles
+
+
+def remove_masks(model) -> None:
+    """Remove every mask hook :func:`apply_masks` put on ``model``."""
+    for handle in getattr(model, _HOOKS_ATTR, []):
+        handle.remove()
+    setattr(model, _HOOKS_ATTR, [])
+
+
+# ----------------------------------------------------------------------------------------------- adapters
+
+
+def _same_base(recorded: str | None, actual: str) -> bool:
+    """Whether the adapter's ``base_model_name_or_path`` names the loaded model.
+
+    Paths are compared resolved. A recorded path that no longer exists (a run moved to another machine) is
+    accepted when its last component matches.
+    """
+    if not recorded:
+        return True
+    rec, act = Path(recorded).expanduser(), Path(actual).expanduser()
+    if rec.exists() and act.exists():
+        return rec.resolve() == act.resolve()
+    if not rec.exists() and act.exists():
+        return rec.name == act.resolve().name
+    return recorded == actual
+
+
+def check_adapter(model, stage_dir: str | os.PathLike) -> dict:
+    """Validate a stage's adapter against ``model`` without loading it; returns its adapter config."""
+    from safetensors import safe_open
+
+    stage = Path(stage_dir)
+    cfg_path, weights = stage / ADAPTER_CONFIG, stage / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        if (stage / "adapter_model.bin").is_file():
+            raise StageError(
+                f"{stage} has adapter_model.bin but no {ADAPTER_WEIGHTS} (only safetensors load)"
+            )
+        raise StageError(f"{stage} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as err:
+        raise StageError(f"unreadable {cfg_path}: {err}") from err
+    base = _base_of(model)
+    actual = getattr(base, "name_or_path", "") or getattr(base.config, "_name_or_path", "")
+    recorded = config.get("base_model_name_or_path")
+    if not _same_base(recorded, actual):
+        raise StageError(f"adapter {stage} was trained on base model {recorded}, not on {actual}")
+    modules = dict(base.named_modules())
+    with safe_open(str(weights), framework="pt") as f:
+        for key in f.keys():
+            _check_key(key, f.get_slice(key).get_shape(), modules, stage)
+    return config
+
+
+def _check_key(key: str, shape: list[int], modules: dict, stage: Path) -> None:
+    name = key.removeprefix(_PEFT_PREFIX)
+    for part in (".lora_A.weight", ".lora_B.weight"):
+        if name.endswith(part):
+            module_name = name[: -len(part)]
+            module = modules.get(module_name)
+            if module is None:
+                raise StageError(
+                    f"adapter {stage} targets {module_name!r}, which the base model does not have"
+                )
+            in_f, out_f = getattr(module, "in_features", None), getattr(module, "out_features", None)
+            fits = (shape[1] == in_f) if part == ".lora_A.weight" else (shape[0] == out_f)
+            if in_f is not None and out_f is not None and not fits:
+                raise StageError(
+                    f"adapter {stage} does not fit the base model: {key} has shape {list(shape)} but "
+                    f"{module_name!r} is {in_f}→{out_f}"
+                )
+            return
+
+
+def load_stage(model, stage_dir: str | os.PathLike, trainable: bool = False):
+    """Apply a stage dir to a base model: its PEFT adapter (not merged) and then its masks.
+
+    Returns the ``PeftModel`` (or ``model`` itself for a masks-only stage). With ``trainable=True`` the
+    adapter's weights require grad (an unlearning stage continues the previous stage's adapter). The base
+    model is modified in place by PEFT; use :func:`unload_stage` to get it back clean.
+    """
+    from peft import PeftModel
+
+    stage = Path(stage_dir)
+    if not stage.is_dir():
+        raise StageError(f"stage dir not found: {stage}")
+    has_adapter = (stage / ADAPTER_CONFIG).is_file()
+    masks = read_masks(stage)
+    if not has_adapter and not masks:
+        raise StageError(f"not a stage dir (no {ADAPTER_CONFIG} and no {MASKS_FILE}): {stage}")
+    if has_adapter:
+        check_adapter(model, stage)
+        model = PeftModel.from_pretrained(model, str(stage), is_trainable=trainable)
+    if not trainable:
+        model.eval()
+    if masks:
+        apply_masks(model, masks)
+    return model
+
+
+def unload_stage(model):
+    """Remove mask hooks and LoRA layers (without merging); returns the clean base model."""
+    remove_masks(model)
+    unload = getattr(model, "unload", None)
+    return unload() if callable(unload) else model

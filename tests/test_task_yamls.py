@@ -1,0 +1,162 @@
+"""The task YAMLs as lmms-eval sees them: indexing, versions, docs per split, data-dir handling."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from icu_tasks import hooks
+from icu_tasks.paths import task_yamls_dir
+from icu_tasks.schema import QA_FILE
+
+GENERATE_TASKS = ("icu_forget_vqa", "icu_forget_qa", "icu_retain_vqa", "icu_retain_qa", "icu_utility")
+MC_TASKS = tuple(f"{t}_mc" for t in GENERATE_TASKS)
+#: (split, view) each task scores; view None = both views.
+SELECTION = {
+    "icu_forget_vqa": ("forget", "vqa"),
+    "icu_forget_qa": ("forget", "qa"),
+    "icu_retain_vqa": ("retain_eval", "vqa"),
+    "icu_retain_qa": ("retain_eval", "qa"),
+    "icu_utility": ("utility", None),
+}
+
+
+@pytest.fixture(scope="module")
+def task_manager():
+    from lmms_eval.tasks import TaskManager
+
+    return TaskManager("WARNING", include_path=str(task_yamls_dir()), include_defaults=False)
+
+
+class _KeepTags(yaml.SafeLoader):
+    """Reads a task YAML as written (``!function`` kept as a plain string, ``include`` not followed)."""
+
+
+_KeepTags.add_constructor("!function", lambda loader, node: f"!function {loader.construct_scalar(node)}")
+
+
+def test_task_manager_indexes_all_tasks_and_groups(task_manager):
+    assert set(task_manager.all_subtasks) == set(GENERATE_TASKS + MC_TASKS)
+    assert set(task_manager.all_groups) == {"icu", "icu_mc"}
+    for group, tasks in (("icu", GENERATE_TASKS), ("icu_mc", MC_TASKS)):
+        config = yaml.load((task_yamls_dir() / f"{group}.yaml").read_text(), Loader=_KeepTags)
+        assert config["task"] == list(tasks)
+
+
+def test_every_yaml_has_a_version():
+    files = sorted(task_yamls_dir().glob("*.yaml"))
+    assert len(files) == len(GENERATE_TASKS + MC_TASKS) + 2
+    for path in files:
+        config = yaml.load(path.read_text(), Loader=_KeepTags)
+        assert isinstance(config.get("metadata", {}).get("version"), (int, float)), path.name
+
+
+def test_task_configs(task_manager):
+    """Resolved configs (templates included): output types, greedy decoding, our hooks and metrics."""
+    for name in GENERATE_TASKS + MC_TASKS:
+        config = task_manager._get_config(name)
+        mc = name.endswith("_mc")
+        assert config["output_type"] == ("multiple_choice" if mc else "generate_until")
+        assert config["process_docs"].__module__ == "icu_tasks.hooks"
+        assert config["process_docs"].__name__ == name.removeprefix("icu_").removesuffix("_mc") + "_docs"
+        assert [m["metric"] for m in config["metric_list"]] == list(
+            hooks.MC_METRICS if mc else hooks.GENERATE_METRICS
+        )
+        assert config["dataset_kwargs"]["data_files"]["test"].endswith("_stub.jsonl")
+        if not mc:
+            gen = config["generation_kwargs"]
+            assert gen["do_sample"] is False and gen["max_new_tokens"] <= 64
+
+
+def _expected_counts(data_dir) -> Counter:
+    """Rows per (split, view), read straight from qa.parquet (independently of the loader)."""
+    table = pq.read_table(data_dir / QA_FILE, columns=["split", "view"]).to_pylist()
+    return Counter((r["split"], r["view"]) for r in table)
+
+
+def _count(counts: Counter, split: str, view: str | None) -> int:
+    return sum(n for (s, v), n in counts.items() if s == split and (view is None or v == view))
+
+
+def test_docs_per_split(small_data_dir, task_manager, monkeypatch):
+    monkeypatch.setenv("ICU_DATA_DIR", str(small_data_dir))
+    counts = _expected_counts(small_data_dir)
+    loaded = task_manager.load_task_or_group(["icu", "icu_mc"])
+    tasks = {name: task for group in loaded.values() for name, task in group.items()}
+    assert set(tasks) == set(GENERATE_TASKS + MC_TASKS)
+    for name, task in tasks.items():
+        split, view = SELECTION[name.removesuffix("_mc")]
+        docs = task.test_docs()
+        assert len(docs) == _count(counts, split, view) > 0, name
+        assert set(docs["split"]) == {split}
+        if view is not None:
+            assert set(docs["view"]) == {view}
+    forget_ids = set(tasks["icu_forget_vqa"].test_docs()["forget_task"])
+    manifest_ids = set(hooks.open_task_data().task_ids)
+    assert forget_ids == manifest_ids and 0 not in forget_ids
+    assert set(tasks["icu_retain_qa"].test_docs()["forget_task"]) == {0}
+    # The multiple-choice target indexes the answer among four choices.
+    doc = tasks["icu_forget_qa_mc"].test_docs()[0]
+    assert (
+        tasks["icu_forget_qa_mc"].doc_to_choice(doc)[tasks["icu_forget_qa_mc"].doc_to_target(doc)]
+        == doc["answer"]
+    )
+
+
+@pytest.mark.parametrize("problem", ["missing", "not_a_dir", "no_qa"])
+def test_unusable_data_dir_fails_with_one_line(problem, tmp_path, small_data_dir, monkeypatch):
+    target = tmp_path / "icu"
+    if problem == "not_a_dir":
+        target.write_text("not a data dir")
+    elif problem == "no_qa":
+        shutil.copytree(small_data_dir, target)
+        (target / QA_FILE).unlink()
+    monkeypatch.setenv("ICU_DATA_DIR", str(target))
+    with pytest.raises(hooks.DataUnavailable) as info:
+        hooks.forget_vqa_docs()
+    message = str(info.value)
+    assert "\n" not in message and str(target) in message
+    assert "icu-bench data generate --out DIR" in message and "export ICU_DATA_DIR=DIR" in message
+    assert info.value.code == f"error: {message}"  # what the lmms-eval CLI prints before exiting 1
+
+
+def test_docs_follow_icu_data_dir_changes(small_data_dir, tmp_path, monkeypatch, task_manager):
+    """process_docs reads the data dir named at load time: no stale docs after ICU_DATA_DIR changes,
+    and none after a data dir is regenerated in place."""
+    from icu_tasks.generate import generate
+
+    def forget_docs():
+        return task_manager.load_task_or_group("icu_forget_qa")["icu_forget_qa"].test_docs()
+
+    monkeypatch.setenv("ICU_DATA_DIR", str(small_data_dir))
+    first = forget_docs()
+    other = tmp_path / "other"
+    generate(
+        other, seed=1, profiles=16, tasks=2, profiles_per_task=2, image_size=96, workers=1, progress=False
+    )
+    monkeypatch.setenv("ICU_DATA_DIR", str(other))
+    second = forget_docs()
+    assert len(second) == _count(_expected_counts(other), "forget", "qa") != len(first)
+    assert set(second["forget_task"]) == {1, 2}
+
+    # Regenerated in place with another seed: same path, new content.
+    shutil.rmtree(other)
+    generate(
+        other, seed=2, profiles=16, tasks=2, profiles_per_task=2, image_size=96, workers=1, progress=False
+    )
+    third = forget_docs()
+    expected = pq.read_table(other / QA_FILE).to_pylist()
+    assert third["answer"] == [r["answer"] for r in expected if r["split"] == "forget" and r["view"] == "qa"]
+    assert third["answer"] != second["answer"]
+
+
+def test_tasks_path_command_prints_the_include_path(capsys):
+    from icu_unlearn.cli import main
+
+    assert main(["tasks-path"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == str(task_yamls_dir()) and (task_yamls_dir() / "icu.yaml").is_file()
