@@ -1,0 +1,65 @@
+"""``icu-bench report RUN_DIR [RUN_DIR ...] [--out DIR] [--metric ...]``: continual metrics, tables, heatmaps."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from icu_tasks.continual import DEFAULT_METRIC, METRICS
+from icu_tasks.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``report`` command."""
+    p = subparsers.add_parser(
+        "report",
+        help="continual matrices, ICU metrics, report.md/json and heatmaps of one or more run dirs",
+        description="Read lmms-eval's results/samples files under RUN_DIR/eval/stage_K/ of every run, build the "
+        "continual matrices and metrics, and write report.md, report.json and PNG figures. Several runs are "
+        "compared side by side (one row per run).",
+    )
+    p.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run dir(s) of icu-bench run / the shell loop",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output dir (default: RUN_DIR/report; required for several runs)",
+    )
+    p.add_argument(
+        "--metric",
+        choices=METRICS,
+        default=DEFAULT_METRIC,
+        help=f"per-sample accuracy used for A/R/U (default {DEFAULT_METRIC}; mc_accuracy reads the _mc tasks)",
+    )
+    p.set_defaults(func=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Load every run first (a bad dir fails before anything is written), then write the report."""
+    from icu_tasks.continual import load_run
+    from icu_tasks.report import REPORT_MD, write_report
+
+    if len(args.run_dirs) > 1 and args.out is None:
+        raise ConfigError("several run dirs: pass --out DIR for the combined report")
+    out = args.out if args.out is not None else args.run_dirs[0] / "report"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    runs = [load_run(d, metric=args.metric, progress=True) for d in args.run_dirs]
+    report = write_report(runs, out)
+    for s in report["runs"]:
+        m = s["metrics"]
+        shown = ", ".join(
+            f"{key}={'n/a' if m[key] is None or (isinstance(m[key], float) and math.isnan(m[key])) else f'{m[key]:.3f}'}"
+            for key in ("fe_vqa", "fe_qa", "hfp_vqa", "hfp_qa", "ru", "stability")
+        )
+        missing = f" (missing stages: {s['missing_stages']})" if s["missing_stages"] else ""
+        print(f"{s['name']} [{s['method']}]: {shown}{missing}")
+    print(f"report written to {out / REPORT_MD}")
+    return 0

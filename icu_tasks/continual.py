@@ -1,0 +1,361 @@
+"""Continual matrices from lmms-eval's own output files of every stage of a run dir.
+
+A run dir ``RUN/`` holds ``run.json``, ``stage_K/`` (K >= 1) and ``eval/stage_K/`` (K >= 0; 0 = the vanilla
+model), where ``eval/stage_K`` is the ``--output_path`` of one or more lmms-eval evaluations with
+``--log_samples``. lmms-eval 0.7.3 (``loggers/evaluation_tracker.py``) writes, under a sub-folder named after
+the model (``sanitize_model_name`` of ``pretrained=``; absent when no model_args were given):
+
+* ``<date>_results.json`` — aggregated scores plus ``configs`` (the tasks) and ``n-samples``; written first;
+* ``<date>_samples_<task>.jsonl`` — one record per doc, written after the results file, in append mode. A
+  record holds ``doc_id``, ``doc``, ``target``, ``filtered_resps`` … and, under every metric name, what the
+  task's ``process_results`` returned: for the ICU tasks ONE payload dict ``{"id", "forget_task", "split",
+  "view", "field", "prediction", "exact_match", "contains", "rougeL_recall"}`` (``mc_accuracy`` for ``_mc``).
+
+So the same reader serves the shell loop (``lmms-eval`` CLI) and the in-process runner (``simple_evaluate`` +
+``EvaluationTracker``). Several evaluations in one stage dir are merged per task: for each task the newest
+*complete* samples file wins (complete = its results file exists and the file has ``n-samples.effective``
+parseable records). A stage with no usable samples is a row of NaN and is listed in ``missing``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from icu_tasks.errors import ConfigError, StageError
+from icu_tasks.icu_metrics import fluency as fluency_of
+from icu_tasks.schema import VIEWS
+
+#: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
+METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall", "mc_accuracy")
+GENERATE_METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall")
+DEFAULT_METRIC = "contains"
+
+RUN_FILE = "run.json"
+STAGE_FILE = "stage.json"
+EVAL_DIR = "eval"
+_STAGE_DIR = re.compile(r"^stage_(\d+)$")
+_RESULTS = re.compile(r"^(?P<date>.+)_results\.json$")
+_SAMPLES = re.compile(r"^(?P<date>.+?)_samples_(?P<task>.+)\.jsonl$")
+
+
+@dataclass
+class ContinualRun:
+    """The matrices of one run. Arrays have one row per stage 0..T (NaN where not scored).
+
+    ``forget[view]`` has shape ``(T + 1, J)``: ``forget[view][k, j - 1]`` is A[k][j], the accuracy on forget
+    task j after stage k, for every task seen in the samples (future tasks included). ``retain`` pools both
+    views of retain-eval, ``retain_by_view`` keeps them apart; ``utility`` is the utility split; ``fluency`` is
+    the mean n-gram entropy of all generated answers of the stage (generate_until tasks only).
+    """
+
+    root: Path
+    name: str
+    method: str
+    metric: str
+    forget: dict[str, np.ndarray]
+    retain: np.ndarray
+    retain_by_view: dict[str, np.ndarray]
+    utility: np.ndarray
+    fluency: np.ndarray
+    n_samples: list[int]
+    stage_methods: dict[int, str] = field(default_factory=dict)
+    sources: dict[int, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def stages(self) -> int:
+        """T, the number of unlearning stages the run has (or plans)."""
+        return self.retain.shape[0] - 1
+
+    @property
+    def tasks(self) -> int:
+        """J, the number of forget-task columns."""
+        return self.forget[VIEWS[0]].shape[1]
+
+    @property
+    def A_vqa(self) -> np.ndarray:
+        """Forget accuracy, image+question view: ``A_vqa[k, j - 1]`` = A[k][j]."""
+        return self.forget["vqa"]
+
+    @property
+    def A_qa(self) -> np.ndarray:
+        """Forget accuracy, text-only view: ``A_qa[k, j - 1]`` = A[k][j]."""
+        return self.forget["qa"]
+
+    @property
+    def scored(self) -> list[int]:
+        """Stages with at least one usable sample for the chosen metric."""
+        return [k for k, n in enumerate(self.n_samples) if n > 0]
+
+    @property
+    def missing(self) -> list[int]:
+        """Stages 0..T with nothing usable (not run yet, not scored, or a crashed evaluation)."""
+        return [k for k, n in enumerate(self.n_samples) if n == 0]
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StageError(
+            f"{path}: cannot read {what} ({type(err).__name__}); fix or remove the file"
+        ) from None
+
+
+def _stage_indices(folder: Path) -> set[int]:
+    if not folder.is_dir():
+        return set()
+    return {int(m.group(1)) for p in folder.iterdir() if p.is_dir() and (m := _STAGE_DIR.match(p.name))}
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """True if ``path`` looks like a run dir: ``run.json``, ``stage_K/`` or ``eval/stage_K/`` inside."""
+    root = Path(path)
+    return root.is_dir() and (
+        (root / RUN_FILE).is_file() or bool(_stage_indices(root)) or bool(_stage_indices(root / EVAL_DIR))
+    )
+
+
+def _read_records(path: Path) -> tuple[list[dict], bool]:
+    """The parseable JSON records of a samples file and whether every non-empty line parsed."""
+    records, clean = [], True
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                clean = False  # a truncated last line: the writer was killed
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+    return records, clean
+
+
+def _expected_count(results: dict, task: str) -> int | None:
+    n = results.get("n-samples", {}).get(task, {})
+    eff = n.get("effective") if isinstance(n, dict) else None
+    return int(eff) if isinstance(eff, (int, float)) else None
+
+
+def stage_records(stage_eval_dir: Path) -> tuple[list[dict], list[str], list[str]]:
+    """Merge the lmms-eval sample records of one stage's eval dir.
+
+    Returns (records, files used, notes). Per task the newest complete samples file wins; records are then
+    deduplicated by (scoring kind, sample id), newer files overriding older ones.
+    """
+    notes: list[str] = []
+    results_by_key: dict[tuple[Path, str], dict] = {}
+    for path in sorted(stage_eval_dir.rglob("*_results.json")):
+        m = _RESULTS.match(path.name)
+        if m:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                notes.append(
+                    f"{path}: unreadable results file (an evaluation killed while writing?), skipped"
+                )
+                continue
+            results_by_key[(path.parent, m.group("date"))] = data if isinstance(data, dict) else {}
+    candidates: dict[str, list[tuple[tuple[str, float], Path, int | None]]] = defaultdict(list)
+    orphans = 0
+    for path in stage_eval_dir.rglob("*_samples_*.jsonl"):
+        m = _SAMPLES.match(path.name)
+        if not m:
+            continue
+        results = results_by_key.get((path.parent, m.group("date")))
+        if results is None:
+            orphans += 1
+            continue
+        task = m.group("task")
+        if results.get("configs") and task not in results["configs"]:
+            continue
+        order = (m.group("date"), path.stat().st_mtime)
+        candidates[task].append((order, path, _expected_count(results, task)))
+    if orphans:
+        notes.append(f"{stage_eval_dir}: ignored {orphans} samples file(s) without their results file")
+    chosen: list[tuple[tuple[str, float], Path, list[dict]]] = []
+    for task, options in sorted(candidates.items()):
+        for order, path, expected in sorted(options, key=lambda o: o[0], reverse=True):
+            records, clean = _read_records(path)
+            if clean and (expected is None or len(records) >= expected):
+                chosen.append((order, path, records))
+                break
+            notes.append(f"{path}: incomplete ({len(records)} of {expected} records), skipped")
+        else:
+            notes.append(f"{stage_eval_dir}: no complete samples file for task {task}")
+    merged: dict[tuple[str, str], dict] = {}
+    for _, path, records in sorted(chosen, key=lambda c: c[0]):
+        for i, rec in enumerate(records):
+            kind = "mc" if "mc_accuracy" in rec else "gen"
+            payload = _payload(rec, ("mc_accuracy",) if kind == "mc" else GENERATE_METRICS)
+            sid = payload.get("id") if payload else None
+            merged[(kind, str(sid) if sid is not None else f"{path}:{i}")] = rec
+    return list(merged.values()), [str(c[1]) for c in chosen], notes
+
+
+def _payload(rec: dict, metrics: tuple[str, ...]) -> dict | None:
+    """The process_results payload of a record (first of ``metrics`` stored as a dict), else None."""
+    for name in metrics:
+        value = rec.get(name)
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _score(rec: dict, metric: str) -> tuple[float, str, str, int] | None:
+    """(value, split, view, forget_task) of a record for ``metric``, or None if it does not carry it."""
+    if metric not in rec:
+        return None
+    value = rec[metric]
+    meta = value if isinstance(value, dict) else rec.get("doc") or {}
+    if isinstance(value, dict):
+        value = value.get(metric)
+    try:
+        score = float(value)
+        split, view, task = str(meta["split"]), str(meta["view"]), int(meta.get("forget_task") or 0)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (score, split, view, task) if not math.isnan(score) else None
+
+
+def _prediction(rec: dict) -> str | None:
+    payload = _payload(rec, GENERATE_METRICS)
+    if payload is None or "mc_accuracy" in rec:
+        return None
+    pred = payload.get("prediction")
+    return pred if isinstance(pred, str) else None
+
+
+def _declared_stages(run_json: dict) -> int:
+    for key in ("stages", "num_stages", "n_stages"):
+        value = run_json.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+            return max(value)
+    return 0
+
+
+def _name_of(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("name")
+    return str(value) if isinstance(value, str) and value else None
+
+
+def _stage_meta(root: Path, k: int, notes: list[str]) -> str | None:
+    """The method named in ``stage_k/stage.json``; notes a forget-task list other than [k]."""
+    path = root / f"stage_{k}" / STAGE_FILE
+    if not path.is_file():
+        return None
+    meta = _read_json(path, "a stage.json")
+    if not isinstance(meta, dict):
+        return None
+    for key in ("forget_tasks", "forget_task_ids", "forget_task"):
+        tasks = meta.get(key)
+        if tasks is None:
+            continue
+        tasks = tasks if isinstance(tasks, list) else [tasks]
+        if [int(t) for t in tasks if isinstance(t, (int, str)) and str(t).isdigit()] != [k]:
+            notes.append(f"stage {k} forgot task(s) {tasks}; the metrics assume stage k forgets task k")
+        break
+    return _name_of(meta.get("method"))
+
+
+def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool = False) -> ContinualRun:
+    """Build the continual matrices of one run dir (finished or partial) for ``metric``.
+
+    Raises :class:`StageError` if ``run_dir`` is not a run dir, :class:`ConfigError` for an unknown metric.
+    """
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    root = Path(run_dir)
+    if not root.exists():
+        raise StageError(f"run dir {root} does not exist")
+    if not is_run_dir(root):
+        raise StageError(f"{root} is not a run dir (no {RUN_FILE}, stage_K/ or {EVAL_DIR}/stage_K/ inside)")
+    run_json: dict = {}
+    if (root / RUN_FILE).is_file():
+        loaded = _read_json(root / RUN_FILE, "run.json")
+        run_json = loaded if isinstance(loaded, dict) else {}
+    eval_stages = _stage_indices(root / EVAL_DIR)
+    T = max([_declared_stages(run_json), *_stage_indices(root), *eval_stages, 0])
+    notes: list[str] = []
+
+    per_stage: list[list[tuple[float, str, str, int]]] = []
+    preds: list[list[str]] = []
+    sources: dict[int, list[str]] = {}
+    from tqdm.auto import tqdm
+
+    for k in tqdm(range(T + 1), desc=f"reading {root.name}", unit="stage", disable=not progress):
+        scores, texts = [], []
+        if k in eval_stages:
+            records, used, stage_notes = stage_records(root / EVAL_DIR / f"stage_{k}")
+            notes.extend(stage_notes)
+            sources[k] = used
+            scores = [s for rec in records if (s := _score(rec, metric)) is not None]
+            texts = [p for rec in records if (p := _prediction(rec)) is not None]
+        per_stage.append(scores)
+        preds.append(texts)
+
+    J = max([T, *(s[3] for scores in per_stage for s in scores if s[1] == "forget")])
+    forget = {view: np.full((T + 1, J), math.nan) for view in VIEWS}
+    retain = np.full(T + 1, math.nan)
+    retain_by_view = {view: np.full(T + 1, math.nan) for view in VIEWS}
+    utility = np.full(T + 1, math.nan)
+    for k, scores in enumerate(per_stage):
+        cells: dict[tuple[str, int], list[float]] = defaultdict(list)
+        ret: dict[str, list[float]] = defaultdict(list)
+        util: list[float] = []
+        for value, split, view, task in scores:
+            if split == "forget" and task >= 1 and view in forget:
+                cells[(view, task)].append(value)
+            elif split == "retain_eval":
+                ret[view].append(value)
+            elif split == "utility":
+                util.append(value)
+        for (view, task), values in cells.items():
+            forget[view][k, task - 1] = float(np.mean(values))
+        pooled = [v for values in ret.values() for v in values]
+        retain[k] = float(np.mean(pooled)) if pooled else math.nan
+        for view in VIEWS:
+            retain_by_view[view][k] = float(np.mean(ret[view])) if ret.get(view) else math.nan
+        utility[k] = float(np.mean(util)) if util else math.nan
+        if scores and not pooled:
+            notes.append(f"stage {k}: no retain-eval samples scored with {metric}")
+        if scores and not util:
+            notes.append(f"stage {k}: no utility samples scored with {metric}")
+    n_samples = [len(s) for s in per_stage]
+    missing = [k for k, n in enumerate(n_samples) if n == 0]
+    if missing:
+        notes.append(f"stage(s) {', '.join(map(str, missing))} not scored with {metric} (rows of NaN)")
+
+    stage_methods = {k: m for k in range(1, T + 1) if (m := _stage_meta(root, k, notes))}
+    method = _name_of(run_json.get("method"))
+    if method is None and stage_methods:
+        method = Counter(stage_methods.values()).most_common(1)[0][0]
+    name = _name_of(run_json.get("name")) or root.resolve().name
+    return ContinualRun(
+        root=root,
+        name=name,
+        method=method or root.resolve().name,
+        metric=metric,
+        forget=forget,
+        retain=retain,
+        retain_by_view=retain_by_view,
+        utility=utility,
+        fluency=np.array([fluency_of(texts) for texts in preds]),
+        n_samples=n_samples,
+        stage_methods=stage_methods,
+        sources=sources,
+        notes=notes,
+    )

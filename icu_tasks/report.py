@@ -1,0 +1,245 @@
+"""The ICU-Bench report: ``report.md`` + ``report.json`` (one row per run) and the PNG figures.
+
+:func:`run_summary` turns one :class:`~icu_tasks.continual.ContinualRun` into its metrics (DESIGN §7, per
+forget view for FE/HFP/rebound), :func:`write_report` writes everything for one or several runs side by side.
+Every file is written to a temp name and renamed, so a report file is complete or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from icu_tasks import icu_metrics as im
+from icu_tasks import plots
+from icu_tasks.continual import ContinualRun
+from icu_tasks.schema import VIEWS
+
+REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
+FIRST_TASK_PNG = "first_task.png"
+#: Forget-matrix columns shown in report.md (report.json always has the full matrix).
+MD_MAX_TASKS = 20
+
+#: (key in report.json's ``metrics``, column header in report.md), in table order.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("fe_vqa", "FE VQA ↑"),
+    ("fe_qa", "FE QA ↑"),
+    ("hfp_vqa", "HFP VQA ↑"),
+    ("hfp_qa", "HFP QA ↑"),
+    ("rebound_vqa", "rebound VQA ↓"),
+    ("rebound_qa", "rebound QA ↓"),
+    ("ru", "RU ↑"),
+    ("stability", "stability ↑"),
+)
+
+DEFINITIONS = """\
+- **FE** (forgetting effectiveness) = mean_k clip(1 − A[k][k] / A[0][k], 0, 1): how much of task k is gone
+  right after stage k (1 = all).
+- **HFP** (historical forgetting preservation) = mean over k ≥ 2, j < k of (1 − A[k][j] / A[0][j]): whether
+  earlier tasks stay forgotten (undefined for a single stage).
+- **rebound** = mean over k ≥ 2, j < k of max(0, A[k][j] − A[j][j]): accuracy an earlier task regained.
+- **RU** (retained utility) = mean_k ½ (R[k]/R[0] + U[k]/U[0]) over stages k ≥ 1 (1 = nothing lost).
+- **stability** = 1 − mean_k |RU_k − RU_{k−1}|; the worst stage is the one with the largest swing.
+- **fluency** = ROME's weighted bi/tri-gram entropy (bits) of the generated answers, stage 0 → last scored.
+- A task the vanilla model did not know (A[0][j] = 0) is excluded from FE/HFP/rebound; a stage that was
+  not scored is a row of NaN and is skipped (see each run's notes)."""
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _list(x: np.ndarray) -> Any:
+    return [_list(row) for row in x] if x.ndim > 1 else [_num(float(v)) for v in x]
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text).strip("._") or "run"
+
+
+def run_summary(run: ContinualRun) -> dict[str, Any]:
+    """The metrics of one run as a JSON-ready dict (NaN → None, with every metric's notes)."""
+    values: dict[str, im.MetricValue] = {}
+    for view in VIEWS:
+        A = run.forget[view]
+        values[f"fe_{view}"] = im.forgetting_effectiveness(A)
+        values[f"hfp_{view}"] = im.historical_forgetting_preservation(A)
+        values[f"rebound_{view}"] = im.rebound(A)
+    values["ru"] = im.retained_utility(run.retain, run.utility)
+    values["stability"] = im.stability(run.retain, run.utility)
+    worst = im.worst_stage(run.retain, run.utility)
+    scored_fluency = [k for k in range(run.stages + 1) if not math.isnan(run.fluency[k])]
+    last = scored_fluency[-1] if scored_fluency else None
+    return {
+        "name": run.name,
+        "method": run.method,
+        "path": str(run.root),
+        "metric": run.metric,
+        "stages": run.stages,
+        "tasks": run.tasks,
+        "scored_stages": run.scored,
+        "missing_stages": run.missing,
+        "metrics": {key: _num(v.value) for key, v in values.items()}
+        | {
+            "worst_stage": worst.stage,
+            "worst_stage_swing": _num(worst.value),
+            "fluency_stage0": _num(float(run.fluency[0])),
+            "fluency_final": _num(float(run.fluency[last])) if last is not None else None,
+            "fluency_final_stage": last,
+        },
+        "metric_notes": {key: list(v.notes) for key, v in values.items() if v.notes},
+        "per_stage": {
+            "retain": _list(run.retain),
+            **{f"retain_{view}": _list(run.retain_by_view[view]) for view in VIEWS},
+            "utility": _list(run.utility),
+            "ru": _list(im.retained_utility_per_stage(run.retain, run.utility)),
+            "fluency": _list(run.fluency),
+            "n_samples": list(run.n_samples),
+        },
+        "forget": {view: _list(run.forget[view]) for view in VIEWS},
+        "stage_methods": {str(k): m for k, m in run.stage_methods.items()},
+        "sources": {str(k): files for k, files in run.sources.items()},
+        "notes": list(run.notes),
+    }
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _labels(runs: list[ContinualRun]) -> list[str]:
+    """Unique, file-safe labels for the runs (a repeated name gets a numeric suffix)."""
+    labels: list[str] = []
+    for run in runs:
+        base = _slug(run.name)
+        label, i = base, 2
+        while label in labels:
+            label, i = f"{base}_{i}", i + 1
+        labels.append(label)
+    return labels
+
+
+def _figures(run: ContinualRun, label: str, out: Path) -> dict[str, str]:
+    files = {}
+    for view in VIEWS:
+        name = f"{label}_forget_{view}.png"
+        title = f"{run.name} ({run.method}): forget {view.upper()} accuracy ({run.metric})"
+        plots.forget_heatmap(run.forget[view], out / name, title)
+        files[f"forget_{view}"] = name
+    name = f"{label}_retain_utility.png"
+    series = {"retain (both views)": run.retain}
+    series |= {f"retain {view.upper()}": run.retain_by_view[view] for view in VIEWS}
+    series["utility"] = run.utility
+    plots.retain_utility_curves(
+        series, out / name, f"{run.name} ({run.method}): retain and utility ({run.metric})"
+    )
+    files["retain_utility"] = name
+    return files
+
+
+def _md_matrix(A: np.ndarray, view: str) -> list[str]:
+    n = min(A.shape[1], max(A.shape[0] - 1, 1), MD_MAX_TASKS)
+    if n == 0:
+        return [f"Forget accuracy, {view.upper()}: no forget task scored.", ""]
+    more = " (first tasks only; full matrix in report.json)" if A.shape[1] > n else ""
+    lines = [f"Forget accuracy A[k][j], {view.upper()} (rows: after stage k; columns: task j){more}", ""]
+    lines.append("| k | " + " | ".join(f"j={j}" for j in range(1, n + 1)) + " |")
+    lines.append("|---" * (n + 1) + "|")
+    for k in range(A.shape[0]):
+        lines.append(f"| {k} | " + " | ".join(_fmt(A[k, j], 2) for j in range(n)) + " |")
+    return lines + [""]
+
+
+def _md(summaries: list[dict[str, Any]], runs: list[ContinualRun], metric: str) -> str:
+    out = ["# ICU-Bench continual unlearning report", "", f"Accuracy metric: `{metric}`.", ""]
+    header = (
+        ["run", "method", "stages scored"] + [h for _, h in COLUMNS] + ["worst stage", "fluency 0 → last"]
+    )
+    out.append("| " + " | ".join(header) + " |")
+    out.append("|---" * len(header) + "|")
+    for s in summaries:
+        m = s["metrics"]
+        scored = f"{len([k for k in s['scored_stages'] if k > 0])}/{s['stages']}"
+        if 0 not in s["scored_stages"]:
+            scored += " (no stage 0)"
+        row = [s["name"], s["method"], scored] + [_fmt(m[key]) for key, _ in COLUMNS]
+        row.append(
+            "n/a" if m["worst_stage"] is None else f"{m['worst_stage']} (Δ {_fmt(m['worst_stage_swing'])})"
+        )
+        row.append(f"{_fmt(m['fluency_stage0'], 2)} → {_fmt(m['fluency_final'], 2)}")
+        out.append("| " + " | ".join(row) + " |")
+    out += [
+        "",
+        "n/a: undefined or not scored; the reason is in the run's notes below.",
+        "",
+        "## Definitions",
+        "",
+    ]
+    out += [DEFINITIONS, ""]
+    out += ["## First task across stages", "", f"![first task]({FIRST_TASK_PNG})", ""]
+    for s, run in zip(summaries, runs, strict=True):
+        out += [f"## {s['name']} ({s['method']})", "", f"- path: `{s['path']}`"]
+        out.append(
+            f"- stages: {s['stages']}; scored: {s['scored_stages'] or 'none'}; missing: {s['missing_stages'] or 'none'}"
+        )
+        grouped: dict[str, list[str]] = {}
+        for key, texts in s["metric_notes"].items():
+            for text in texts:
+                grouped.setdefault(text, []).append(key)
+        notes = list(s["notes"]) + [f"{', '.join(keys)}: {text}" for text, keys in grouped.items()]
+        out += [f"- note: {n}" for n in notes] + [""]
+        for view in VIEWS:
+            out += _md_matrix(run.forget[view], view)
+        out += [
+            "| k | retain | retain VQA | retain QA | utility | RU_k | fluency | samples |",
+            "|---" * 8 + "|",
+        ]
+        ps = s["per_stage"]
+        for k in range(run.stages + 1):
+            cells = [ps[key][k] for key in ("retain", "retain_vqa", "retain_qa", "utility", "ru")]
+            out.append(
+                f"| {k} | "
+                + " | ".join(_fmt(c) for c in cells)
+                + f" | {_fmt(ps['fluency'][k], 2)} | {ps['n_samples'][k]} |"
+            )
+        out.append("")
+        out += [f"![{key}]({name})" for key, name in s["figures"].items()] + [""]
+    return "\n".join(out)
+
+
+def write_report(runs: list[ContinualRun], out_dir: str | Path) -> dict[str, Any]:
+    """Write report.md, report.json and the PNGs for ``runs`` into ``out_dir``; returns the JSON dict."""
+    if not runs:
+        raise ValueError("write_report needs at least one run")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metric = runs[0].metric
+    summaries = []
+    for run, label in zip(runs, _labels(runs), strict=True):
+        summary = run_summary(run)
+        summary["figures"] = _figures(run, label, out)
+        summaries.append(summary)
+    series = {
+        view: {f"{r.name} ({r.method})": r.forget[view][:, 0] for r in runs if r.tasks >= 1} for view in VIEWS
+    }
+    plots.first_task_curves(series, out / FIRST_TASK_PNG, f"Forget accuracy on the first task ({metric})")
+    report = {"metric": metric, "runs": summaries, "figures": {"first_task": FIRST_TASK_PNG}}
+    _write_text(out / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    _write_text(out / REPORT_MD, _md(summaries, runs, metric))
+    return report

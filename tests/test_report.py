@@ -1,0 +1,342 @@
+"""The continual report from lmms-eval result files written by lmms-eval's own code.
+
+The fixture builds each logged sample with lmms-eval 0.7.3's ``evaluator._process_document_results`` (the code
+that turns a doc + its requests + ``process_results`` into a sample record) and writes the files with its
+``EvaluationTracker`` exactly as ``lmms_eval.__main__.cli_evaluate`` does (``save_results_aggregated`` then
+``save_results_samples`` per task), so file names, the model sub-folder and the record layout are lmms-eval's.
+Scoring goes through the task suite's real hooks (``icu_tasks.hooks.process_results`` /
+``mc_process_results``). The one stand-in is the aggregated ``results`` dict, reproduced with the keys
+``simple_evaluate`` puts there (results, group_subtasks, configs, versions, n-shot, higher_is_better,
+n-samples, config, date) — the reader only uses ``configs`` and ``n-samples``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from icu_tasks import hooks
+from icu_tasks import icu_metrics as im
+from icu_tasks.continual import load_run
+from icu_tasks.plots import CURVE_SIZE, DPI, FIRST_TASK_SIZE, HEATMAP_SIZE
+from icu_tasks.report import write_report
+
+N_DOCS = 4  # docs per (task, view) cell: accuracies are multiples of 1/4
+# Target contains-accuracy per stage (rows k = 0..3) and task (columns j = 1..4; task 4 is never forgotten).
+A_VQA = [[1.0, 0.75, 1.0, 1.0], [0.25, 0.75, 1.0, 1.0], [0.5, 0.0, 1.0, 0.75], [0.25, 0.25, 0.0, 1.0]]
+A_QA = [[1.0, 1.0, 0.75, 1.0], [0.5, 1.0, 0.75, 1.0], [0.5, 0.25, 0.75, 1.0], [0.5, 0.5, 0.25, 0.75]]
+R_VQA = [1.0, 0.75, 0.75, 0.5]
+R_QA = [1.0, 1.0, 0.75, 0.75]
+UTIL = [1.0, 1.0, 0.75, 0.75]
+MODEL_ARGS = "pretrained=/models/icu/vanilla,adapter=RUN/stage_k,batch_size=8"
+
+
+class _Task:
+    """The attributes ``_process_document_results`` reads from an lmms-eval Task, wired to the real hooks."""
+
+    class config:  # noqa: N801 - mirrors Task.config
+        repeats = 1
+
+    process_results = staticmethod(hooks.process_results)
+    doc_to_target = staticmethod(hooks.doc_to_target)
+
+
+class _McTask(_Task):
+    process_results = staticmethod(hooks.mc_process_results)
+    doc_to_target = staticmethod(hooks.mc_doc_to_target)
+
+
+def _doc(task: str, split: str, view: str, forget_task: int, i: int) -> dict:
+    answer = f"value {task} {forget_task} {i}"
+    return {
+        "id": f"{split}-{view}-{forget_task}-{i}",
+        "profile_id": f"p{forget_task}-{i}",
+        "domain": "medical" if i % 2 else "labor",
+        "field": "address",
+        "view": view,
+        "question": f"What is the address of person {i}?",
+        "answer": answer,
+        "choices": [answer, "wrong a", "wrong b", "wrong c"],
+        "image": f"images/p{forget_task}-{i}_address.png" if view == "vqa" else None,
+        "forget_task": forget_task,
+        "split": split,
+    }
+
+
+def _prediction(doc: dict, correct: bool, i: int) -> str:
+    if not correct:
+        return "I do not know this person at all"
+    return doc["answer"] if i % 2 == 0 else f"It is {doc['answer']}."  # exact match only for even i
+
+
+def _stage_docs(k: int) -> dict[str, list[tuple[dict, bool]]]:
+    """task name -> [(doc, answered correctly?)] for stage k, following the target tables above."""
+    tasks: dict[str, list[tuple[dict, bool]]] = {}
+    for view, table in (("vqa", A_VQA), ("qa", A_QA)):
+        rows = []
+        for j, acc in enumerate(table[k], start=1):
+            n_right = round(acc * N_DOCS)
+            rows += [(_doc(f"f{view}", "forget", view, j, i), i < n_right) for i in range(N_DOCS)]
+        tasks[f"icu_forget_{view}"] = rows
+    for view, values in (("vqa", R_VQA), ("qa", R_QA)):
+        n_right = round(values[k] * N_DOCS)
+        tasks[f"icu_retain_{view}"] = [
+            (_doc("r", "retain_eval", view, 0, i), i < n_right) for i in range(N_DOCS)
+        ]
+    n_right = round(UTIL[k] * N_DOCS)
+    tasks["icu_utility"] = [(_doc("u", "utility", "vqa", 0, i), i < n_right) for i in range(N_DOCS)]
+    return tasks
+
+
+def write_lmms_eval_output(
+    out: Path, tasks: dict, date: str, model_args: str = MODEL_ARGS, mc: bool = False
+) -> Path:
+    """Write one evaluation's results JSON + samples JSONL the way the lmms-eval CLI does; returns the folder."""
+    from lmms_eval.api.instance import Instance
+    from lmms_eval.evaluator import _process_document_results
+    from lmms_eval.loggers import EvaluationTracker
+
+    tracker = EvaluationTracker(output_path=str(out))
+    tracker.general_config_tracker.log_experiment_args(
+        model_source="icu_hf",
+        model_args=model_args,
+        system_instruction=None,
+        chat_template=None,
+        fewshot_as_multiturn=False,
+    )
+    samples, results = {}, {}
+    for task, docs in tasks.items():
+        logged, scores = [], []
+        for doc_id, (doc, correct) in enumerate(docs):
+            meta = {"task": task, "doc_id": doc_id, "repeats": 1}
+            if mc:
+                lls = [(-1.0 if (c == doc["answer"]) == correct else -5.0, False) for c in doc["choices"]]
+                reqs = [
+                    Instance(
+                        "loglikelihood",
+                        (doc["question"], c, lambda d: [], doc_id, task, "test"),
+                        idx=i,
+                        metadata=meta,
+                    )
+                    for i, c in enumerate(doc["choices"])
+                ]
+                for req, ll in zip(reqs, lls, strict=True):
+                    req.resps, req.filtered_resps["none"] = [ll], ll
+            else:
+                pred = _prediction(doc, correct, doc_id)
+                gen_kwargs = {"max_new_tokens": 32, "until": ["\n"]}
+                req = Instance(
+                    "generate_until",
+                    (doc["question"], gen_kwargs, lambda d: [], doc_id, task, "test"),
+                    idx=0,
+                    metadata=meta,
+                )
+                req.resps, req.filtered_resps["none"] = [pred], pred
+                reqs = [req]
+            for req in reqs:
+                req.doc = doc
+            processed = _process_document_results(
+                (doc_id, doc, reqs),
+                task=_McTask if mc else _Task,
+                filter_key="none",
+                reasoning_tags=None,
+                log_samples=True,
+            )
+            logged.append(processed.logged_sample)
+            scores.append(processed.metrics)
+        samples[task] = logged
+        metric_names = list(scores[0])
+        results[task] = (
+            {"alias": task}
+            | {f"{m},none": float(np.mean([s[m][m] for s in scores])) for m in metric_names}
+            | {f"{m}_stderr,none": "N/A" for m in metric_names}
+        )
+    n = {t: {"original": len(d), "effective": len(d)} for t, d in tasks.items()}
+    aggregated = {
+        "results": results,
+        "group_subtasks": {t: [] for t in tasks},
+        "configs": {
+            t: {"task": t, "output_type": "multiple_choice" if mc else "generate_until"} for t in tasks
+        },
+        "versions": dict.fromkeys(tasks, 0.1),
+        "n-shot": dict.fromkeys(tasks, 0),
+        "higher_is_better": {t: dict.fromkeys(results[t], True) for t in tasks},
+        "n-samples": n,
+        "config": {"model": "icu_hf", "model_args": model_args, "batch_size": "8"},
+        "date": date,
+    }
+    tracker.save_results_aggregated(results=aggregated, samples=samples, datetime_str=date)
+    for task in aggregated["configs"]:
+        tracker.save_results_samples(task_name=task, samples=samples[task])
+    return Path(out) / tracker.general_config_tracker.model_name_sanitized
+
+
+def _make_run(root: Path, name: str, method: str, stages_scored: range, stages: int = 3) -> Path:
+    root.mkdir(parents=True)
+    (root / "run.json").write_text(json.dumps({"name": name, "method": method, "stages": stages}))
+    for k in range(1, stages + 1):
+        (root / f"stage_{k}").mkdir()
+        (root / f"stage_{k}" / "stage.json").write_text(json.dumps({"method": method, "forget_tasks": [k]}))
+    for k in stages_scored:
+        write_lmms_eval_output(root / "eval" / f"stage_{k}", _stage_docs(k), date=f"20260101_00000{k}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("runs")
+    full = _make_run(base / "npo_run", "npo-demo", "npo_diff", range(4))
+    partial = _make_run(base / "ga_run", "ga-demo", "ga", range(3))  # stage 3 trained but not scored yet
+    return {"full": full, "partial": partial}
+
+
+def _png(path: Path, size: tuple[float, float]) -> None:
+    img = Image.open(path)
+    assert img.size == (int(size[0] * DPI), int(size[1] * DPI))
+    # a blank canvas has zero variance; any drawn axis, line or cell puts it far above 1 grey level
+    assert np.asarray(img.convert("L"), dtype=float).std() > 1.0
+
+
+def test_lmms_eval_layout_is_what_the_reader_expects(runs):
+    folder = runs["full"] / "eval" / "stage_0" / "icu__vanilla"  # lmms-eval's sanitize_model_name(pretrained)
+    assert (folder / "20260101_000000_results.json").is_file()
+    rec = json.loads((folder / "20260101_000000_samples_icu_forget_vqa.jsonl").read_text().splitlines()[0])
+    assert (
+        rec["contains"] is not None and rec["contains"]["forget_task"] == 1
+    )  # payload under the metric name
+    assert "doc" not in rec and "arguments" not in rec  # lmms-eval drops them when saving
+
+
+def test_matrices_from_samples(runs):
+    run = load_run(runs["full"])
+    assert (run.name, run.method, run.stages, run.tasks) == ("npo-demo", "npo_diff", 3, 4)
+    np.testing.assert_allclose(run.A_vqa, A_VQA)
+    np.testing.assert_allclose(run.A_qa, A_QA)
+    np.testing.assert_allclose(run.retain_by_view["vqa"], R_VQA)
+    np.testing.assert_allclose(run.retain, (np.array(R_VQA) + np.array(R_QA)) / 2)  # equal counts per view
+    np.testing.assert_allclose(run.utility, UTIL)
+    assert run.missing == [] and run.notes == []
+    # fluency: the wrong answer "I do not know this person at all" is 8 distinct tokens -> higher entropy than
+    # the short right answers, so a stage with more wrong answers must not score lower than stage 0
+    assert run.fluency[3] > run.fluency[0] > 0
+
+
+def test_exact_match_metric_differs(runs):
+    run = load_run(runs["full"], metric="exact_match")
+    # right answers are exact only for even doc index i: i = 0 always right when acc > 0, i = 2 when acc >= 0.75
+    expected = [[(n > 0) + (n > 2) for n in (round(a * N_DOCS) for a in row)] for row in A_VQA]
+    np.testing.assert_allclose(run.A_vqa, np.array(expected) / N_DOCS)
+
+
+def test_partial_run_has_nan_rows_and_says_so(runs):
+    run = load_run(runs["partial"])
+    assert run.stages == 3 and run.missing == [3]
+    assert np.isnan(run.A_vqa[3]).all() and math.isnan(run.retain[3])
+    np.testing.assert_allclose(run.A_vqa[:3], A_VQA[:3])
+    assert any("stage(s) 3 not scored" in n for n in run.notes)
+
+
+def test_newest_complete_file_wins_per_task(tmp_path):
+    run_dir = _make_run(tmp_path / "r", "merge", "ga", range(2), stages=1)
+    stage1 = run_dir / "eval" / "stage_1"
+    # a later re-run of the forget VQA task only, where everything is forgotten: it overrides that task ...
+    docs = {"icu_forget_vqa": [(d, False) for d, _ in _stage_docs(1)["icu_forget_vqa"]]}
+    write_lmms_eval_output(stage1, docs, date="20260102_000000")
+    # ... and an even later one that was killed while writing samples: ignored
+    killed = write_lmms_eval_output(
+        stage1, {"icu_forget_vqa": _stage_docs(1)["icu_forget_vqa"]}, date="20260103_000000"
+    )
+    path = killed / "20260103_000000_samples_icu_forget_vqa.jsonl"
+    path.write_text(path.read_text()[:-40])
+    run = load_run(run_dir)
+    np.testing.assert_allclose(run.A_vqa[1], [0.0, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(run.A_qa[1], A_QA[1])  # the other tasks come from the first evaluation
+    assert any("incomplete" in n for n in run.notes)
+
+
+def test_mc_accuracy_reads_multiple_choice_tasks(tmp_path):
+    run_dir = tmp_path / "mc"
+    run_dir.mkdir()
+    for k in range(2):
+        docs = {f"{t}_mc": rows for t, rows in _stage_docs(k).items()}
+        write_lmms_eval_output(run_dir / "eval" / f"stage_{k}", docs, date="20260101_000000", mc=True)
+    run = load_run(run_dir, metric="mc_accuracy")
+    np.testing.assert_allclose(run.A_vqa, A_VQA[:2])
+    assert run.method == "mc"  # no run.json/stage.json: the dir name
+    assert math.isnan(run.fluency[0])  # no generated answers in MC tasks
+    assert load_run(run_dir).missing == [0, 1]  # nothing scored with `contains`
+
+
+def test_report_files_and_figures(runs, tmp_path):
+    out = tmp_path / "report"
+    report = write_report([load_run(runs["full"]), load_run(runs["partial"])], out)
+    assert [r["name"] for r in report["runs"]] == ["npo-demo", "ga-demo"]
+    m = report["runs"][0]["metrics"]
+    # FE VQA by hand: k=1: 1 - 0.25/1 = 0.75; k=2: 1 - 0/0.75 = 1; k=3: 1 - 0/1 = 1 -> 11/12
+    assert m["fe_vqa"] == pytest.approx(11 / 12)
+    assert m["hfp_vqa"] == pytest.approx(im.historical_forgetting_preservation(np.array(A_VQA)).value)
+    assert m["ru"] == pytest.approx(im.retained_utility((np.array(R_VQA) + R_QA) / 2, UTIL).value)
+    assert report["runs"][1]["missing_stages"] == [3]
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["runs"][1]["forget"]["vqa"][3] == [None] * 4  # NaN -> null, valid JSON
+    md = (out / "report.md").read_text()
+    assert "| npo-demo | npo_diff | 3/3 |" in md and "| ga-demo | ga | 2/3 |" in md
+    for run in report["runs"]:
+        figs = run["figures"]
+        _png(out / figs["forget_vqa"], HEATMAP_SIZE)
+        _png(out / figs["forget_qa"], HEATMAP_SIZE)
+        _png(out / figs["retain_utility"], CURVE_SIZE)
+        assert f"]({figs['forget_vqa']})" in md
+    _png(out / "first_task.png", FIRST_TASK_SIZE)
+    assert not list(out.glob(".*.tmp"))
+    a = np.asarray(Image.open(out / report["runs"][0]["figures"]["forget_vqa"]).convert("L"), dtype=float)
+    b = np.asarray(Image.open(out / report["runs"][0]["figures"]["forget_qa"]).convert("L"), dtype=float)
+    assert np.abs(a - b).mean() > 0.1  # two different matrices draw two different heatmaps
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    code = "import sys; from icu_unlearn.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_report_default_out(runs):
+    proc = _cli("report", str(runs["full"]))
+    assert proc.returncode == 0, proc.stderr
+    assert (runs["full"] / "report" / "report.md").is_file()
+    assert "fe_vqa=0.917" in proc.stdout
+
+
+def test_cli_errors_are_one_line_and_write_nothing(runs, tmp_path):
+    not_a_run = tmp_path / "empty"
+    not_a_run.mkdir()
+    proc = _cli("report", str(not_a_run))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {not_a_run} is not a run dir (no run.json, stage_K/ or eval/stage_K/ inside)"
+    ]
+    assert list(not_a_run.iterdir()) == []
+    proc = _cli("report", str(runs["full"]), str(runs["partial"]))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: several run dirs: pass --out")
+    out = tmp_path / "cmp"
+    proc = _cli("report", str(runs["full"]), str(not_a_run), "--out", str(out))
+    assert proc.returncode == 2 and not out.exists()  # all runs are read before anything is written
+
+
+def test_damaged_files_and_odd_stage_records_are_noted(tmp_path):
+    run_dir = _make_run(tmp_path / "d", "damaged", "ga", range(3), stages=2)
+    (run_dir / "stage_2" / "stage.json").write_text(json.dumps({"method": "ga", "forget_tasks": [5]}))
+    results = next((run_dir / "eval" / "stage_1").rglob("*_results.json"))
+    results.write_text(results.read_text()[:100])  # killed while writing the results file
+    run = load_run(run_dir)
+    assert run.missing == [1]
+    assert np.isnan(run.A_vqa[1]).all()
+    np.testing.assert_allclose(run.A_vqa[2], A_VQA[2])
+    assert any("unreadable results file" in n for n in run.notes)
+    assert any("stage 2 forgot task(s) [5]" in n for n in run.notes)
