@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 #: Environment variable that points the lmms-eval tasks (and every command's default) at a data dir.
@@ -17,5 +18,12 @@ def default_data_dir() -> Path:
 
 
 def task_yamls_dir() -> Path:
-    """The folder to pass to ``lmms-eval --include_path`` (or ``TaskManager(include_path=...)``)."""
-    return _REPO_ROOT / "task_yamls"
+    """The folder to pass to ``lmms-eval --include_path`` (or ``TaskManager(include_path=...)``).
+
+    A source checkout / editable install uses the repo's ``task_yamls/``; a wheel install ships them to
+    ``<prefix>/share/icu-bench/task_yamls``.
+    """
+    source = _REPO_ROOT / "task_yamls"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "icu-bench" / "task_yamls"
