@@ -37,7 +37,6 @@ def score(
     *,
     data_dir: Path,
     limit: int | None = None,
-    seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate ``lm`` (an lmms-eval model object) on ``tasks``; write results + samples into ``out_dir``.
 
@@ -63,10 +62,11 @@ def score(
             log_samples=True,
             evaluation_tracker=tracker,
             limit=limit,
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
+            # lmms-eval CLI's default seeds (--seed 0,1234,1234,1234), so both paths draw the same numbers.
+            random_seed=0,
+            numpy_random_seed=1234,
+            torch_random_seed=1234,
+            fewshot_random_seed=1234,
             datetime_str=datetime_str,
             verbosity="WARNING",
         )
