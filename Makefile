@@ -20,8 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/icu-bench data generate --out runs/demo/data --profiles 40 --tasks 4 --profiles-per-task 3 --image-size 160 --workers 2 --overwrite
-	$(VENV)/bin/icu-bench data validate runs/demo/data --hash
+	$(VENV)/bin/icu-bench demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -83,6 +83,7 @@ def main() -> int:
     )
     summary = {
         "benchmark": "generate",
+        "profiles": args.profiles,
         "runs": results,
         "speedup": round(base / results[-1]["seconds"], 2),
         "best_s": best,

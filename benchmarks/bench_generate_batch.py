@@ -7,12 +7,14 @@ your own (e.g. the fine-tuned vanilla model, whose answers stop at EOS).
     .venv/bin/python benchmarks/bench_generate_batch.py [--samples 64] [--max-new-tokens 16] [--threads N]
 
 On a machine whose cores are shared with other jobs, use ``--threads 1``: torch's intra-op threads then wait
-on each other and every step costs ~10x more, which hides what batching saves.
+on each other and every step costs ~10x more, which hides what batching saves. The last line is one JSON
+object (for ``benchmarks/run_all.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -101,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"batch 1:  {n / t1:7.2f} samples/s ({t1:.2f} s)")
     print(f"batch {args.batch_size}:  {n / tb:7.2f} samples/s ({tb:.2f} s)")
     print(f"ratio:    {t1 / tb:.2f}x (target >= 2x); identical answers: {a1 == ab}")
+    summary = {"benchmark": "generate_batch", "requests": n, "batch_size": args.batch_size}
+    summary |= {
+        "batch1_s": round(t1, 3),
+        "batched_s": round(tb, 3),
+        "ratio": round(t1 / tb, 2),
+        "identical": a1 == ab,
+    }
+    print(json.dumps(summary))  # last line: for benchmarks/run_all.py
     return 0 if a1 == ab else 1
 
 

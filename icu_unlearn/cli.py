@@ -2,7 +2,8 @@
 
 A module contributes commands through ``register(subparsers)``, which adds its parsers and sets
 ``func=<callable(args) -> int | None>`` on each. Modules are imported lazily so that ``icu-bench data ...``
-never imports torch. Errors a user can cause (:class:`icu_tasks.errors.IcuError`) print one line and exit 2.
+never imports torch. Errors a user can cause (:class:`icu_tasks.errors.IcuError`) and failures of the machine
+(disk full, read-only dir: :func:`icu_tasks.errors.environment_message`) print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from icu_tasks.errors import IcuError
+from icu_tasks.errors import IcuError, environment_message
 
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -57,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        message = environment_message(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
     return int(status or 0)
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import StageError
+from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.paths import DATA_ENV, task_yamls_dir
 from icu_unlearn.rundir import atomic_dir
 
@@ -27,6 +27,23 @@ def task_manager():
 
         _TASK_MANAGER = TaskManager("WARNING", include_path=str(task_yamls_dir()), include_defaults=False)
     return _TASK_MANAGER
+
+
+def check_tasks(tasks: list[str]) -> list[str]:
+    """Refuse task names :func:`task_manager` does not know (ConfigError with the closest name); returns them.
+
+    Call it before any expensive work: lmms-eval itself fails with a bare ``KeyError`` deep inside
+    ``simple_evaluate``, after the model is loaded.
+    """
+    import difflib
+
+    known = sorted(task_manager().all_tasks)
+    for name in tasks:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown lmms-eval task or group '{name}'{hint} (known: {', '.join(known)})")
+    return list(tasks)
 
 
 def score(
@@ -47,6 +64,7 @@ def score(
     from lmms_eval.loggers import EvaluationTracker
     from lmms_eval.utils import get_datetime_str
 
+    check_tasks(tasks)
     os.environ[DATA_ENV] = str(data_dir)
     out_dir = Path(out_dir)
     if out_dir.exists():

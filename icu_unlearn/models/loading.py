@@ -21,9 +21,11 @@ from icu_tasks.errors import ConfigError, StageError
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_BIN = "adapter_model.bin"
 MASKS_FILE = "masks.safetensors"
 _PEFT_PREFIX = "base_model.model."
 _HOOKS_ATTR = "_icu_mask_hooks"
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the header size
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 _DTYPES |= {"float16": "float16", "fp16": "float16", "half": "float16"}
@@ -240,29 +242,62 @@ def _same_base(recorded: str | None, actual: str) -> bool:
     return recorded == actual
 
 
-def check_adapter(model, stage_dir: str | os.PathLike) -> dict:
-    """Validate a stage's adapter against ``model`` without loading it; returns its adapter config."""
-    from safetensors import safe_open
+def check_adapter_files(stage_dir: str | os.PathLike, base: str | os.PathLike | None = None) -> dict:
+    """Validate a stage's adapter files without any model; returns its adapter config.
 
+    The weights must be safetensors (``adapter_model.bin`` is refused), the config readable, and when ``base``
+    is given the config's ``base_model_name_or_path`` must name it (see :func:`_same_base`). Cheap: callers
+    run it before loading a base model, so a wrong stage dir fails at once.
+    """
     stage = Path(stage_dir)
     cfg_path, weights = stage / ADAPTER_CONFIG, stage / ADAPTER_WEIGHTS
     if not weights.is_file():
-        if (stage / "adapter_model.bin").is_file():
-            raise StageError(
-                f"{stage} has adapter_model.bin but no {ADAPTER_WEIGHTS} (only safetensors load)"
-            )
+        if (stage / ADAPTER_BIN).is_file():
+            raise StageError(f"{stage} has {ADAPTER_BIN} but no {ADAPTER_WEIGHTS} (only safetensors load)")
         raise StageError(f"{stage} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}")
     try:
         config = json.loads(cfg_path.read_text())
     except (OSError, ValueError) as err:
         raise StageError(f"unreadable {cfg_path}: {err}") from err
+    if not isinstance(config, dict):
+        raise StageError(f"{cfg_path} must hold a JSON object")
+    safetensors_header(weights)
+    recorded = config.get("base_model_name_or_path")
+    if base is not None and not _same_base(recorded, str(base)):
+        raise StageError(f"adapter {stage} was trained on base model {recorded}, not on {base}")
+    return config
+
+
+def safetensors_header(path: str | os.PathLike) -> dict:
+    """The JSON header of a safetensors file (tensor names → dtype, shape, offsets), read without torch.
+
+    A file that is not safetensors (truncated, another format, garbage) is a :class:`StageError`.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            prefix = fh.read(8)
+            size = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+            if not 2 <= size <= min(_MAX_HEADER, path.stat().st_size - 8):
+                raise ValueError("bad header length")
+            header = json.loads(fh.read(size))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+    except (OSError, ValueError) as err:
+        raise StageError(f"{path} is not a readable safetensors file ({err})") from err
+    return header
+
+
+def check_adapter(model, stage_dir: str | os.PathLike) -> dict:
+    """Validate a stage's adapter against ``model`` without loading it; returns its adapter config."""
+    from safetensors import safe_open
+
+    stage = Path(stage_dir)
     base = _base_of(model)
     actual = getattr(base, "name_or_path", "") or getattr(base.config, "_name_or_path", "")
-    recorded = config.get("base_model_name_or_path")
-    if not _same_base(recorded, actual):
-        raise StageError(f"adapter {stage} was trained on base model {recorded}, not on {actual}")
+    config = check_adapter_files(stage, actual)
     modules = dict(base.named_modules())
-    with safe_open(str(weights), framework="pt") as f:
+    with safe_open(str(stage / ADAPTER_WEIGHTS), framework="pt") as f:
         for key in f.keys():
             _check_key(key, f.get_slice(key).get_shape(), modules, stage)
     return config

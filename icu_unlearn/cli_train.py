@@ -1,0 +1,185 @@
+"""``icu-bench finetune``, ``icu-bench unlearn`` and ``icu-bench methods``.
+
+The unlearning hyper-parameter flags are generated from the methods' config dataclasses (``--beta``,
+``--retain-weight``, ``--prune-fraction``…); a flag that the chosen method does not have is an error. Torch and
+transformers are imported inside the command functions only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from typing import Any
+
+from icu_tasks.errors import ConfigError
+
+#: Short aliases for the most used hyper-parameters.
+ALIASES = {"learning_rate": ["--lr"], "max_steps": ["--steps"]}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_field(parser: argparse._ActionsContainer, f: dataclasses.Field, defaults: dict[str, Any]) -> None:
+    """One ``--flag`` for a config field; ``defaults`` maps each owner (method / command) to its default."""
+    default = next(iter(defaults.values()))
+    flags = [_flag(f.name), *ALIASES.get(f.name, [])]
+    kwargs: dict[str, Any] = {"dest": f"hp_{f.name}", "default": argparse.SUPPRESS}
+    if isinstance(default, bool):
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif isinstance(default, dict):
+        kwargs.update(type=json.loads, metavar="JSON")
+    else:
+        kwargs.update(type=type(default), metavar=type(default).__name__.upper())
+    values = {json.dumps(v) for v in defaults.values()}
+    if len(values) == 1:
+        kwargs["help"] = f"default {values.pop()} ({', '.join(defaults)})"
+    else:
+        kwargs["help"] = "default " + ", ".join(f"{k} {json.dumps(v)}" for k, v in defaults.items())
+    parser.add_argument(*flags, **kwargs)
+
+
+def _method_fields() -> dict[str, tuple[dataclasses.Field, dict[str, Any]]]:
+    """Every hyper-parameter of every registered method: name → (field, {method: its default})."""
+    from icu_unlearn.methods import get_method, list_methods
+
+    out: dict[str, tuple[dataclasses.Field, dict[str, Any]]] = {}
+    for name in list_methods():
+        cfg = get_method(name).config_class()
+        for f in dataclasses.fields(cfg):
+            out.setdefault(f.name, (f, {}))[1][name] = getattr(cfg, f.name)
+    return out
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``finetune``, ``unlearn`` and ``methods`` to the ``icu-bench`` parser."""
+    from icu_unlearn.methods import list_methods
+
+    ft = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a model on every profile: the vanilla (stage-0) model",
+        description="Fine-tune MODEL on all QA rows of DATA (both views, every split) and save the merged "
+        "vanilla model to OUT. Works under `accelerate launch --num_processes N`.",
+    )
+    ft.add_argument("--model", required=True, help="base model dir (e.g. from `icu-bench model build-tiny`)")
+    ft.add_argument("--data", required=True, help="ICU-Bench data dir")
+    ft.add_argument("--out", required=True, help="output model dir")
+    from icu_unlearn.train import FinetuneConfig
+
+    defaults = FinetuneConfig()
+    group = ft.add_argument_group("hyper-parameters (defaults: the tiny-model recipe)")
+    for f in dataclasses.fields(FinetuneConfig):
+        _add_field(group, f, {"fine-tune": getattr(defaults, f.name)})
+    ft.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    ft.add_argument("--overwrite", action="store_true", help="replace an existing --out dir")
+    ft.add_argument(
+        "--check", action="store_true", help="print exact-match accuracy per split and view at the end"
+    )
+    ft.set_defaults(func=_finetune)
+
+    un = subparsers.add_parser(
+        "unlearn",
+        help="run one unlearning stage: forget task K starting from stage K-1",
+        description="Forget forget task K of DATA with METHOD, starting from stage K-1 (the vanilla model BASE "
+        "for K = 1), and write RUN_DIR/stage_K (PEFT adapter, masks, stage.json). Works under "
+        "`accelerate launch --num_processes N`.",
+    )
+    un.add_argument("--method", required=True, help=f"one of: {', '.join(list_methods())}")
+    un.add_argument("--base", required=True, help="the vanilla model dir (from `icu-bench finetune`)")
+    un.add_argument("--data", required=True, help="ICU-Bench data dir the vanilla model was trained on")
+    un.add_argument("--stage", required=True, type=int, help="K >= 1: forgets forget task K")
+    un.add_argument(
+        "--from", dest="parent", default=None, help="stage K-1 dir (default: RUN_DIR/stage_{K-1})"
+    )
+    un.add_argument("--out", required=True, help="run dir; the stage is written to RUN_DIR/stage_K")
+    un.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    un.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR/stage_K")
+    group = un.add_argument_group("hyper-parameters (only those of the chosen method are accepted)")
+    for f, defaults in _method_fields().values():
+        _add_field(group, f, defaults)
+    un.set_defaults(func=_unlearn)
+
+    me = subparsers.add_parser("methods", help="list the unlearning methods and their hyper-parameters")
+    me.set_defaults(func=_methods)
+
+
+def _is_main() -> bool:
+    """Only the main process of an ``accelerate launch`` job prints results."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _hyper_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    return {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_")}
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from icu_unlearn.train import FinetuneConfig, finetune
+
+    config = FinetuneConfig(**_hyper_parameters(args))
+    out = finetune(args.model, args.data, args.out, config, overwrite=args.overwrite, device=args.device)
+    if not _is_main():
+        return 0
+    print(f"vanilla model: {out}")
+    if args.check:
+        _print_check(out, args.data, args.device)
+    return 0
+
+
+def _print_check(model_dir: Any, data_dir: str, device: str | None) -> None:
+    from icu_tasks.dataset import open_data
+    from icu_unlearn.data import examples_from_rows, quick_accuracy
+    from icu_unlearn.models import load_base
+
+    model, processor = load_base(model_dir, device=device)
+    data = open_data(data_dir)
+    print("exact match (greedy):")
+    for split in ("forget", "retain_train", "retain_eval", "utility"):
+        for view in ("vqa", "qa"):
+            examples = examples_from_rows(data, data.rows(split=split, view=view))
+            if examples:
+                acc = quick_accuracy(model, processor, examples)
+                print(f"  {split:<13} {view:<4} {acc:.3f}  (n={len(examples)})")
+
+
+def _unlearn(args: argparse.Namespace) -> int:
+    from icu_unlearn.methods import get_method
+    from icu_unlearn.train import unlearn_stage
+
+    cls = get_method(args.method)
+    values = _hyper_parameters(args)
+    known = {f.name for f in dataclasses.fields(cls.config_class)}
+    wrong = sorted(set(values) - known)
+    if wrong:
+        raise ConfigError(
+            f"{', '.join(_flag(w) for w in wrong)} does not apply to method '{cls.name}' "
+            f"(its hyper-parameters: {', '.join(_flag(k) for k in sorted(known))})"
+        )
+    method = cls(cls.config_class.from_dict(values))
+    out = unlearn_stage(
+        method,
+        args.base,
+        args.data,
+        args.stage,
+        args.out,
+        parent=args.parent,
+        overwrite=args.overwrite,
+        device=args.device,
+    )
+    if _is_main():
+        print(f"stage {args.stage} ({cls.name}): {out}")
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from icu_unlearn.methods import get_method, list_methods
+
+    for name in list_methods():
+        cls = get_method(name)
+        cfg = cls.config_class()
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name}: {doc}")
+        print("  " + ", ".join(f"{_flag(f.name)}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg)))
+    return 0

@@ -1,0 +1,240 @@
+"""Training examples from an ICU-Bench data dir, and the collator that turns them into model inputs.
+
+An :class:`Example` is one QA row as the model sees it: the user text from
+:func:`icu_tasks.prompts.question_text` (the exact text lmms-eval scores), the row's image (VQA view) or none
+(QA view), and the answer. The collator calls :func:`icu_unlearn.prompting.encode`, the one function that also
+builds inputs for generation and log-likelihood scoring, so what is trained is what is scored.
+
+:func:`quick_accuracy` scores examples the way the lmms-eval generate tasks do (greedy answers through
+``icu_unlearn.inference``, exact match from ``icu_tasks.metrics``): the check ``icu-bench finetune --check`` and
+the tests use.
+
+Sets: the fine-tune trains on every row (all forget tasks, retain-train, retain-eval, utility: the vanilla model
+must know everything that is later scored); an unlearning stage gets forget task *k* (both views) and
+retain-train (never retain-eval, which is only scored).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from icu_tasks.errors import DataError
+
+if TYPE_CHECKING:
+    from icu_tasks.dataset import IcuData
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training sample. ``image`` is an absolute path to the PNG (VQA view) or ``None`` (QA view)."""
+
+    id: str
+    question: str
+    answer: str
+    image: Path | None
+    view: str
+    split: str
+    forget_task: int
+    field: str = ""
+
+
+def examples_from_rows(data: IcuData, rows: Sequence[dict[str, Any]]) -> list[Example]:
+    """Examples for QA rows of ``data`` (question text via ``icu_tasks.prompts.question_text``)."""
+    from icu_tasks.prompts import question_text
+
+    out = []
+    for row in rows:
+        rel = row.get("image")
+        out.append(
+            Example(
+                id=str(row["id"]),
+                question=question_text(row),
+                answer=str(row["answer"]),
+                image=data.image_path(rel) if rel else None,
+                view=str(row["view"]),
+                split=str(row["split"]),
+                forget_task=int(row["forget_task"]),
+                field=str(row.get("field") or ""),
+            )
+        )
+    return out
+
+
+def finetune_examples(data: IcuData, vqa_repeat: int = 1) -> list[Example]:
+    """Every row of the data set (forget, retain-train, retain-eval, utility; both views), in file order.
+
+    ``vqa_repeat`` > 1 lists every image (VQA) row that many times: the image view needs about twice the
+    epochs of the text view to be memorised (tiny model: ~90 vs ~45), so an epoch of the fine-tune shows it
+    twice instead of spending the extra epochs on the text view too.
+    """
+    if vqa_repeat < 1:
+        raise DataError(f"vqa_repeat must be >= 1, got {vqa_repeat}")
+    examples = examples_from_rows(data, data.rows())
+    if not examples:
+        raise DataError(f"data dir {data.root} has no QA rows to fine-tune on")
+    return [e for e in examples for _ in range(vqa_repeat if e.image is not None else 1)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _load_rgb(path: str):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def load_image(path: Path | None):
+    """The example's image as an RGB PIL image (cached per path), or ``None``."""
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise DataError(f"image file missing: {path}")
+    return _load_rgb(str(path))
+
+
+class Collator:
+    """``list[Example]`` → model inputs with answer-only ``labels`` (through ``prompting.encode``).
+
+    Given a list of ``{"forget": Example, "retain": Example | None}`` pairs (what :class:`PairedDataset`
+    yields) it returns ``{"forget": inputs, "retain": inputs | None}``.
+    """
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+
+    def encode(self, examples: Sequence[Example]) -> dict[str, Any]:
+        from icu_unlearn.prompting import encode
+
+        if not examples:
+            raise DataError("cannot collate an empty batch")
+        batch = encode(
+            self.processor,
+            [e.question for e in examples],
+            [load_image(e.image) for e in examples],
+            [e.answer for e in examples],
+        )
+        return dict(batch)
+
+    def __call__(self, items: Sequence[Any]) -> dict[str, Any]:
+        if items and isinstance(items[0], Example):
+            return self.encode(items)
+        forget = [it["forget"] for it in items]
+        retain = [it["retain"] for it in items if it.get("retain") is not None]
+        return {"forget": self.encode(forget), "retain": self.encode(retain) if retain else None}
+
+
+class ExampleDataset:
+    """A map-style dataset over examples (the fine-tune's training set)."""
+
+    def __init__(self, examples: Sequence[Example]) -> None:
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        return self.examples[i]
+
+
+class PairedDataset:
+    """Item ``i`` = ``{"forget": forget[i % F], "retain": retain[i % R]}`` (``retain`` ``None`` if unused).
+
+    Its length is ``F · ceil(R / F)`` when retain examples are used — one pass sees every retain example once
+    and every forget example equally often — else ``F``. The Trainer's seeded sampler shuffles the indices.
+    """
+
+    def __init__(self, forget: Sequence[Example], retain: Sequence[Example] | None = None) -> None:
+        if not forget:
+            raise DataError("the forget set is empty")
+        self.forget = list(forget)
+        self.retain = list(retain) if retain else None
+        self._len = len(self.forget) * (math.ceil(len(self.retain) / len(self.forget)) if self.retain else 1)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, i: int) -> dict[str, Example | None]:
+        return {
+            "forget": self.forget[i % len(self.forget)],
+            "retain": self.retain[i % len(self.retain)] if self.retain else None,
+        }
+
+
+@dataclass
+class StageData:
+    """What an unlearning stage trains on.
+
+    Attributes:
+        forget: the forget task(s) of this stage, both views.
+        retain: retain-train, both views (what a retain term may train on).
+        collator: the :class:`Collator` (the training loop's and the methods' own passes).
+        task_ids: the forget task ids of this stage.
+        data_hash: the data dir's content hash (recorded in stage.json).
+    """
+
+    forget: list[Example]
+    retain: list[Example]
+    collator: Collator = field(repr=False)
+    task_ids: list[int] = field(default_factory=list)
+    data_hash: str = ""
+
+    def collate(self, examples: Sequence[Example]) -> dict[str, Any]:
+        """``list[Example]`` → model inputs (for methods that run their own passes: Fisher, MANU)."""
+        return self.collator.encode(examples)
+
+
+def stage_data(data: IcuData, task_ids: Sequence[int], processor: Any) -> StageData:
+    """Forget task(s) ``task_ids`` and retain-train of ``data``; unknown or empty tasks → DataError."""
+    task_ids = [int(t) for t in task_ids]
+    unknown = sorted(set(task_ids) - {int(t) for t in data.task_ids})
+    if unknown:
+        raise DataError(
+            f"forget task(s) {unknown} not in data dir {data.root} (it has tasks {min(data.task_ids)}..{max(data.task_ids)})"
+            if data.task_ids
+            else f"data dir {data.root} has no forget tasks"
+        )
+    forget = examples_from_rows(data, data.forget(task_ids))
+    if not forget:
+        raise DataError(f"forget task(s) {task_ids} of {data.root} have no rows")
+    retain = examples_from_rows(data, data.retain("train"))
+    if not retain:
+        raise DataError(f"data dir {data.root} has no retain_train rows")
+    return StageData(forget, retain, Collator(processor), task_ids, str(data.data_hash))
+
+
+# ----------------------------------------------------------------------------------------------- quick check
+
+
+def quick_accuracy(
+    model: Any, processor: Any, examples: list, *, batch_size: int = 32, max_new_tokens: int = 32
+) -> float:
+    """Exact-match accuracy (``icu_tasks.metrics``) of greedy answers (``icu_unlearn.inference``) on examples.
+
+    Decoding as the lmms-eval generate tasks do it: greedy, ``max_new_tokens`` 32, cut at the first newline.
+    """
+    from icu_tasks.metrics import exact_match
+    from icu_unlearn.inference import generate_texts
+
+    if not examples:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    try:
+        answers = generate_texts(
+            model,
+            processor,
+            [e.question for e in examples],
+            [load_image(e.image) for e in examples],
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            until=["\n"],
+        )
+    finally:
+        model.train(was_training)
+    return sum(exact_match(a, e.answer) for a, e in zip(answers, examples, strict=True)) / len(examples)

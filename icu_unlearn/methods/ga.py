@@ -1,0 +1,41 @@
+"""GA — gradient ascent on the forget set: minimise ``−L_NLL(forget)``.
+
+The simplest baseline (MLLMU-Bench, TOFU). With no retain term it has no middle ground: once the forget task
+is gone, everything else degrades too (measured on the tiny model, ``reference/tiny_model.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from icu_unlearn.methods import register_method
+from icu_unlearn.methods.base import MethodConfig, StepContext, UnlearningMethod, forward_logits
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class GAConfig(MethodConfig):
+    """GA hyper-parameters: only the shared ones (:class:`MethodConfig`).
+
+    Default lr 4e-4 (tiny model, 50 steps of 8): task 1 QA 0.88 → 0.19; 5e-4 already collapses the retain
+    set, 3e-4 forgets only half.
+    """
+
+    learning_rate: float = 4e-4
+
+
+@register_method
+class GA(UnlearningMethod):
+    """Gradient ascent: the loss is ``−L_NLL`` on the forget batch."""
+
+    name = "ga"
+    config_class = GAConfig
+
+    def compute_loss(self, model: torch.nn.Module, batch: dict[str, Any], ctx: StepContext) -> torch.Tensor:
+        from icu_unlearn import losses
+
+        forget = batch["forget"]
+        return losses.ga_loss(forward_logits(model, forget), forget["labels"])

@@ -1,0 +1,181 @@
+"""``icu-bench run``: the whole continual benchmark in one process, resumable.
+
+For a run dir ``RUN`` and forget tasks 1..T: score the vanilla model (stage 0), then for each k train stage k
+from stage k−1 (``icu_unlearn.train.run_stage``) and score it, then write the report. The scoring model is
+loaded once and only the adapter is swapped per stage; lmms-eval is driven through its Python API
+(:mod:`icu_unlearn.scoring`), so the files are the ones the ``lmms-eval`` CLI writes, with the same scores.
+
+Resume: every stage dir and eval dir is written under a temp name and renamed, so after a kill the run dir holds
+only complete stages/evaluations plus temp leftovers, which are deleted on the next start. Started again with the
+same config, the run skips what is complete and redoes only the interrupted step (seeded, so the result is the
+same as an uninterrupted run). A different config is refused unless ``overwrite``; a second process on the same
+run dir is refused by a lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from icu_tasks.errors import ConfigError
+from icu_unlearn.rundir import RunDir
+
+DEFAULT_TASKS: tuple[str, ...] = ("icu",)
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's results (recorded in ``RUN/run.json``).
+
+    Attributes:
+        base: the vanilla model dir (stage 0; ``pretrained=`` of every evaluation).
+        data: the ICU-Bench data dir the vanilla model was fine-tuned on.
+        method: unlearning method name (see ``icu-bench unlearn --help`` / ``methods.list_methods()``).
+        stages: number of sequential forget tasks T (stage k forgets task k).
+        method_args: the method's hyper-parameters (fields of its config dataclass).
+        tasks: lmms-eval task or group names to score after every stage.
+        batch_size: evaluation batch size.
+        max_new_tokens: generation cap for evaluation (None: the task's own).
+        limit: score at most this many docs per task (debugging only; None = all).
+        device: ``cpu`` / ``cuda`` (None: CUDA when available).
+        name: a label for reports (default: the run dir's name).
+    """
+
+    base: str
+    data: str
+    method: str = "npo_diff"
+    stages: int = 3
+    method_args: dict[str, Any] = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
+    batch_size: int = 16
+    max_new_tokens: int | None = None
+    limit: int | None = None
+    device: str | None = "cpu"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        from icu_unlearn.methods import canonical_name, get_method
+
+        if int(self.stages) < 1:
+            raise ConfigError(f"stages must be >= 1, got {self.stages}")
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and int(self.limit) < 1:
+            raise ConfigError(f"limit must be >= 1 or omitted, got {self.limit}")
+        if self.max_new_tokens is not None and int(self.max_new_tokens) < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1 or omitted, got {self.max_new_tokens}")
+        if not self.tasks:
+            raise ConfigError("tasks must name at least one lmms-eval task or group")
+        get_method(self.method)  # unknown name -> ConfigError with the closest name
+        self.method = canonical_name(self.method)
+        self.base, self.data = str(Path(self.base).resolve()), str(Path(self.data).resolve())
+        self.tasks = [str(t) for t in self.tasks]
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> RunConfig:
+        """Read a YAML (or JSON) config; keys are this class's fields; ``overrides`` win when not None."""
+        p = Path(path)
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config {p}: {err}") from err
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config {p} must be a mapping of RunConfig fields")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(raw, source=str(p))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) in {source}: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        missing = [k for k in ("base", "data") if not raw.get(k)]
+        if missing:
+            raise ConfigError(f"{source} needs {' and '.join(missing)}")
+        return cls(**raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def model_args_for(config: RunConfig, stage_dir: Path | None) -> str:
+    """The ``--model_args`` string the shell loop passes for this stage (names lmms-eval's output folder)."""
+    args = f"pretrained={config.base}"
+    if stage_dir is not None:
+        args += f",adapter={stage_dir}"
+    return args + f",batch_size={config.batch_size}"
+
+
+def run(
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run (or resume) the continual benchmark; returns the report dict (``report/report.json``)."""
+    from icu_tasks.continual import load_run
+    from icu_tasks.dataset import open_data
+    from icu_tasks.report import write_report
+    from icu_unlearn.lmms_model import IcuHF
+    from icu_unlearn.methods import build_method
+    from icu_unlearn.models import load_base
+    from icu_unlearn.scoring import check_tasks, score
+    from icu_unlearn.train import run_stage
+
+    rd = RunDir(run_dir)
+    data = open_data(config.data)
+    if config.stages > len(data.task_ids):
+        raise ConfigError(
+            f"stages={config.stages} but {config.data} has only {len(data.task_ids)} forget tasks"
+        )
+    # Validate hyper-parameters and task names before taking the lock (nothing is written on bad input).
+    build_method(config.method, **config.method_args)
+    check_tasks(config.tasks)
+    with rd.lock():
+        removed = rd.clean_partial()
+        if removed:
+            log(f"discarded {len(removed)} half-written dir(s) from an interrupted run")
+        record = config.to_dict() | {"name": config.name or rd.root.name}
+        rd.check_config(record, overwrite=overwrite)
+        model, processor = load_base(config.base, device=config.device)
+        lm = IcuHF.from_loaded(
+            model, processor, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens
+        )
+        for k in range(config.stages + 1):
+            stage = rd.stage_dir(k) if k else None
+            if k and not rd.stage_complete(k):
+                t0 = time.perf_counter()
+                method = build_method(config.method, **config.method_args)
+                run_stage(method, config.base, config.data, k, rd.root, device=config.device)
+                log(f"stage {k}/{config.stages}: {config.method} trained in {time.perf_counter() - t0:.1f} s")
+            elif k:
+                log(f"stage {k}/{config.stages}: complete, skipped")
+            if rd.eval_complete(k):
+                log(f"stage {k}/{config.stages}: scores complete, skipped")
+                continue
+            t0 = time.perf_counter()
+            lm.load_adapter(str(stage) if stage else None)
+            score(
+                lm,
+                model_args_for(config, stage),
+                config.tasks,
+                rd.eval_dir(k),
+                data_dir=Path(config.data),
+                limit=config.limit,
+            )
+            log(
+                f"stage {k}/{config.stages}: scored {', '.join(config.tasks)} in {time.perf_counter() - t0:.1f} s"
+            )
+        report = write_report([load_run(rd.root)], rd.report_dir)
+    log(f"report: {rd.report_dir / 'report.md'}")
+    return report

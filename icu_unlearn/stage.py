@@ -1,0 +1,355 @@
+"""Stage dirs: atomic writing, the stage.json record, and the guards against silent no-op training.
+
+``RUN/stage_K/`` holds the cumulative PEFT adapter (``adapter_config.json`` + ``adapter_model.safetensors``),
+optional ``masks.safetensors`` (inference-time output-channel masks, cumulative), optional method artifacts
+(e.g. MMUnlearner's ``saliency.safetensors``) and ``stage.json``. It is written into a temporary sibling dir and
+renamed into place, so a stage dir is complete or absent; an existing one is replaced only with
+``overwrite=True`` (the old dir is moved aside first and deleted only after the new one is in place).
+
+The guards fail loudly where other toolkits silently train nothing: LoRA targets that matched no module, a
+stage without trainable parameters, and trainable weights that did not change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from icu_tasks.errors import ConfigError, StageError, environment_message
+
+STAGE_JSON = "stage.json"
+FORMAT_VERSION = 1
+TMP_PREFIX = ".tmp-"
+
+
+def stage_dir(run_dir: str | os.PathLike, k: int) -> Path:
+    """``RUN/stage_K``."""
+    return Path(run_dir) / f"stage_{int(k)}"
+
+
+def read_stage(path: str | os.PathLike) -> dict[str, Any]:
+    """A complete stage dir's ``stage.json`` (StageError if the dir or the record is missing/unreadable)."""
+    path = Path(path)
+    record = path / STAGE_JSON
+    if not path.is_dir():
+        raise StageError(f"stage dir not found: {path}")
+    if not record.is_file():
+        raise StageError(f"{path} is not a complete stage dir (no {STAGE_JSON})")
+    try:
+        return json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise StageError(f"unreadable {record}: {err}") from err
+
+
+def check_writable(final: Path, overwrite: bool) -> None:
+    """Refuse early (before any training) if ``final`` exists and ``overwrite`` is off."""
+    if final.exists() and not overwrite:
+        raise StageError(f"{final} already exists; pass --overwrite to replace it")
+    if final.parent.exists() and not final.parent.is_dir():
+        raise StageError(f"run dir {final.parent} is a file, not a directory")
+
+
+def write_stage_dir(
+    final: Path, fill: Callable[[Path], None], *, overwrite: bool = False, required: str = STAGE_JSON
+) -> Path:
+    """Create ``final`` atomically: ``fill(tmp_dir)`` writes the files, then the temp dir is renamed.
+
+    ``fill`` must write ``required`` (the record that marks the dir complete). If anything fails, nothing at
+    ``final`` changes, the temp dir is removed (and the parent dir too when this call created it and it is
+    empty); a full or read-only disk is a :class:`StageError` naming ``final``. The temp dir's name carries the
+    writer's pid, so temp dirs of writers that were killed are removed by the next write of the same dir.
+    """
+    final = Path(final)
+    check_writable(final, overwrite)
+    made_parent = not final.parent.exists()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(final)
+    pid = os.getpid()
+    tmp: Path | None = None
+    old: Path | None = None
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-{pid}-", dir=final.parent))
+        fill(tmp)
+        if not (tmp / required).is_file():
+            raise StageError(f"internal error: no {required} written for {final}")
+        if final.exists():
+            if not overwrite:
+                raise StageError(f"{final} appeared while it was being written; refusing to overwrite it")
+            old = final.with_name(f"{TMP_PREFIX}{final.name}-{pid}-old")
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except Exception as err:
+        message = environment_message(err)
+        if message is None:
+            raise
+        raise StageError(f"cannot write {final}: {message}") from err
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        if made_parent and not final.exists():
+            with contextlib.suppress(OSError):
+                final.parent.rmdir()  # only if still empty
+    return final
+
+
+def clean_stale(final: Path) -> list[Path]:
+    """Remove the temp dirs that killed writers of ``final`` left next to it; returns what was removed.
+
+    A temp dir is ``.tmp-<name>-<pid>-…``; it is stale when no process ``<pid>`` exists any more. Temp dirs
+    of live writers, and names without a pid, are left alone.
+    """
+    final = Path(final)
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for path in final.parent.glob(f"{TMP_PREFIX}{final.name}-*"):
+        pid = path.name[len(TMP_PREFIX) + len(final.name) + 1 :].split("-", 1)[0]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one we may not signal counts as existing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def save_safetensors(tensors: dict[str, Any], path: Path) -> None:
+    """Save a dict of tensors as safetensors (contiguous CPU copies)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+
+
+def write_json(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def check_new_masks(masks: dict, parent: dict) -> None:
+    """A training-free stage must prune something new, or it silently equals its parent."""
+    zeros = sum(int((m == 0).sum()) for m in masks.values())
+    parent_zeros = sum(int((m == 0).sum()) for m in parent.values())
+    if zeros <= parent_zeros:
+        raise StageError(
+            "the stage pruned no new channel (the cap is reached or no candidate module was found)"
+        )
+
+
+def mask_summary(masks: dict, parent: dict) -> dict[str, Any]:
+    """Pruned channels in total, new in this stage, and per module (for stage.json)."""
+    if not masks:
+        return {}
+    per_module = {n: int((m == 0).sum()) for n, m in sorted(masks.items())}
+    parent_total = sum(int((m == 0).sum()) for m in parent.values())
+    total = sum(per_module.values())
+    return {
+        "file": "masks.safetensors",
+        "pruned_total": total,
+        "pruned_new": total - parent_total,
+        "pruned_per_module": per_module,
+    }
+
+
+def write_stage(
+    final: Path, model: Any, masks: dict, artifacts: dict, record: dict, *, overwrite: bool = False
+) -> Path:
+    """Write a stage dir atomically: the PEFT adapter, masks, method artifacts and ``stage.json`` (``record``)."""
+    from icu_unlearn.models import save_masks
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(str(tmp))
+        if masks:
+            save_masks(masks, tmp / "masks.safetensors")
+        for name, tensors in artifacts.items():
+            save_safetensors(tensors, tmp / name)
+        record["files"] = sorted(p.name for p in tmp.iterdir()) + [STAGE_JSON]
+        write_json(tmp / STAGE_JSON, record)
+
+    return write_stage_dir(final, fill, overwrite=overwrite)
+
+
+def stage_record(
+    method: Any,
+    k: int,
+    data: Any,
+    base: str | os.PathLike,
+    parent_dir: Path | None,
+    parent_record: dict | None,
+    model: Any,
+    sd: Any,
+    *,
+    changes: dict,
+    masks: dict,
+    seconds: float,
+    history: list,
+) -> dict[str, Any]:
+    """The ``stage.json`` record (DESIGN §6): method and config, forget tasks, seed, data hash, versions,
+    parent stage, the adapter, which modules changed and by how much, masks, time and the loss log."""
+    parent = None
+    if parent_dir is not None:
+        parent = {
+            "path": str(parent_dir.resolve()),
+            "stage": k - 1,
+            "method": (parent_record or {}).get("method"),
+        }
+    return {
+        "format_version": FORMAT_VERSION,
+        "stage": k,
+        "method": method.name,
+        "config": method.config.to_dict(),
+        "forget_tasks": list(sd.task_ids),
+        "seed": method.config.seed,
+        "data_dir": str(data.root),
+        "data_hash": data.data_hash,
+        "base_model": str(Path(base).resolve()),
+        "parent": parent,
+        "adapter": adapter_summary(model),
+        "examples": {"forget": len(sd.forget), "retain": len(sd.retain) if method.uses_retain else 0},
+        "changed_modules": changes,
+        "masks": masks,
+        "method_info": method.stage_info(),
+        "train_seconds": round(seconds, 2),
+        "log_history": history,
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def adapter_summary(model: Any) -> dict[str, Any]:
+    """The LoRA adapter actually trained (a continued stage keeps its parent's rank and targets)."""
+    cfg = model.peft_config["default"]
+    targets = cfg.target_modules if isinstance(cfg.target_modules, str) else sorted(cfg.target_modules or [])
+    return {"r": cfg.r, "lora_alpha": cfg.lora_alpha, "target_modules": targets}
+
+
+# ----------------------------------------------------------------------------------------------- guards
+
+
+def lora_module_names(model: Any) -> list[str]:
+    """Names of the modules that carry a LoRA adapter (``lora_A`` children)."""
+    return sorted(n for n, m in model.named_modules() if hasattr(m, "lora_A") and len(m.lora_A) > 0)
+
+
+def check_lora_targets(model: Any, pattern: str) -> list[str]:
+    """The LoRA-wrapped modules; none → ConfigError naming the pattern (a silent no-op elsewhere)."""
+    names = lora_module_names(model)
+    if not names:
+        raise ConfigError(
+            f"LoRA target pattern {pattern!r} matched no module of the model; nothing would train"
+        )
+    return names
+
+
+def snapshot_trainable(model: Any) -> dict[str, Any]:
+    """Copies of every trainable parameter (to measure what a stage changed)."""
+    snap = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    if not snap:
+        raise StageError("the model has no trainable parameters; the stage would not change anything")
+    return snap
+
+
+def _module_of(param_name: str) -> str:
+    """``base_model.model.x.q_proj.lora_A.default.weight`` → ``x.q_proj`` (base-model module name)."""
+    name = param_name.removeprefix("base_model.model.")
+    for marker in (".lora_A.", ".lora_B.", ".lora_embedding_A.", ".lora_embedding_B."):
+        if marker in name:
+            return name.split(marker)[0]
+    return name.rsplit(".", 1)[0]
+
+
+def weight_changes(model: Any, before: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per module: L2 norm of the change of its trainable weights, and their norm before and after."""
+    import torch
+
+    out: dict[str, dict[str, float]] = {}
+    params = dict(model.named_parameters())
+    for name, old in before.items():
+        new = params[name].detach().to(old.device)
+        entry = out.setdefault(_module_of(name), {"delta_sq": 0.0, "before_sq": 0.0, "after_sq": 0.0})
+        entry["delta_sq"] += float(torch.sum((new.float() - old.float()) ** 2))
+        entry["before_sq"] += float(torch.sum(old.float() ** 2))
+        entry["after_sq"] += float(torch.sum(new.float() ** 2))
+    return {
+        module: {
+            "delta_norm": v["delta_sq"] ** 0.5,
+            "norm_before": v["before_sq"] ** 0.5,
+            "norm_after": v["after_sq"] ** 0.5,
+        }
+        for module, v in sorted(out.items())
+    }
+
+
+def check_changed(changes: dict[str, dict[str, float]], what: str = "stage") -> dict[str, dict[str, float]]:
+    """The modules whose weights changed; none → StageError (training ran but moved nothing)."""
+    changed = {m: v for m, v in changes.items() if v["delta_norm"] > 0.0}
+    if not changed:
+        raise StageError(
+            f"the {what}'s trainable weights did not change during training (frozen adapter, zero learning rate "
+            "or no gradient reaching them); refusing to write a stage that equals its parent"
+        )
+    return changed
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that determine a stage's result."""
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("icu-bench", "torch", "transformers", "peft", "accelerate"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def check_parent(parent: Path, k: int, data_hash: str, base: str) -> dict[str, Any]:
+    """Validate the parent stage of stage ``k``: complete, stage ``k − 1``, same data and base model.
+
+    Checks only files (``stage.json`` and the adapter's config and weights), so it runs before the base model
+    is loaded; that the adapter's shapes fit the model is checked when the stage is loaded.
+    """
+    from icu_unlearn.models.loading import ADAPTER_BIN, ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_files
+
+    record = read_stage(parent)
+    if int(record.get("stage", -1)) != k - 1:
+        raise StageError(
+            f"{parent} is stage {record.get('stage')}, but stage {k} must start from stage {k - 1}"
+        )
+    if record.get("data_hash") and data_hash and record["data_hash"] != data_hash:
+        raise StageError(f"{parent} was trained on other data (data hash {record['data_hash'][:12]}…)")
+    recorded_base = record.get("base_model")
+    if recorded_base and not _same_path(recorded_base, base):
+        raise StageError(f"{parent} was trained on base model {recorded_base}, not on {base}")
+    if any((parent / name).is_file() for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_BIN)):
+        check_adapter_files(parent, base)  # before any model is loaded: .bin weights, another base model
+    return record
+
+
+def _same_path(recorded: str, actual: str) -> bool:
+    """Resolved paths equal; a recorded path that no longer exists (a moved run) matches by its last part."""
+    rec, act = Path(recorded).expanduser(), Path(actual).expanduser()
+    if rec.exists():
+        return rec.resolve() == act.resolve()
+    return rec.name == act.resolve().name

@@ -1,0 +1,408 @@
+"""Fine-tune (→ the vanilla model, stage 0) and unlearning stages (stage K from stage K−1 → ``RUN/stage_K``).
+
+Both run on the shared :class:`~icu_unlearn.callbacks.IcuTrainer` (a transformers ``Trainer``), are seeded, show
+tqdm progress, and work unchanged under ``accelerate launch --num_processes N`` (data parallel; the configured
+batch size is the global one, split over the processes; only the main process writes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from icu_tasks.errors import ConfigError, DataError, StageError
+from icu_unlearn.methods.base import LM_LORA_TARGETS, _non_negative, _positive
+
+#: Vision tower and projector parameters (own learning rate and weight decay in the full fine-tune).
+VISION_PARAMS = re.compile(r"(vision_tower|multi_modal_projector|visual|vision_model)\.")
+#: Learning-rate schedules offered (transformers ``SchedulerType`` names that need no extra arguments).
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
+#: The fine-tune's record in the vanilla model dir.
+FINETUNE_JSON = "finetune.json"
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tune hyper-parameters (defaults: the measured tiny-model recipe, ``reference/tiny_model.md``).
+
+    Attributes:
+        mode: ``full`` (every weight; what a randomly initialised tiny model needs — LoRA cannot memorise on
+            it) or ``lora`` (MLLMU-Bench: LoRA r=16, α=16, dropout 0.05 on the language model, merged at the end;
+            use it for real pretrained models with e.g. ``learning_rate=2e-5, batch_size=4``).
+        learning_rate: AdamW learning rate of the language model (and of the LoRA weights in ``lora`` mode).
+        vision_learning_rate: learning rate of the vision tower and projector (``full`` mode).
+        vision_weight_decay: their weight decay (without it the projected image features blow up and VQA
+            never learns — measured).
+        weight_decay: weight decay of the language model.
+        vqa_repeat: how often each image (VQA) row appears in an epoch: the image view needs about twice the
+            epochs of the text view (the portrait is its only cue of who is asked about).
+        batch_size: global batch size; max_steps: optimizer steps. Measured on a 40-profile set (2 cores):
+            800 × 64 with ``vqa_repeat=3`` → QA 0.95, VQA 0.59 exact match in ~8 min; 600 × 64 with
+            ``vqa_repeat=2`` → 0.87 / 0.23; VQA rows alone, 450 × 64 → 0.97 (the image view is the slow one);
+            warmup_steps; max_grad_norm.
+        lr_scheduler: a transformers scheduler name (``linear``, ``cosine``, ``constant``…).
+        lora_r, lora_alpha, lora_dropout, lora_target_modules: the adapter of ``lora`` mode.
+        seed: seeds initialisation, data order and dropout.
+    """
+
+    mode: str = "full"
+    learning_rate: float = 2e-3
+    vision_learning_rate: float = 5e-4
+    vision_weight_decay: float = 0.1
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    max_steps: int = 800
+    vqa_repeat: int = 3
+    warmup_steps: int = 0
+    lr_scheduler: str = "linear"
+    max_grad_norm: float = 1.0
+    lora_r: int = 16
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_target_modules: str = LM_LORA_TARGETS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("full", "lora"):
+            raise ConfigError(f"fine-tune mode must be 'full' or 'lora', got {self.mode!r}")
+        _positive(
+            self,
+            "learning_rate",
+            "vision_learning_rate",
+            "batch_size",
+            "max_steps",
+            "vqa_repeat",
+            "lora_r",
+            "lora_alpha",
+        )
+        _non_negative(self, "vision_weight_decay", "weight_decay", "warmup_steps", "max_grad_norm", "seed")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ConfigError(
+                f"unknown lr_scheduler {self.lr_scheduler!r}; choose from {', '.join(SCHEDULERS)}"
+            )
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) -> Any:
+    """Wrap ``model`` with a fresh LoRA adapter; a pattern that matches nothing is a ConfigError."""
+    from peft import LoraConfig, get_peft_model
+
+    from icu_unlearn.callbacks import quiet_transformers
+    from icu_unlearn.stage import check_lora_targets
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+    try:
+        with quiet_transformers():
+            model = get_peft_model(model, config)
+    except ValueError as err:
+        raise ConfigError(f"LoRA target pattern {targets!r} matched no module of the model ({err})") from None
+    check_lora_targets(model, targets)
+    return model
+
+
+def _schedule(cfg: Any) -> dict[str, Any]:
+    """The optimisation settings every training config (fine-tune or method) passes to the Trainer."""
+    names = (
+        "max_steps",
+        "batch_size",
+        "learning_rate",
+        "weight_decay",
+        "max_grad_norm",
+        "warmup_steps",
+        "seed",
+    )
+    return {name: getattr(cfg, name) for name in names}
+
+
+def _train(model: Any, objective: Any, dataset: Any, collate: Any, args: Any, optimizer: Any = None) -> Any:
+    """Run the shared Trainer loop; returns the trainer (its ``history`` holds the logged losses)."""
+    from icu_unlearn.callbacks import IcuTrainer, quiet_transformers
+
+    with quiet_transformers():
+        trainer = IcuTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            data_collator=collate,
+            objective=objective,
+            optimizers=(optimizer, None),
+        )
+        trainer.train()
+    return trainer
+
+
+# ----------------------------------------------------------------------------------------------- fine-tune
+
+
+def finetune(
+    model_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: FinetuneConfig | None = None,
+    *,
+    overwrite: bool = False,
+    device: str | None = None,
+) -> Path:
+    """Fine-tune ``model_dir`` on every QA row of ``data_dir`` and save the vanilla model to ``out_dir``.
+
+    The result is a full model dir (merged weights as safetensors, the processor, ``finetune.json``), written
+    to a temporary sibling and renamed. Returns ``out_dir``.
+    """
+    import torch
+    from transformers import set_seed
+
+    from icu_tasks.dataset import open_data
+    from icu_unlearn.callbacks import NLLObjective, training_arguments
+    from icu_unlearn.data import Collator, ExampleDataset, finetune_examples
+    from icu_unlearn.models import load_base
+    from icu_unlearn.stage import check_changed, check_writable, snapshot_trainable, weight_changes
+
+    cfg = config or FinetuneConfig()
+    out = Path(out_dir)
+    check_writable(out, overwrite)
+    data = open_data(data_dir)
+    examples = finetune_examples(data, cfg.vqa_repeat)
+    set_seed(cfg.seed)
+    model, processor = load_base(model_dir, device=device)
+    model.train()
+    optimizer = None
+    if cfg.mode == "lora":
+        model = _lora_model(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    else:
+        vision = [p for n, p in model.named_parameters() if VISION_PARAMS.search(n)]
+        text = [p for n, p in model.named_parameters() if not VISION_PARAMS.search(n)]
+        groups = [{"params": text, "lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}]
+        if vision:
+            groups.append(
+                {"params": vision, "lr": cfg.vision_learning_rate, "weight_decay": cfg.vision_weight_decay}
+            )
+        optimizer = torch.optim.AdamW(groups)
+    before = snapshot_trainable(model)
+    with tempfile.TemporaryDirectory(prefix="icu-finetune-") as scratch:
+        args = training_arguments(
+            scratch,
+            **_schedule(cfg),
+            lr_scheduler_type=cfg.lr_scheduler,
+            device=device,
+            find_unused_parameters=cfg.mode == "full",
+        )
+        start = time.perf_counter()
+        trainer = _train(
+            model, NLLObjective(), ExampleDataset(examples), Collator(processor), args, optimizer
+        )
+        seconds = time.perf_counter() - start
+    changed = check_changed(weight_changes(trainer.model, before), "fine-tune")
+    model = trainer.model
+    if cfg.mode == "lora":
+        model = model.merge_and_unload()
+    if _is_main():
+        record = {
+            "format_version": 1,
+            "base_model": str(Path(model_dir).resolve()),
+            "data_dir": str(data.root),
+            "data_hash": data.data_hash,
+            "config": dataclasses.asdict(cfg),
+            "rows": len(set(e.id for e in examples)),
+            "examples_per_epoch": len(examples),
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "train_seconds": round(seconds, 2),
+            "changed_modules": len(changed),
+            "log_history": trainer.history.history,
+            "versions": _versions(),
+        }
+        _save_model_dir(out, model, processor, record, overwrite)
+    trainer.accelerator.wait_for_everyone()
+    return out
+
+
+def _save_model_dir(out: Path, model: Any, processor: Any, record: dict, overwrite: bool) -> None:
+    from icu_unlearn.stage import write_stage_dir
+
+    def fill(tmp: Path) -> None:
+        model.eval()
+        model.save_pretrained(str(tmp))
+        processor.save_pretrained(str(tmp))
+        (tmp / FINETUNE_JSON).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+
+    write_stage_dir(out, fill, overwrite=overwrite, required=FINETUNE_JSON)
+
+
+def _versions() -> dict[str, str]:
+    from icu_unlearn.stage import versions
+
+    return versions()
+
+
+# ----------------------------------------------------------------------------------------------- unlearning
+
+
+@dataclass
+class StageResult:
+    """A finished stage: its dir, the stage.json record, and the model as trained (adapter + masks applied)."""
+
+    path: Path
+    record: dict[str, Any]
+    model: Any
+    processor: Any
+
+
+def unlearn_stage(
+    method: Any,
+    base: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    stage: int,
+    run_dir: str | os.PathLike,
+    *,
+    parent: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+) -> Path:
+    """Forget forget task ``stage`` starting from stage ``stage − 1``; write and return ``run_dir/stage_K``.
+
+    See :func:`run_stage` for the arguments; this drops the in-memory model.
+    """
+    return run_stage(
+        method, base, data_dir, stage, run_dir, parent=parent, overwrite=overwrite, device=device
+    ).path
+
+
+def run_stage(
+    method: Any,
+    base: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    stage: int,
+    run_dir: str | os.PathLike,
+    *,
+    parent: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+) -> StageResult:
+    """Forget forget task ``stage`` starting from stage ``stage − 1``, write ``run_dir/stage_K``, return it all.
+
+    Args:
+        method: an :class:`~icu_unlearn.methods.base.UnlearningMethod` instance (see ``methods.build_method``).
+        base: the vanilla model dir (stage 0).
+        data_dir: the ICU-Bench data dir the vanilla model was fine-tuned on.
+        stage: K ≥ 1; the stage forgets forget task K.
+        run_dir: where ``stage_K/`` is written.
+        parent: the stage K−1 dir (default ``run_dir/stage_{K−1}``; none for K = 1, which starts with a fresh
+            LoRA adapter on the vanilla model).
+        overwrite: replace an existing ``stage_K``.
+        device: ``cpu``, ``cuda``… (default: CUDA when available).
+    """
+    from icu_tasks.dataset import open_data
+    from icu_unlearn.stage import check_parent, check_writable, stage_dir
+
+    k = int(stage)
+    if k < 1:
+        raise ConfigError(f"stage must be >= 1 (stage 0 is the vanilla model), got {stage}")
+    final = stage_dir(run_dir, k)
+    check_writable(final, overwrite)
+    if k == 1 and parent is not None:
+        raise ConfigError("stage 1 starts from the vanilla model; --from is only for stages >= 2")
+    parent_dir = Path(parent) if parent is not None else (stage_dir(run_dir, k - 1) if k > 1 else None)
+    data = open_data(data_dir)
+    if k not in {int(t) for t in data.task_ids}:
+        raise DataError(f"forget task {k} does not exist in {data.root} (it has tasks {_task_range(data)})")
+    parent_record = check_parent(parent_dir, k, data.data_hash, str(base)) if parent_dir else None
+    # Heavy imports only after the cheap checks: bad input fails in well under a second.
+    from transformers import set_seed
+
+    from icu_unlearn.callbacks import quiet_transformers
+    from icu_unlearn.data import stage_data
+    from icu_unlearn.models import apply_masks, load_base, load_stage, read_masks, remove_masks
+    from icu_unlearn.stage import check_new_masks, mask_summary, stage_record, write_stage
+
+    cfg = method.config
+    set_seed(cfg.seed)
+    model, processor = load_base(base, device=device)
+    if parent_dir is not None:
+        with quiet_transformers():
+            model = load_stage(model, parent_dir, trainable=method.trains)
+        parent_masks = read_masks(parent_dir)
+    else:
+        model = _lora_model(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        parent_masks = {}
+    if not hasattr(model, "peft_config"):
+        raise StageError(f"parent stage {parent_dir} has no PEFT adapter to continue")
+    sd = stage_data(data, [k], processor)
+    start = time.perf_counter()
+    if method.trains:
+        changes, history = _train_stage(method, model, sd, device)
+        masks = parent_masks
+    else:
+        changes, history = {}, []
+        model.eval()
+        masks = method.output_masks(model, sd, parent_masks)
+        if not method.stage_info().get("cap_reached"):
+            check_new_masks(masks, parent_masks)
+        remove_masks(model)
+        apply_masks(model, masks)
+    seconds = time.perf_counter() - start
+    record = stage_record(
+        method,
+        k,
+        data,
+        base,
+        parent_dir,
+        parent_record,
+        model,
+        sd,
+        changes=changes,
+        masks=mask_summary(masks, parent_masks),
+        seconds=seconds,
+        history=history,
+    )
+    if _is_main():
+        write_stage(final, model, masks, method.artifacts(), record, overwrite=overwrite)
+    _barrier()
+    model.eval()
+    return StageResult(final, record, model, processor)
+
+
+def _task_range(data: Any) -> str:
+    ids = sorted(int(t) for t in data.task_ids)
+    return f"{ids[0]}..{ids[-1]}" if ids else "none"
+
+
+def _train_stage(method: Any, model: Any, sd: Any, device: str | None) -> tuple[dict, list]:
+    """Run the method's callbacks on the shared Trainer; returns (changed modules with norms, loss log)."""
+    from icu_unlearn.callbacks import training_arguments
+    from icu_unlearn.data import PairedDataset
+    from icu_unlearn.stage import check_changed, snapshot_trainable, weight_changes
+
+    cfg = method.config
+    model.train()
+    method.prepare(model, sd)
+    before = snapshot_trainable(model)
+    dataset = PairedDataset(sd.forget, sd.retain if method.uses_retain else None)
+    with tempfile.TemporaryDirectory(prefix="icu-unlearn-") as scratch:
+        args = training_arguments(
+            scratch,
+            **_schedule(cfg),
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            device=device,
+        )
+        trainer = _train(model, method, dataset, sd.collator, args)
+    changed = check_changed(weight_changes(trainer.model, before))
+    return changed, trainer.history.history
+
+
+def _barrier() -> None:
+    """Wait for every process of a distributed job (no-op otherwise)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -1,0 +1,198 @@
+"""The vanilla fine-tune: it memorises the small set, writes a reloadable model dir, is seeded, refuses bad input.
+
+The memorisation thresholds apply to the session fixture (``tests/fixtures_unlearn.FIXTURE_FINETUNE``): the
+text-only (QA) and the image (VQA) view of forget task 1 and of retain-eval must reach ``MIN_STAGE0_QA`` /
+``MIN_STAGE0_VQA`` (the reasons are written next to them; the fixture measures QA 1.0, VQA 0.50-0.76).
+
+The image (VQA) view is the slow one: the portrait is the only cue of who a VQA question is about (text is
+unreadable at 64 px), and the tiny model needs many more epochs of the image rows than of the text rows
+(measured: image rows alone, 450 steps x 64 -> teacher-forced exact match 0.97, 150 steps -> 0.06), hence
+``vqa_repeat``; the fixture reaches ~0.5-0.75 on it, which ``MIN_STAGE0_VQA`` asserts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from icu_tasks.errors import ConfigError, StageError
+from icu_unlearn.cli import main
+from icu_unlearn.train import FinetuneConfig, finetune
+from tests.fixtures_unlearn import MIN_STAGE0_QA, MIN_STAGE0_VQA
+
+#: A few-step run for the properties that do not need memorisation (seeding, LoRA merge, guards).
+SHORT = {"max_steps": 2, "batch_size": 8}
+
+
+@pytest.mark.slow
+def test_vanilla_model_knows_forget_and_retain(stage0_scores):
+    assert stage0_scores["forget_qa"] >= MIN_STAGE0_QA, stage0_scores
+    assert stage0_scores["retain_qa"] >= MIN_STAGE0_QA, stage0_scores
+    assert stage0_scores["forget_vqa"] >= MIN_STAGE0_VQA, stage0_scores
+    assert stage0_scores["retain_vqa"] >= MIN_STAGE0_VQA, stage0_scores
+
+
+@pytest.mark.slow
+def test_vanilla_dir_is_a_plain_reloadable_model(vanilla_model_dir, tiny_model_dir, small_data_dir):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    files = {p.name for p in vanilla_model_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "finetune.json"} <= files
+    assert not any(f.endswith(".bin") for f in files)
+    AutoProcessor.from_pretrained(vanilla_model_dir)
+    AutoModelForImageTextToText.from_pretrained(vanilla_model_dir)
+    record = json.loads((vanilla_model_dir / "finetune.json").read_text())
+    manifest = json.loads((small_data_dir / "manifest.json").read_text())
+    assert record["data_hash"] == manifest["data_hash"] and record["config"]["mode"] == "full"
+    assert record["rows"] == manifest["counts"]["rows_total"]
+    n_image = sum(1 for r in _qa_rows(small_data_dir) if r["image"])
+    assert record["examples_per_epoch"] == record["rows"] + (record["config"]["vqa_repeat"] - 1) * n_image
+    before, after = (
+        load_file(str(tiny_model_dir / "model.safetensors")),
+        load_file(str(vanilla_model_dir / "model.safetensors")),
+    )
+    vision = [k for k in before if "vision_tower" in k]
+    assert vision and any(not torch.equal(before[k], after[k]) for k in vision), (
+        "the full fine-tune trains vision too"
+    )
+
+
+def _qa_rows(data_dir: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    from icu_tasks.schema import QA_FILE
+
+    return pq.read_table(data_dir / QA_FILE).to_pylist()
+
+
+def _weights(model_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_finetune_is_seeded(tiny_model_dir, small_data_dir, tmp_path):
+    import torch
+
+    a = finetune(
+        tiny_model_dir, small_data_dir, tmp_path / "a", FinetuneConfig(**SHORT, seed=3), device="cpu"
+    )
+    b = finetune(
+        tiny_model_dir, small_data_dir, tmp_path / "b", FinetuneConfig(**SHORT, seed=3), device="cpu"
+    )
+    c = finetune(
+        tiny_model_dir, small_data_dir, tmp_path / "c", FinetuneConfig(**SHORT, seed=4), device="cpu"
+    )
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_lora_mode_merges_into_the_language_model_only(tiny_model_dir, small_data_dir, tmp_path):
+    import torch
+
+    cfg = FinetuneConfig(mode="lora", learning_rate=1e-2, **SHORT)
+    out = finetune(tiny_model_dir, small_data_dir, tmp_path / "lora", cfg, device="cpu")
+    files = {p.name for p in out.iterdir()}
+    assert "adapter_model.safetensors" not in files and "model.safetensors" in files
+    before, after = _weights(tiny_model_dir), _weights(out)
+    assert before.keys() == after.keys(), "merged weights keep the base layout (no lora_ keys)"
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("language_model" in k and "proj" in k for k in changed)
+
+
+def test_lora_targets_that_match_nothing_fail_before_training(tiny_model_dir, small_data_dir, tmp_path):
+    cfg = FinetuneConfig(mode="lora", lora_target_modules=r".*no_such_module$", **SHORT)
+    with pytest.raises(ConfigError, match="matched no module"):
+        finetune(tiny_model_dir, small_data_dir, tmp_path / "x", cfg, device="cpu")
+    assert not (tmp_path / "x").exists()
+
+
+def test_existing_output_is_not_overwritten(tiny_model_dir, small_data_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(StageError, match="--overwrite"):
+        finetune(tiny_model_dir, small_data_dir, out, FinetuneConfig(**SHORT), device="cpu")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"mode": "qlora"}, "mode must be 'full' or 'lora'"),
+        ({"learning_rate": -1.0}, "learning_rate must be > 0"),
+        ({"batch_size": 0}, "batch_size must be > 0"),
+        ({"vision_weight_decay": -0.1}, "vision_weight_decay must be >= 0"),
+        ({"lora_dropout": 1.5}, r"lora_dropout must be in \[0, 1\)"),
+    ],
+)
+def test_finetune_config_rejects_bad_values(values, message):
+    with pytest.raises(ConfigError, match=message):
+        FinetuneConfig(**values)
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys, tiny_model_dir, small_data_dir):
+    status = main(
+        [
+            "finetune",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1
+    status = main(
+        [
+            "finetune",
+            "--model",
+            str(tmp_path / "nomodel"),
+            "--data",
+            str(small_data_dir),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert status == 2 and capsys.readouterr().err.startswith("error: model dir not found")
+    status = main(
+        [
+            "finetune",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(small_data_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--steps",
+            "0",
+        ]
+    )
+    assert status == 2 and "max_steps must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_vqa_repeat_lists_image_rows_that_many_times(small_data_dir):
+    from collections import Counter
+
+    from icu_tasks.dataset import open_data
+    from icu_tasks.errors import DataError
+    from icu_unlearn.data import finetune_examples
+
+    data = open_data(small_data_dir)
+    once, twice = finetune_examples(data), finetune_examples(data, vqa_repeat=2)
+    n_image = sum(e.image is not None for e in once)
+    assert 0 < n_image < len(once) and len(twice) == len(once) + n_image
+    counts = Counter(e.id for e in twice)
+    assert all(counts[e.id] == (2 if e.image is not None else 1) for e in once)
+    with pytest.raises(DataError, match="vqa_repeat must be >= 1"):
+        finetune_examples(data, vqa_repeat=0)
+    with pytest.raises(ConfigError, match="vqa_repeat must be > 0"):
+        FinetuneConfig(vqa_repeat=0)

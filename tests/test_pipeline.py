@@ -1,0 +1,195 @@
+"""The continual pipeline: shell loop == in-process run, kill -9 + resume, refused configs, the run lock.
+
+All runs use the session's fine-tuned tiny model, GA with a few steps (the method does not matter here: these
+tests are about orchestration) and ``limit`` docs per task to keep the lmms-eval passes short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from icu_tasks.errors import StageError
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+STAGES, LIMIT, METHOD, STEPS = 2, 16, "ga", 6
+
+
+def _config(vanilla: Path, data: Path):
+    from icu_unlearn.pipeline import RunConfig
+
+    return RunConfig(
+        base=str(vanilla),
+        data=str(data),
+        method=METHOD,
+        stages=STAGES,
+        method_args={"max_steps": STEPS},
+        limit=LIMIT,
+    )
+
+
+def _env() -> dict[str, str]:
+    return os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+
+
+def _run_cmd(vanilla: Path, data: Path, out: Path) -> list[str]:
+    return [
+        str(BIN / "icu-bench"), "run", "--base", str(vanilla), "--data", str(data), "--method", METHOD,
+        "--stages", str(STAGES), "--limit", str(LIMIT), "--set", f"max_steps={STEPS}", "--out", str(out),
+    ]  # fmt: skip
+
+
+def _matrices(run_dir: Path) -> dict[str, np.ndarray]:
+    from icu_tasks.continual import load_run
+
+    run = load_run(run_dir)
+    assert not run.missing, run.missing
+    return {
+        "forget_vqa": run.forget["vqa"],
+        "forget_qa": run.forget["qa"],
+        "retain": run.retain,
+        "utility": run.utility,
+    }
+
+
+def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def inprocess_run(tmp_path_factory, vanilla_model_dir: Path, small_data_dir: Path) -> Path:
+    from icu_unlearn.pipeline import run
+
+    out = tmp_path_factory.mktemp("pipeline") / "inprocess"
+    run(_config(vanilla_model_dir, small_data_dir), out)
+    return out
+
+
+def test_inprocess_run_writes_stages_evals_and_report(inprocess_run: Path) -> None:
+    for k in range(1, STAGES + 1):
+        assert (inprocess_run / f"stage_{k}" / "adapter_model.safetensors").is_file()
+        assert json.loads((inprocess_run / f"stage_{k}" / "stage.json").read_text())["method"] == METHOD
+    for k in range(STAGES + 1):
+        assert list((inprocess_run / "eval" / f"stage_{k}").rglob("*_results.json"))
+        assert len(list((inprocess_run / "eval" / f"stage_{k}").rglob("*_samples_icu_*.jsonl"))) == 5
+    report = json.loads((inprocess_run / "report" / "report.json").read_text())
+    assert report["runs"][0]["method"] == METHOD
+    assert not list(inprocess_run.rglob(".tmp-*")), "temp dirs left behind"
+
+
+def test_shell_loop_gives_the_same_scores(
+    inprocess_run: Path, vanilla_model_dir, small_data_dir, tmp_path
+) -> None:
+    out = tmp_path / "shell"
+    cmd = [
+        "bash",
+        str(REPO / "examples" / "continual_loop.sh"),
+        str(vanilla_model_dir),
+        str(small_data_dir),
+        str(out),
+    ]
+    cmd += [METHOD, str(STAGES), "--", "--max-steps", str(STEPS)]
+    proc = subprocess.run(
+        cmd, env=_env() | {"LIMIT": str(LIMIT)}, capture_output=True, text=True, timeout=1200
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "report" / "report.md").is_file()
+    # Same files in the same layout (lmms-eval's model sub-folder), same scores.
+    shell_files = sorted(p.name.split("_", 2)[-1] for p in (out / "eval" / "stage_1").rglob("*.json*"))
+    inproc_files = sorted(
+        p.name.split("_", 2)[-1] for p in (inprocess_run / "eval" / "stage_1").rglob("*.json*")
+    )
+    assert shell_files == inproc_files
+    _assert_same(_matrices(out), _matrices(inprocess_run))
+
+
+def _wait_for(proc: subprocess.Popen, condition, what: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"run ended (rc {proc.returncode}) before {what}: {proc.stdout.read()[-2000:]}"
+            )
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_kill_and_resume_gives_the_identical_matrix(
+    inprocess_run, vanilla_model_dir, small_data_dir, tmp_path
+):
+    out = tmp_path / "killed"
+    cmd = _run_cmd(vanilla_model_dir, small_data_dir, out)
+    popen = dict(env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    # 1. kill -9 while stage 1 trains (stage 0 scored, stage 1 not yet written).
+    proc = subprocess.Popen(cmd, **popen)
+    _wait_for(proc, lambda: (out / "eval" / "stage_0").is_dir(), "stage 0 was scored")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "stage_1").exists()
+
+    # 2. restart; kill -9 while stage 1 is being scored.
+    proc = subprocess.Popen(cmd, **popen)
+    _wait_for(proc, lambda: any((out / "eval").glob(".tmp-stage_1*")), "stage 1 scoring started")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "stage_1" / "stage.json").is_file() and not (out / "eval" / "stage_1").exists()
+    stage1_mtime = (out / "stage_1" / "adapter_model.safetensors").stat().st_mtime_ns
+
+    # 3. restart to the end: identical matrix to the uninterrupted run, stage 1 not recomputed.
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "half-written" in proc.stdout
+    assert (out / "stage_1" / "adapter_model.safetensors").stat().st_mtime_ns == stage1_mtime
+    assert not list(out.rglob(".tmp-*"))
+    _assert_same(_matrices(out), _matrices(inprocess_run))
+
+
+def test_changed_config_is_refused(inprocess_run: Path, vanilla_model_dir, small_data_dir) -> None:
+    before = (inprocess_run / "run.json").read_bytes()
+    cmd = _run_cmd(vanilla_model_dir, small_data_dir, inprocess_run)
+    cmd[cmd.index("--stages") + 1] = "1"
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "different config" in lines[0] and "stages" in lines[0], proc.stderr
+    assert (inprocess_run / "run.json").read_bytes() == before
+
+
+def test_second_process_on_a_locked_run_dir_is_refused(tmp_path, vanilla_model_dir, small_data_dir) -> None:
+    from icu_unlearn.rundir import RunDir
+
+    out = tmp_path / "locked"
+    with RunDir(out).lock():
+        proc = subprocess.run(
+            _run_cmd(vanilla_model_dir, small_data_dir, out),
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: run dir") and "in use" in proc.stderr
+    assert not (out / "run.json").exists() and not (out / "eval").exists()
+
+
+def test_lock_is_exclusive_in_process(tmp_path) -> None:
+    from icu_unlearn.rundir import RunDir
+
+    with RunDir(tmp_path).lock(), pytest.raises(StageError, match="in use"), RunDir(tmp_path).lock():
+        pass
