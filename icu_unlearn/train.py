@@ -44,9 +44,10 @@ class FinetuneConfig:
         vqa_repeat: how often each image (VQA) row appears in an epoch: the image view needs about twice the
             epochs of the text view (the portrait is its only cue of who is asked about).
         batch_size: global batch size; max_steps: optimizer steps. Measured on a 40-profile set (2 cores):
-            800 × 64 with ``vqa_repeat=3`` → QA 0.95, VQA 0.59 exact match in ~8 min; 600 × 64 with
-            ``vqa_repeat=2`` → 0.87 / 0.23; VQA rows alone, 450 × 64 → 0.97 (the image view is the slow one);
-            warmup_steps; max_grad_norm.
+            800 × 64, ``vqa_repeat=3``, constant lr after 40 warmup steps → QA 0.97, VQA 0.98 exact match
+            (every forget/retain row); the same with linear decay → 0.95 / 0.59 (the image view is learnt
+            late, when a decaying lr is already small); VQA rows alone, linear, 450 × 64 → 0.97.
+        warmup_steps, max_grad_norm.
         lr_scheduler: a transformers scheduler name (``linear``, ``cosine``, ``constant``…).
         lora_r, lora_alpha, lora_dropout, lora_target_modules: the adapter of ``lora`` mode.
         seed: seeds initialisation, data order and dropout.
@@ -60,8 +61,8 @@ class FinetuneConfig:
     batch_size: int = 64
     max_steps: int = 800
     vqa_repeat: int = 3
-    warmup_steps: int = 0
-    lr_scheduler: str = "linear"
+    warmup_steps: int = 40
+    lr_scheduler: str = "constant_with_warmup"
     max_grad_norm: float = 1.0
     lora_r: int = 16
     lora_alpha: float = 16.0
