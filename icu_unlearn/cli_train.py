@@ -146,7 +146,7 @@ def _print_check(model_dir: Any, data_dir: str, device: str | None) -> None:
 
 def _unlearn(args: argparse.Namespace) -> int:
     from icu_unlearn.methods import get_method
-    from icu_unlearn.train import unlearn_stage
+    from icu_unlearn.train import run_stage
 
     cls = get_method(args.method)
     values = _hyper_parameters(args)
@@ -158,7 +158,7 @@ def _unlearn(args: argparse.Namespace) -> int:
             f"(its hyper-parameters: {', '.join(_flag(k) for k in sorted(known))})"
         )
     method = cls(cls.config_class.from_dict(values))
-    out = unlearn_stage(
+    out = run_stage(
         method,
         args.base,
         args.data,
@@ -167,7 +167,7 @@ def _unlearn(args: argparse.Namespace) -> int:
         parent=args.parent,
         overwrite=args.overwrite,
         device=args.device,
-    )
+    ).path
     if _is_main():
         print(f"stage {args.stage} ({cls.name}): {out}")
     return 0

@@ -259,26 +259,6 @@ class StageResult:
     processor: Any
 
 
-def unlearn_stage(
-    method: Any,
-    base: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    stage: int,
-    run_dir: str | os.PathLike,
-    *,
-    parent: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    device: str | None = None,
-) -> Path:
-    """Forget forget task ``stage`` starting from stage ``stage − 1``; write and return ``run_dir/stage_K``.
-
-    See :func:`run_stage` for the arguments; this drops the in-memory model.
-    """
-    return run_stage(
-        method, base, data_dir, stage, run_dir, parent=parent, overwrite=overwrite, device=device
-    ).path
-
-
 def run_stage(
     method: Any,
     base: str | os.PathLike,
