@@ -21,6 +21,9 @@ BATCH=${BATCH_SIZE:-16}
 TASKS=${TASKS:-icu}
 LIMIT=${LIMIT:-}  # score at most N docs per task (debugging / tests); empty = all
 export ICU_DATA_DIR=$DATA
+# Validate every input (method name and flags, base model, data and its hash, T <= the number of forget tasks)
+# before anything is scored or written: a typo costs a second, not a stage-0 evaluation.
+icu-bench unlearn --dry-run --method "$METHOD" --base "$BASE" --data "$DATA" --stage "$T" --out "$RUN" "$@" >/dev/null
 TASKS_PATH=$(icu-bench tasks-path)
 mkdir -p "$RUN/eval"
 

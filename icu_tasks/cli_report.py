@@ -38,12 +38,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_METRIC,
         help=f"per-sample accuracy used for A/R/U (default {DEFAULT_METRIC}; mc_accuracy reads the _mc tasks)",
     )
+    p.add_argument(
+        "--allow-data-mismatch",
+        action="store_true",
+        help="report a run whose stages or evaluations were made with other data than the run itself",
+    )
     p.set_defaults(func=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """Load every run first (a bad dir fails before anything is written), then write the report."""
+    """Load and check every run first (a bad dir fails before anything is written), then write the report.
+
+    Refused: a run with nothing scored with ``--metric`` (an all-n/a report), and a run whose stages or
+    evaluations recorded another data hash than the run (:func:`icu_tasks.provenance.check_run_data`).
+    """
     from icu_tasks.continual import load_run
+    from icu_tasks.errors import StageError
+    from icu_tasks.provenance import check_run_data
     from icu_tasks.report import REPORT_MD, write_report
 
     if len(args.run_dirs) > 1 and args.out is None:
@@ -52,6 +63,13 @@ def run_report(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     runs = [load_run(d, metric=args.metric, progress=True) for d in args.run_dirs]
+    for d, run in zip(args.run_dirs, runs, strict=True):
+        if not run.scored:
+            raise StageError(
+                f"nothing to report for {d}: no stage has samples scored with {args.metric} under "
+                f"{d / 'eval'}/stage_K/ (score the stages first, or pick another --metric)"
+            )
+        check_run_data(d, allow=args.allow_data_mismatch)
     report = write_report(runs, out)
     for s in report["runs"]:
         m = s["metrics"]

@@ -296,7 +296,10 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
     sources: dict[int, list[str]] = {}
     from tqdm.auto import tqdm
 
-    for k in tqdm(range(T + 1), desc=f"reading {root.name}", unit="stage", disable=not progress):
+    # progress: a bar on a terminal only (tqdm disables itself on a pipe), so errors stay one line in logs
+    for k in tqdm(
+        range(T + 1), desc=f"reading {root.name}", unit="stage", disable=None if progress else True
+    ):
         scores, texts = [], []
         if k in eval_stages:
             records, used, stage_notes = stage_records(root / EVAL_DIR / f"stage_{k}")

@@ -131,6 +131,33 @@ def _check_images(root: Path, rows: list[dict]) -> int:
     return len(images)
 
 
+def _check_promised_images(root: Path, profiles: pa.Table, manifest: dict) -> None:
+    """Every image ``profiles.parquet`` lists (full layouts and utility specimens too) must exist.
+
+    The QA rows reference only the masked views; the full layouts are part of the data set (and of its
+    hash) as well, so a missing one is a damaged data dir even without ``--hash``. The number of listed
+    images must be the manifest's ``counts.images + counts.utility_images`` when the manifest has them.
+    """
+    if "images" not in profiles.schema.names:
+        raise DataError(f"{schema.PROFILES_FILE}: column 'images' is missing")
+    listed = {rel for images in profiles.column("images").to_pylist() for rel in images or []}
+    counts = manifest.get("counts") if isinstance(manifest.get("counts"), dict) else {}
+    promised = [counts.get("images"), counts.get("utility_images")]
+    if all(isinstance(n, int) for n in promised) and len(listed) != sum(promised):
+        raise DataError(
+            f"{schema.PROFILES_FILE} lists {len(listed)} images, the manifest promises {sum(promised)} "
+            f"({promised[0]} documents + {promised[1]} utility specimens)"
+        )
+    for rel in sorted(listed):
+        parts = rel.replace("\\", "/").split("/")
+        if os.path.isabs(rel) or ".." in parts:
+            raise DataError(
+                f"{schema.PROFILES_FILE}: image path {rel!r} must be relative and inside the data dir"
+            )
+        if not os.path.isfile(os.path.join(root, rel)):
+            raise DataError(f"image file {rel} (listed in {schema.PROFILES_FILE}) is missing from {root}")
+
+
 def _check_manifest(manifest: dict, rows: list[dict], task_ids: list[int], n_profiles: int) -> None:
     counts = manifest["counts"]
     n_tasks = manifest["scale"].get("tasks") if isinstance(manifest["scale"], dict) else None
@@ -195,6 +222,7 @@ def _load(root: Path, check_hash: bool) -> tuple[dict, pa.Table, list[dict], dic
     n_profiles = len({r["profile_id"] for r in rows if r["split"] != "utility"})
     _check_manifest(manifest, rows, task_ids, n_profiles)
     n_images = _check_images(root, rows)
+    _check_promised_images(root, profiles, manifest)
     if check_hash:
         actual = data_hash(root)
         if actual != manifest["data_hash"]:

@@ -24,6 +24,10 @@ class ConfigError(IcuError):
     """A configuration value, CLI argument or hyper-parameter is invalid."""
 
 
+class TrainingError(IcuError):
+    """A training run ended without reaching its stated goal (e.g. the fine-tune's stopping rule)."""
+
+
 class StageError(IcuError):
     """A stage / run directory is missing, incomplete, from another run, or would be overwritten."""
 

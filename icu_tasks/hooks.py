@@ -20,6 +20,10 @@ Where the docs come from
     on stderr and exit status 1. Python callers of ``simple_evaluate`` can catch it (``except
     SystemExit``); its ``__cause__`` is the loader's :class:`~icu_tasks.errors.DataError`.
 
+    Which data was scored: the ``process_docs`` hook also writes the data dir's ``data_hash`` and path into
+    the task's ``metadata`` (:func:`_record_data`), which lmms-eval saves in ``results.json`` under
+    ``configs[<task>]["metadata"]`` — the evaluation's record of its data (see :mod:`icu_tasks.provenance`).
+
 What lmms-eval writes (``--output_path OUT --log_samples``)
     ``OUT/<model>/<YYYYMMDD_HHMMSS>_results.json`` (``<model>`` = the last two path parts of
     ``pretrained=`` joined by ``__``) with ``results[task][f"{metric},none"]`` for the metrics
@@ -41,6 +45,7 @@ import functools
 import math
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,7 @@ from icu_tasks import metrics
 from icu_tasks.errors import DataError
 from icu_tasks.paths import DATA_ENV, default_data_dir
 from icu_tasks.prompts import question_text
+from icu_tasks.provenance import DATA_DIR_KEY, DATA_HASH_KEY
 from icu_tasks.schema import MANIFEST_FILE, QA_FILE
 
 #: Metric keys of the generate_until tasks and of the multiple-choice tasks, as named in the YAMLs.
@@ -109,8 +115,37 @@ def open_task_data():
         raise DataUnavailable(f"invalid ICU-Bench data dir {root} ({problem}); {HOW_TO_GENERATE}") from err
 
 
+def _record_data(data: Any) -> None:
+    """Write the data's hash and dir into the metadata of the lmms-eval task that is loading its docs.
+
+    lmms-eval gives ``process_docs`` only the dataset, so the task is found as the ``self`` of the calling
+    frame (``ConfigurableTask.download``); a caller that is not a task (a test, another harness) is left alone.
+    The metadata also reaches every request's metadata, which nothing reads.
+    """
+    frame = sys._getframe(1)
+    try:
+        for _ in range(6):
+            frame = frame.f_back
+            if frame is None:
+                return
+            task = frame.f_locals.get("self")
+            config = getattr(task, "config", None)
+            if config is not None and hasattr(config, "metadata") and hasattr(config, "process_docs"):
+                meta = config.metadata
+                if meta is None or isinstance(meta, dict):
+                    config.metadata = {
+                        **(meta or {}),
+                        DATA_HASH_KEY: data.data_hash,
+                        DATA_DIR_KEY: str(data.root),
+                    }
+                return
+    finally:
+        del frame
+
+
 def _select(split: str, view: str | None):
     data = open_task_data()
+    _record_data(data)
     docs = data.dataset(split=split, view=view)
     if len(docs) == 0:
         what = f"split {split!r}" + (f", view {view!r}" if view else "")

@@ -147,6 +147,7 @@ def training_arguments(
         report_to="none",
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=False,
         disable_tqdm=False,
         use_cpu=(device == "cpu"),
         ddp_find_unused_parameters=find_unused_parameters,

@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a method hyper-parameter, e.g. --set learning_rate=1e-3 (repeatable)",
     )
     p.add_argument("--overwrite", action="store_true", help="discard a run dir made with another config")
+    p.add_argument(
+        "--allow-data-mismatch",
+        action="store_true",
+        help="accept a data dir whose data hash differs from the one --base was fine-tuned on",
+    )
     p.set_defaults(func=_run)
 
     d = subparsers.add_parser(
@@ -86,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         given = {k: v for k, v in flags.items() if v is not None}
         config = RunConfig.from_dict(given | {"method_args": method_args}, source="command line")
     start = time.perf_counter()
-    run(config, args.out, overwrite=args.overwrite)
+    run(config, args.out, overwrite=args.overwrite, allow_data_mismatch=args.allow_data_mismatch)
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
 

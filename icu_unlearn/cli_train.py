@@ -97,6 +97,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     un.add_argument("--out", required=True, help="run dir; the stage is written to RUN_DIR/stage_K")
     un.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     un.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR/stage_K")
+    un.add_argument(
+        "--allow-data-mismatch",
+        action="store_true",
+        help="accept a data dir whose data hash differs from the one BASE was fine-tuned on",
+    )
+    un.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only validate the inputs (method, hyper-parameters, BASE, DATA and its hash, the forget task, "
+        "the parent stage if it exists) and exit; writes nothing",
+    )
     group = un.add_argument_group("hyper-parameters (only those of the chosen method are accepted)")
     for f, defaults in _method_fields().values():
         _add_field(group, f, defaults)
@@ -158,6 +169,20 @@ def _unlearn(args: argparse.Namespace) -> int:
             f"(its hyper-parameters: {', '.join(_flag(k) for k in sorted(known))})"
         )
     method = cls(cls.config_class.from_dict(values))
+    if args.dry_run:
+        from icu_unlearn.preflight import check_stage_inputs
+
+        inputs = check_stage_inputs(
+            args.base,
+            args.data,
+            args.stage,
+            args.out,
+            parent=args.parent,
+            allow_data_mismatch=args.allow_data_mismatch,
+            dry_run=True,
+        )
+        print(f"ok: {cls.name} can forget task {inputs.k} of {inputs.data.root} from {inputs.base_dir}")
+        return 0
     out = run_stage(
         method,
         args.base,
@@ -167,6 +192,7 @@ def _unlearn(args: argparse.Namespace) -> int:
         parent=args.parent,
         overwrite=args.overwrite,
         device=args.device,
+        allow_data_mismatch=args.allow_data_mismatch,
     ).path
     if _is_main():
         print(f"stage {args.stage} ({cls.name}): {out}")

@@ -13,8 +13,14 @@ the processor's chat template (:mod:`icu_unlearn.prompting`); generation is batc
 
 model_args: ``pretrained`` (model dir, required), ``adapter`` (stage dir), ``batch_size`` (default 8),
 ``device`` (``cpu|cuda|cuda:N|auto``), ``dtype`` (``float32|bfloat16|float16|auto``), ``max_new_tokens``
-(overrides the task's value when given). A value in ``--model_args`` wins over lmms-eval's own ``--batch_size``
-/ ``--device`` flags. Any other name is an error.
+(overrides the task's value when given), ``allow_data_mismatch`` (``true`` scores a data dir other than the one
+the model / stage was made with). A value in ``--model_args`` wins over lmms-eval's own ``--batch_size`` /
+``--device`` flags. Any other name is an error.
+
+Before anything is loaded (:func:`icu_unlearn.preflight.check_scoring_inputs`): the model dir must exist (a
+missing local path never falls back to the hub), the stage must have been trained on this base model (by
+content: a copied vanilla model and run dir still match), and the data dir in ``$ICU_DATA_DIR`` must have the
+data hash the model and stage were made with.
 """
 
 from __future__ import annotations
@@ -49,7 +55,15 @@ from lmms_eval.models.registry_v2 import ModelManifest  # noqa: E402
 from icu_tasks.errors import ConfigError, IcuError  # noqa: E402
 
 #: The names ``--model_args`` accepts (``max_batch_size`` is lmms-eval's own flag; accepted and ignored).
-MODEL_ARGS: tuple[str, ...] = ("pretrained", "adapter", "batch_size", "device", "dtype", "max_new_tokens")
+MODEL_ARGS: tuple[str, ...] = (
+    "pretrained",
+    "adapter",
+    "batch_size",
+    "device",
+    "dtype",
+    "max_new_tokens",
+    "allow_data_mismatch",
+)
 _IGNORED_ARGS = ("max_batch_size",)
 DEFAULT_MAX_NEW_TOKENS = 32
 
@@ -59,6 +73,37 @@ def _under_lmms_eval_cli() -> bool:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     return "lmms_eval.__main__" in sys.modules or getattr(spec, "name", "") == "lmms_eval.__main__"
+
+
+def _check_tasks_installed() -> None:
+    """Under the lmms-eval CLI, stop a run of an ICU task that lmms-eval cannot find, with one clear line.
+
+    lmms-eval checks task names before it builds the model and answers an unknown one with a traceback and
+    exit status 0; this module is imported earlier (with the ``lmms_eval.models`` entry points), so it can
+    say what to do instead (:func:`icu_tasks.install.missing_task_message`) and exit 1.
+    """
+    if not _under_lmms_eval_cli():
+        return
+    from icu_tasks.install import missing_task_message
+
+    message = missing_task_message(sys.argv[1:])
+    if message:
+        raise SystemExit(f"error: {message}")
+
+
+_check_tasks_installed()
+
+
+def _bool(name: str, value: Any) -> bool:
+    """A model_arg flag: ``true``/``false`` (lmms-eval already turns those into bools), ``1``/``0``."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", ""):
+        return False
+    raise ConfigError(f"icu_hf: {name} must be true or false, got {value!r}")
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -88,10 +133,14 @@ class IcuHF(lmms):
         if not pretrained:
             raise ConfigError("icu_hf: model_args must include pretrained=<model dir>")
         from icu_unlearn.models.loading import load_base, resolve_device
+        from icu_unlearn.preflight import check_scoring_inputs
 
         self.batch_size_per_gpu = _positive_int("batch_size", kwargs.get("batch_size", 8))
         max_new = kwargs.get("max_new_tokens")
         self.max_new_tokens = None if max_new is None else _positive_int("max_new_tokens", max_new)
+        allow = _bool("allow_data_mismatch", kwargs.get("allow_data_mismatch", False))
+        # Before anything is loaded: model dir, stage (by content), data identity. No hub call, no wait.
+        pretrained = str(check_scoring_inputs(pretrained, kwargs.get("adapter"), allow_data_mismatch=allow))
         self.pretrained = str(pretrained)
         self.chat_template = None  # lmms-eval reads this; prompts use the processor's own template
         self._device_name = resolve_device(kwargs.get("device"))

@@ -15,6 +15,7 @@ run dir is refused by a lock.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,62 +121,91 @@ def run(
     run_dir: str | Path,
     *,
     overwrite: bool = False,
+    allow_data_mismatch: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run (or resume) the continual benchmark; returns the report dict (``report/report.json``)."""
+    """Run (or resume) the continual benchmark; returns the report dict (``report/report.json``).
+
+    Every input is checked first (:func:`icu_unlearn.preflight.check_run_inputs`: model dir, data, method,
+    tasks, the data hash the vanilla model was fine-tuned on, the run dir's recorded config); a run dir this
+    call created is removed again if it fails before any stage or evaluation is complete.
+    ``allow_data_mismatch`` accepts data other than the vanilla model's.
+    """
+    from icu_unlearn.preflight import check_run_inputs
+
+    rd = RunDir(run_dir)
+    # Every input is validated before the lock is taken: bad input writes nothing (no run dir, no lock).
+    _, record = check_run_inputs(config, rd, overwrite=overwrite, allow_data_mismatch=allow_data_mismatch)
+    fresh = not rd.root.exists()
+    with rd.lock():
+        try:
+            report = _run_locked(config, rd, record, overwrite, allow_data_mismatch, log)
+        except BaseException:
+            if fresh and not any(
+                rd.stage_complete(k) or rd.eval_complete(k) for k in range(config.stages + 1)
+            ):
+                shutil.rmtree(rd.root, ignore_errors=True)  # nothing complete: leave no half-made run dir
+            raise
+    log(f"report: {rd.report_dir / 'report.md'}")
+    return report
+
+
+def _run_locked(
+    config: RunConfig,
+    rd: RunDir,
+    record: dict[str, Any],
+    overwrite: bool,
+    allow_data_mismatch: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The body of :func:`run` once its inputs are validated and the run dir is locked."""
     from icu_tasks.continual import load_run
-    from icu_tasks.dataset import open_data
     from icu_tasks.report import write_report
     from icu_unlearn.lmms_model import IcuHF
     from icu_unlearn.methods import build_method
     from icu_unlearn.models import load_base
-    from icu_unlearn.scoring import check_tasks, score
+    from icu_unlearn.scoring import score
     from icu_unlearn.train import run_stage
 
-    rd = RunDir(run_dir)
-    data = open_data(config.data)
-    if config.stages > len(data.task_ids):
-        raise ConfigError(
-            f"stages={config.stages} but {config.data} has only {len(data.task_ids)} forget tasks"
-        )
-    # Validate hyper-parameters and task names before taking the lock (nothing is written on bad input).
-    build_method(config.method, **config.method_args)
-    check_tasks(config.tasks)
-    with rd.lock():
-        removed = rd.clean_partial()
-        if removed:
-            log(f"discarded {len(removed)} half-written dir(s) from an interrupted run")
-        record = config.to_dict() | {"name": config.name or rd.root.name}
-        rd.check_config(record, overwrite=overwrite)
-        model, processor = load_base(config.base, device=config.device)
-        lm = IcuHF.from_loaded(
-            model, processor, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens
-        )
-        for k in range(config.stages + 1):
-            stage = rd.stage_dir(k) if k else None
-            if k and not rd.stage_complete(k):
-                t0 = time.perf_counter()
-                method = build_method(config.method, **config.method_args)
-                run_stage(method, config.base, config.data, k, rd.root, device=config.device)
-                log(f"stage {k}/{config.stages}: {config.method} trained in {time.perf_counter() - t0:.1f} s")
-            elif k:
-                log(f"stage {k}/{config.stages}: complete, skipped")
-            if rd.eval_complete(k):
-                log(f"stage {k}/{config.stages}: scores complete, skipped")
-                continue
+    removed = rd.clean_partial()
+    if removed:
+        log(f"discarded {len(removed)} half-written dir(s) from an interrupted run")
+    rd.check_config(record, overwrite=overwrite)
+    model, processor = load_base(config.base, device=config.device)
+    lm = IcuHF.from_loaded(
+        model, processor, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens
+    )
+    for k in range(config.stages + 1):
+        stage = rd.stage_dir(k) if k else None
+        if k and not rd.stage_complete(k):
             t0 = time.perf_counter()
-            lm.load_adapter(str(stage) if stage else None)
-            score(
-                lm,
-                model_args_for(config, stage),
-                config.tasks,
-                rd.eval_dir(k),
-                data_dir=Path(config.data),
-                limit=config.limit,
+            method = build_method(config.method, **config.method_args)
+            run_stage(
+                method,
+                config.base,
+                config.data,
+                k,
+                rd.root,
+                device=config.device,
+                allow_data_mismatch=allow_data_mismatch,
             )
-            log(
-                f"stage {k}/{config.stages}: scored {', '.join(config.tasks)} in {time.perf_counter() - t0:.1f} s"
-            )
-        report = write_report([load_run(rd.root)], rd.report_dir)
-    log(f"report: {rd.report_dir / 'report.md'}")
-    return report
+            log(f"stage {k}/{config.stages}: {config.method} trained in {time.perf_counter() - t0:.1f} s")
+        elif k:
+            log(f"stage {k}/{config.stages}: complete, skipped")
+        if rd.eval_complete(k):
+            log(f"stage {k}/{config.stages}: scores complete, skipped")
+            continue
+        t0 = time.perf_counter()
+        lm.load_adapter(str(stage) if stage else None)
+        score(
+            lm,
+            model_args_for(config, stage),
+            config.tasks,
+            rd.eval_dir(k),
+            data_dir=Path(config.data),
+            limit=config.limit,
+        )
+        log(
+            f"stage {k}/{config.stages}: scored {', '.join(config.tasks)} in {time.perf_counter() - t0:.1f} s"
+        )
+    return write_report([load_run(rd.root)], rd.report_dir)

@@ -15,6 +15,7 @@ everywhere else (prompt, image tokens, padding).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,20 @@ FALLBACK_TEMPLATE = (
 )
 
 IGNORE_INDEX = -100
+#: Per processor/tokenizer memo of rendered samples and token ids: rendering a chat template and tokenizing
+#: are pure functions of the text, and the training loop renders the same rows every epoch. Bounded in size.
+_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_MEMO_MAX = 200_000
+
+
+def _memo(owner: Any) -> dict:
+    try:
+        table = _MEMO.setdefault(owner, {})
+    except TypeError:  # an owner that cannot be weakly referenced: no memo
+        return {}
+    if len(table) > _MEMO_MAX:
+        table.clear()
+    return table
 
 
 def as_image_list(image: Any) -> list:
@@ -86,6 +101,14 @@ class RenderedSample:
 
 def render_sample(processor, question: str, image: Any = None, answer: str | None = None) -> RenderedSample:
     """Render one sample through the chat template (see the module docstring for the answer span)."""
+    key = ("render", question, len(as_image_list(image)), answer)
+    memo = _memo(processor)
+    if key not in memo:
+        memo[key] = _render_sample(processor, question, image, answer)
+    return memo[key]
+
+
+def _render_sample(processor, question: str, image: Any, answer: str | None) -> RenderedSample:
     prompt = _render(processor, build_messages(question, image), add_generation_prompt=True)
     if answer is None:
         return RenderedSample(prompt, None)
@@ -107,7 +130,11 @@ def render_sample(processor, question: str, image: Any = None, answer: str | Non
 
 
 def _token_ids(tok, text: str) -> list[int]:
-    return tok(text, add_special_tokens=False)["input_ids"]
+    memo = _memo(tok)
+    key = ("ids", text)
+    if key not in memo:
+        memo[key] = tuple(tok(text, add_special_tokens=False)["input_ids"])
+    return list(memo[key])
 
 
 def encode(

@@ -25,9 +25,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import StageError
+from icu_tasks.errors import DataError, StageError
+from icu_tasks.provenance import mismatch_message
 
 TMP_PREFIX = ".tmp-"
+#: run.json keys that say where things are, not what they are: ignored when identities are recorded.
+LOCATION_KEYS = ("base", "data", "name")
+IDENTITY_KEYS = ("base_model_id", "data_hash")
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The run.json keys that differ; by identity (not location) when ``old`` records identities."""
+    keys = set(old) | set(new)
+    if all(old.get(k) for k in IDENTITY_KEYS):
+        keys -= set(LOCATION_KEYS)
+    else:  # written before identities were recorded: compare what it has, paths included
+        keys -= {k for k in IDENTITY_KEYS if k not in old}
+    return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
@@ -103,10 +117,14 @@ class RunDir:
                 removed.append(p)
         return removed
 
-    def check_config(self, config: dict[str, Any], *, overwrite: bool = False) -> None:
+    def check_config(self, config: dict[str, Any], *, overwrite: bool = False, write: bool = True) -> None:
         """Record ``config`` in run.json, or refuse if the run dir holds a different one.
 
-        With ``overwrite`` the old stages, evaluations and report are deleted first.
+        A run.json that records the base model's and the data's identity (``base_model_id``, ``data_hash``) is
+        compared by those, not by the paths (``base``, ``data``, ``name``), so a copied or moved run resumes;
+        its paths are then updated. An older run.json (paths only) is compared key by key. A different data
+        hash is refused with both hashes named. With ``overwrite`` the old stages, evaluations and report are
+        deleted first. ``write=False`` only checks (nothing is deleted or written).
         """
         if self.config_path.exists():
             try:
@@ -115,20 +133,30 @@ class RunDir:
                 raise StageError(
                     f"{self.config_path} is unreadable ({err}); use --overwrite to start over"
                 ) from err
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            if not diff:
+            old = old if isinstance(old, dict) else {}
+            diff = _differences(old, config)
+            if not diff and old == config:
                 return
-            if not overwrite:
+            if diff and not overwrite:
+                if "data_hash" in diff:
+                    raise DataError(
+                        mismatch_message(
+                            f"run dir {self.root}", old["data_hash"], old.get("data"), config["data_hash"],
+                            config.get("data"), "--overwrite (deletes its stages and scores)",
+                        )
+                    )  # fmt: skip
                 raise StageError(
                     f"run dir {self.root} was started with a different config (differs in: {', '.join(diff)}); "
                     "use another run dir or --overwrite"
                 )
-            for p in [*self.root.glob("stage_*"), self.root / "eval", self.report_dir]:
-                if p.is_dir():
-                    shutil.rmtree(p)
+            if diff and write:
+                for p in [*self.root.glob("stage_*"), self.root / "eval", self.report_dir]:
+                    if p.is_dir():
+                        shutil.rmtree(p)
         elif self.root.is_dir() and any(self.root.glob("stage_*")) and not overwrite:
             raise StageError(f"{self.root} holds stages but no run.json: not a run dir made by icu-bench run")
-        atomic_write_json(self.config_path, config)
+        if write:
+            atomic_write_json(self.config_path, config)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -173,7 +173,13 @@ def mask_summary(masks: dict, parent: dict) -> dict[str, Any]:
 def write_stage(
     final: Path, model: Any, masks: dict, artifacts: dict, record: dict, *, overwrite: bool = False
 ) -> Path:
-    """Write a stage dir atomically: the PEFT adapter, masks, method artifacts and ``stage.json`` (``record``)."""
+    """Write a stage dir atomically: the PEFT adapter, masks, method artifacts and ``stage.json`` (``record``).
+
+    ``record`` gains the stage's content identity (``stage_id``, :func:`icu_unlearn.identity.stage_id`); a real
+    stage record (one naming its method) also gets a model card ``README.md`` in place of PEFT's placeholder.
+    """
+    from icu_unlearn.identity import stage_id
+    from icu_unlearn.model_card import stage_card
     from icu_unlearn.models import save_masks
 
     def fill(tmp: Path) -> None:
@@ -182,6 +188,9 @@ def write_stage(
             save_masks(masks, tmp / "masks.safetensors")
         for name, tensors in artifacts.items():
             save_safetensors(tensors, tmp / name)
+        record["stage_id"] = stage_id(tmp)
+        if record.get("method"):
+            (tmp / "README.md").write_text(stage_card(record, final), encoding="utf-8")
         record["files"] = sorted(p.name for p in tmp.iterdir()) + [STAGE_JSON]
         write_json(tmp / STAGE_JSON, record)
 
@@ -205,12 +214,15 @@ def stage_record(
 ) -> dict[str, Any]:
     """The ``stage.json`` record (DESIGN §6): method and config, forget tasks, seed, data hash, versions,
     parent stage, the adapter, which modules changed and by how much, masks, time and the loss log."""
+    from icu_unlearn.identity import base_data, model_id
+
     parent = None
     if parent_dir is not None:
         parent = {
             "path": str(parent_dir.resolve()),
             "stage": k - 1,
             "method": (parent_record or {}).get("method"),
+            "stage_id": (parent_record or {}).get("stage_id"),
         }
     return {
         "format_version": FORMAT_VERSION,
@@ -222,6 +234,8 @@ def stage_record(
         "data_dir": str(data.root),
         "data_hash": data.data_hash,
         "base_model": str(Path(base).resolve()),
+        "base_model_id": model_id(base),
+        "base_data_hash": base_data(base)[0],
         "parent": parent,
         "adapter": adapter_summary(model),
         "examples": {"forget": len(sd.forget), "retain": len(sd.retain) if method.uses_retain else 0},
@@ -328,8 +342,12 @@ def check_parent(parent: Path, k: int, data_hash: str, base: str) -> dict[str, A
     """Validate the parent stage of stage ``k``: complete, stage ``k − 1``, same data and base model.
 
     Checks only files (``stage.json`` and the adapter's config and weights), so it runs before the base model
-    is loaded; that the adapter's shapes fit the model is checked when the stage is loaded.
+    is loaded; that the adapter's shapes fit the model is checked when the stage is loaded. The base model is
+    compared by content (``base_model_id``, so a copied run still matches); a record without it (written before
+    the field existed) falls back to comparing paths.
     """
+    from icu_tasks.provenance import short
+    from icu_unlearn.identity import stage_matches_base
     from icu_unlearn.models.loading import ADAPTER_BIN, ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_files
 
     record = read_stage(parent)
@@ -338,9 +356,12 @@ def check_parent(parent: Path, k: int, data_hash: str, base: str) -> dict[str, A
             f"{parent} is stage {record.get('stage')}, but stage {k} must start from stage {k - 1}"
         )
     if record.get("data_hash") and data_hash and record["data_hash"] != data_hash:
-        raise StageError(f"{parent} was trained on other data (data hash {record['data_hash'][:12]}…)")
+        raise StageError(
+            f"{parent} was trained on other data (data hash {short(record['data_hash'])}, data dir "
+            f"{record.get('data_dir')}), not on data hash {short(data_hash)}"
+        )
     recorded_base = record.get("base_model")
-    if recorded_base and not _same_path(recorded_base, base):
+    if stage_matches_base(parent, base) is None and recorded_base and not _same_path(recorded_base, base):
         raise StageError(f"{parent} was trained on base model {recorded_base}, not on {base}")
     if any((parent / name).is_file() for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_BIN)):
         check_adapter_files(parent, base)  # before any model is loaded: .bin weights, another base model

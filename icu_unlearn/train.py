@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import ConfigError, DataError, StageError
-from icu_unlearn.methods.base import LM_LORA_TARGETS, _non_negative, _positive
+from icu_tasks.errors import ConfigError, StageError, TrainingError
+from icu_unlearn.methods.base import LM_LORA_TARGETS, _non_negative, _positive, check_scheduler
 
 #: Vision tower and projector parameters (own learning rate and weight decay in the full fine-tune).
 VISION_PARAMS = re.compile(r"(vision_tower|multi_modal_projector|visual|vision_model)\.")
-#: Learning-rate schedules offered (transformers ``SchedulerType`` names that need no extra arguments).
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
 #: The fine-tune's record in the vanilla model dir.
 FINETUNE_JSON = "finetune.json"
 
@@ -51,6 +49,12 @@ class FinetuneConfig:
         lr_scheduler: a transformers scheduler name (``linear``, ``cosine``, ``constant``…).
         lora_r, lora_alpha, lora_dropout, lora_target_modules: the adapter of ``lora`` mode.
         seed: seeds initialisation, data order and dropout.
+        stop_at_accuracy: the stopping rule "train until it knows the data" (0 = off: train ``max_steps``).
+            Every ``check_every`` steps each split × view group (forget, retain-train, retain-eval, utility ×
+            image, text) is scored by teacher-forced exact match (:mod:`icu_unlearn.knowledge`); training stops
+            as soon as every group reaches this value. ``max_steps`` is then a cap: reaching it first is an
+            error that names the scores, and nothing is saved.
+        check_every: optimizer steps between two checks of the stopping rule.
     """
 
     mode: str = "full"
@@ -69,8 +73,12 @@ class FinetuneConfig:
     lora_dropout: float = 0.05
     lora_target_modules: str = LM_LORA_TARGETS
     seed: int = 0
+    stop_at_accuracy: float = 0.0
+    check_every: int = 50
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.stop_at_accuracy <= 1.0:
+            raise ConfigError(f"stop_at_accuracy must be in [0, 1], got {self.stop_at_accuracy}")
         if self.mode not in ("full", "lora"):
             raise ConfigError(f"fine-tune mode must be 'full' or 'lora', got {self.mode!r}")
         _positive(
@@ -82,14 +90,12 @@ class FinetuneConfig:
             "vqa_repeat",
             "lora_r",
             "lora_alpha",
+            "check_every",
         )
         _non_negative(self, "vision_weight_decay", "weight_decay", "warmup_steps", "max_grad_norm", "seed")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if self.lr_scheduler not in SCHEDULERS:
-            raise ConfigError(
-                f"unknown lr_scheduler {self.lr_scheduler!r}; choose from {', '.join(SCHEDULERS)}"
-            )
+        check_scheduler(self.lr_scheduler)
 
 
 def _is_main() -> bool:
@@ -124,24 +130,7 @@ def _schedule(cfg: Any) -> dict[str, Any]:
         "warmup_steps",
         "seed",
     )
-    return {name: getattr(cfg, name) for name in names}
-
-
-def _train(model: Any, objective: Any, dataset: Any, collate: Any, args: Any, optimizer: Any = None) -> Any:
-    """Run the shared Trainer loop; returns the trainer (its ``history`` holds the logged losses)."""
-    from icu_unlearn.callbacks import IcuTrainer, quiet_transformers
-
-    with quiet_transformers():
-        trainer = IcuTrainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            data_collator=collate,
-            objective=objective,
-            optimizers=(optimizer, None),
-        )
-        trainer.train()
-    return trainer
+    return {**{name: getattr(cfg, name) for name in names}, "lr_scheduler_type": cfg.lr_scheduler}
 
 
 # ----------------------------------------------------------------------------------------------- fine-tune
@@ -168,6 +157,7 @@ def finetune(
     from icu_unlearn.callbacks import NLLObjective, training_arguments
     from icu_unlearn.data import Collator, ExampleDataset, finetune_examples
     from icu_unlearn.models import load_base
+    from icu_unlearn.progress import train_quietly
     from icu_unlearn.stage import check_changed, check_writable, snapshot_trainable, weight_changes
 
     cfg = config or FinetuneConfig()
@@ -191,19 +181,38 @@ def finetune(
             )
         optimizer = torch.optim.AdamW(groups)
     before = snapshot_trainable(model)
+    collator = Collator(processor)
+    stopper = None
+    if cfg.stop_at_accuracy > 0:
+        from icu_unlearn.knowledge import StopWhenKnown, check_groups
+
+        stopper = StopWhenKnown(check_groups(data), collator, cfg.stop_at_accuracy, cfg.check_every)
     with tempfile.TemporaryDirectory(prefix="icu-finetune-") as scratch:
         args = training_arguments(
             scratch,
             **_schedule(cfg),
-            lr_scheduler_type=cfg.lr_scheduler,
             device=device,
             find_unused_parameters=cfg.mode == "full",
         )
         start = time.perf_counter()
-        trainer = _train(
-            model, NLLObjective(), ExampleDataset(examples), Collator(processor), args, optimizer
+        trainer = train_quietly(
+            model,
+            NLLObjective(),
+            ExampleDataset(examples),
+            collator,
+            args,
+            optimizer,
+            callbacks=[stopper] if stopper else None,
         )
         seconds = time.perf_counter() - start
+    if stopper is not None and stopper.reached_step is None:
+        from icu_unlearn.knowledge import format_scores
+
+        raise TrainingError(
+            f"the model did not learn the data: after the cap of {cfg.max_steps} steps teacher-forced exact "
+            f"match is {format_scores(stopper.last_scores)}, below the target {cfg.stop_at_accuracy} "
+            "(raise --max-steps or lower --stop-at-accuracy); nothing was saved"
+        )
     changed = check_changed(weight_changes(trainer.model, before), "fine-tune")
     model = trainer.model
     if cfg.mode == "lora":
@@ -221,6 +230,8 @@ def finetune(
             "train_seconds": round(seconds, 2),
             "changed_modules": len(changed),
             "log_history": trainer.history.history,
+            "steps": int(trainer.state.global_step),
+            "stopping": _stopping_record(cfg, stopper),
             "versions": _versions(),
         }
         _save_model_dir(out, model, processor, record, overwrite)
@@ -228,13 +239,29 @@ def finetune(
     return out
 
 
+def _stopping_record(cfg: FinetuneConfig, stopper: Any) -> dict[str, Any] | None:
+    """The stopping rule's outcome for finetune.json (``None`` when the rule is off)."""
+    if stopper is None:
+        return None
+    return {
+        "rule": "every group (split x view) reaches stop_at_accuracy teacher-forced exact match",
+        "target": cfg.stop_at_accuracy,
+        "check_every": cfg.check_every,
+        "reached_step": stopper.reached_step,
+        "final_scores": stopper.last_scores,
+        "checks": stopper.history,
+    }
+
+
 def _save_model_dir(out: Path, model: Any, processor: Any, record: dict, overwrite: bool) -> None:
+    from icu_unlearn.identity import MODEL_ID_KEY, compute_model_id
     from icu_unlearn.stage import write_stage_dir
 
     def fill(tmp: Path) -> None:
         model.eval()
         model.save_pretrained(str(tmp))
         processor.save_pretrained(str(tmp))
+        record[MODEL_ID_KEY] = compute_model_id(tmp)  # content identity (config + weights), computed once
         (tmp / FINETUNE_JSON).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
 
     write_stage_dir(out, fill, overwrite=overwrite, required=FINETUNE_JSON)
@@ -269,6 +296,8 @@ def run_stage(
     parent: str | os.PathLike | None = None,
     overwrite: bool = False,
     device: str | None = None,
+    allow_data_mismatch: bool = False,
+    callbacks: list | None = None,
 ) -> StageResult:
     """Forget forget task ``stage`` starting from stage ``stage − 1``, write ``run_dir/stage_K``, return it all.
 
@@ -282,22 +311,24 @@ def run_stage(
             LoRA adapter on the vanilla model).
         overwrite: replace an existing ``stage_K``.
         device: ``cpu``, ``cuda``… (default: CUDA when available).
+        allow_data_mismatch: accept data other than what the vanilla model was fine-tuned on.
+        callbacks: extra ``TrainerCallback`` objects for a training method's loop (e.g.
+            :class:`icu_unlearn.knowledge.StopWhenForgotten`); ``stage.json`` records the steps actually run.
     """
-    from icu_tasks.dataset import open_data
-    from icu_unlearn.stage import check_parent, check_writable, stage_dir
+    from icu_unlearn.preflight import check_stage_inputs
 
-    k = int(stage)
-    if k < 1:
-        raise ConfigError(f"stage must be >= 1 (stage 0 is the vanilla model), got {stage}")
-    final = stage_dir(run_dir, k)
-    check_writable(final, overwrite)
-    if k == 1 and parent is not None:
-        raise ConfigError("stage 1 starts from the vanilla model; --from is only for stages >= 2")
-    parent_dir = Path(parent) if parent is not None else (stage_dir(run_dir, k - 1) if k > 1 else None)
-    data = open_data(data_dir)
-    if k not in {int(t) for t in data.task_ids}:
-        raise DataError(f"forget task {k} does not exist in {data.root} (it has tasks {_task_range(data)})")
-    parent_record = check_parent(parent_dir, k, data.data_hash, str(base)) if parent_dir else None
+    inputs = check_stage_inputs(
+        base,
+        data_dir,
+        stage,
+        run_dir,
+        parent=parent,
+        overwrite=overwrite,
+        allow_data_mismatch=allow_data_mismatch,
+    )
+    k, final, data, parent_dir, parent_record = (
+        inputs.k, inputs.final, inputs.data, inputs.parent_dir, inputs.parent_record,
+    )  # fmt: skip
     # Heavy imports only after the cheap checks: bad input fails in well under a second.
     from transformers import set_seed
 
@@ -321,10 +352,10 @@ def run_stage(
     sd = stage_data(data, [k], processor)
     start = time.perf_counter()
     if method.trains:
-        changes, history = _train_stage(method, model, sd, device)
+        changes, history, steps = _train_stage(method, model, sd, device, callbacks)
         masks = parent_masks
     else:
-        changes, history = {}, []
+        changes, history, steps = {}, [], 0
         model.eval()
         masks = method.output_masks(model, sd, parent_masks)
         if not method.stage_info().get("cap_reached"):
@@ -346,6 +377,7 @@ def run_stage(
         seconds=seconds,
         history=history,
     )
+    record["steps"] = steps
     if _is_main():
         write_stage(final, model, masks, method.artifacts(), record, overwrite=overwrite)
     _barrier()
@@ -353,15 +385,16 @@ def run_stage(
     return StageResult(final, record, model, processor)
 
 
-def _task_range(data: Any) -> str:
-    ids = sorted(int(t) for t in data.task_ids)
-    return f"{ids[0]}..{ids[-1]}" if ids else "none"
+def _train_stage(
+    method: Any, model: Any, sd: Any, device: str | None, callbacks: list | None = None
+) -> tuple[dict, list, int]:
+    """Run the method's callbacks on the shared Trainer; returns (changed modules with norms, loss log, steps).
 
-
-def _train_stage(method: Any, model: Any, sd: Any, device: str | None) -> tuple[dict, list]:
-    """Run the method's callbacks on the shared Trainer; returns (changed modules with norms, loss log)."""
+    The loss shows in the progress bar, not as printed dicts (:func:`icu_unlearn.progress.train_quietly`).
+    """
     from icu_unlearn.callbacks import training_arguments
     from icu_unlearn.data import PairedDataset
+    from icu_unlearn.progress import train_quietly
     from icu_unlearn.stage import check_changed, snapshot_trainable, weight_changes
 
     cfg = method.config
@@ -376,9 +409,9 @@ def _train_stage(method: Any, model: Any, sd: Any, device: str | None) -> tuple[
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             device=device,
         )
-        trainer = _train(model, method, dataset, sd.collator, args)
+        trainer = train_quietly(model, method, dataset, sd.collator, args, callbacks=callbacks)
     changed = check_changed(weight_changes(trainer.model, before))
-    return changed, trainer.history.history
+    return changed, trainer.history.history, int(trainer.state.global_step)
 
 
 def _barrier() -> None:

@@ -13,7 +13,8 @@ CLI = [sys.executable, "-m", "icu_unlearn.cli"]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment of a CLI subprocess: hermetic (offline, CPU, one thread) plus ``extra``."""
+    """The environment of a CLI subprocess: hermetic (offline, CPU; the session's thread count, set by
+    ``conftest.py``) plus ``extra``."""
     env = dict(os.environ)
     env.update(
         HF_HUB_OFFLINE="1",
@@ -21,7 +22,6 @@ def cli_env(**extra: str) -> dict[str, str]:
         TRANSFORMERS_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
         CUDA_VISIBLE_DEVICES="",
-        OMP_NUM_THREADS="1",
         PYTHONDONTWRITEBYTECODE="1",
     )
     env.update(extra)

@@ -1,19 +1,102 @@
 """Shared pytest set-up: session-scoped fixtures live in ``tests/fixtures_*.py`` (one module per layer).
 
 The tiny model, the small data set and the fine-tuned (vanilla) model are built once per test session.
+
+Determinism policy (the same on every machine, whatever the caller's environment):
+
+* **threads**: :data:`TEST_THREADS` intra-op threads, set explicitly for this process
+  (``torch.set_num_threads``) and, through ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, for every subprocess the
+  tests start (a data-parallel test that runs several processes sets its own, one per process);
+* ``torch.use_deterministic_algorithms(True)`` in this process;
+* **hermetic**: no hub, no telemetry, no GPU; every cache a library writes (Hugging Face datasets and hub,
+  matplotlib, XDG) goes to pytest's temporary dir of the session, never to the home directory.
+
+The header of the run prints the package versions, the thread count and the CPU capability; the summary at
+the end prints the fixture data hash and the vanilla model's stopping step and scores, so that two machines'
+logs can be compared line by line.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 
-# Keep every test hermetic: no hub, no telemetry, no GPU.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+import pytest
+
+#: Intra-op threads of every test process (two cores is the machine the suite is written for).
+TEST_THREADS = 2
+#: Packages whose versions the header prints (they decide the generated data and the trained weights).
+VERSIONED = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "lmms_eval",
+    "tokenizers",
+    "Faker",
+    "pillow",
+    "numpy",
+    "pyarrow",
+)
+
+_HERMETIC_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "CUDA_VISIBLE_DEVICES": "",
+    "OMP_NUM_THREADS": str(TEST_THREADS),
+    "MKL_NUM_THREADS": str(TEST_THREADS),
+}
+os.environ.update(_HERMETIC_ENV)
 
 _FIXTURE_MODULES = ("tests.fixtures_data", "tests.fixtures_model", "tests.fixtures_unlearn")
 pytest_plugins = [m for m in _FIXTURE_MODULES if importlib.util.find_spec(m) is not None]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Point every cache at the session's tmp dir and pin torch's threads and determinism."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None and not hasattr(config, "workerinput"):
+        cache = factory.mktemp("caches", numbered=False)
+        os.environ.update(
+            HF_HOME=str(cache / "hf"),
+            HF_DATASETS_CACHE=str(cache / "hf" / "datasets"),
+            MPLCONFIGDIR=str(cache / "matplotlib"),
+            XDG_CACHE_HOME=str(cache / "xdg"),
+        )
+    import torch
+
+    torch.set_num_threads(TEST_THREADS)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Versions, threads and CPU capability: what makes two machines' numbers differ."""
+    import torch
+
+    versions = " ".join(f"{n}={_version(n)}" for n in VERSIONED)
+    return [
+        f"icu-bench: {versions}",
+        f"icu-bench: torch threads={torch.get_num_threads()} (TEST_THREADS={TEST_THREADS}), "
+        f"cpu capability={torch.backends.cpu.get_cpu_capability()}, os.cpu_count={os.cpu_count()}",
+    ]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The fixtures' identity: data hash, and the vanilla model's stopping step and scores (if built)."""
+    from tests.fixtures_unlearn import FIXTURE_FACTS
+
+    for key, value in FIXTURE_FACTS.items():
+        terminalreporter.write_line(f"icu-bench fixture {key}: {value}")

@@ -120,6 +120,17 @@ def _stage(base: Path, data: Path, run: Path) -> Path:
     return run_stage(method, base, data, 1, run, device="cpu").path
 
 
+def _other_weights(model_dir: Path) -> Path:
+    """Change one weight of a copied model dir: another base model by content (a mere copy is the same one)."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(model_dir / "model.safetensors"))
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + 1.0
+    save_file(weights, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
+    return model_dir
+
+
 def _edit_json(path: Path, **changes: object) -> None:
     path.write_text(json.dumps(json.loads(path.read_text()) | changes))
 
@@ -136,7 +147,7 @@ def parents(
     good = _stage(tiny_model_dir, small_data_dir, root / "good")
     other_data = root / "other_data"
     generate(other_data, workers=1, progress=False, **(SMALL_SCALE | {"seed": 1}))
-    other_base = shutil.copytree(tiny_model_dir, root / "other_base")  # same weights, another model dir
+    other_base = _other_weights(shutil.copytree(tiny_model_dir, root / "other_base"))
     out = {
         "good": good,
         "stage_from_other_data": _stage(tiny_model_dir, other_data, root / "run_other_data"),
@@ -144,6 +155,10 @@ def parents(
     }
     for name in ("adapter_for_other_base", "bin_weights", "corrupted_weights"):
         out[name] = shutil.copytree(good, root / name / "stage_1")
+    # A stage.json written before base models were identified by content: its adapter config's path decides.
+    old_record = json.loads((out["adapter_for_other_base"] / "stage.json").read_text())
+    old_record.pop("base_model_id")
+    (out["adapter_for_other_base"] / "stage.json").write_text(json.dumps(old_record))
     _edit_json(out["adapter_for_other_base"] / "adapter_config.json", base_model_name_or_path=str(other_base))
     (out["bin_weights"] / "adapter_model.safetensors").rename(out["bin_weights"] / "adapter_model.bin")
     (out["corrupted_weights"] / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")

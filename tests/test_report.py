@@ -23,18 +23,81 @@ import pytest
 from PIL import Image
 
 from icu_tasks import hooks
-from icu_tasks import icu_metrics as im
 from icu_tasks.continual import load_run
 from icu_tasks.plots import CURVE_SIZE, DPI, FIRST_TASK_SIZE, HEATMAP_SIZE
 from icu_tasks.report import write_report
+from tests.subprocess_env import subprocess_env
 
 N_DOCS = 4  # docs per (task, view) cell: accuracies are multiples of 1/4
-# Target contains-accuracy per stage (rows k = 0..3) and task (columns j = 1..4; task 4 is never forgotten).
-A_VQA = [[1.0, 0.75, 1.0, 1.0], [0.25, 0.75, 1.0, 1.0], [0.5, 0.0, 1.0, 0.75], [0.25, 0.25, 0.0, 1.0]]
-A_QA = [[1.0, 1.0, 0.75, 1.0], [0.5, 1.0, 0.75, 1.0], [0.5, 0.25, 0.75, 1.0], [0.5, 0.5, 0.25, 0.75]]
-R_VQA = [1.0, 0.75, 0.75, 0.5]
-R_QA = [1.0, 1.0, 0.75, 0.75]
-UTIL = [1.0, 1.0, 0.75, 0.75]
+# Target contains-accuracy A[k][j] per stage (rows k = 0..3) and forget task (columns j = 1..4; task 4 is never
+# forgotten: a future task that no metric may read). The vanilla row is below 1 on purpose, so a metric that
+# forgets to divide by A[0][j] (or R[0], U[0]) gets a different number. QA has a stage that made its own task
+# *more* known (A[3][3] = 0.75 > A[0][3] = 0.5: FE term clipped to 0) and a task that came back above its
+# vanilla accuracy (A[2][1] = 0.75 > A[0][1] = 0.5: negative HFP term). VQA task 1 drops further after its
+# own stage (A[3][1] = 0 < A[1][1] = 0.25: a negative change that rebound must not count).
+A_VQA = [
+    [0.75, 1.0, 1.0, 0.75],
+    [0.25, 1.0, 1.0, 0.75],
+    [0.5, 0.0, 0.75, 0.75],
+    [0.0, 0.25, 0.0, 0.5],
+]
+A_QA = [
+    [0.5, 1.0, 0.5, 1.0],
+    [0.25, 1.0, 0.5, 1.0],
+    [0.75, 0.25, 0.5, 1.0],
+    [0.25, 0.5, 0.75, 0.75],
+]
+R_VQA = [0.75, 0.75, 0.5, 0.5]
+R_QA = [1.0, 0.75, 0.75, 0.5]
+UTIL = [0.75, 0.75, 0.5, 0.5]
+# Retain pools both views (4 docs each): R = (R_VQA + R_QA) / 2 = [0.875, 0.75, 0.625, 0.5].
+R_POOLED = [0.875, 0.75, 0.625, 0.5]
+
+# The metrics of the full run (stages 0..3 scored), worked out by hand from the tables above.
+# FE = mean_k clip(1 - A[k][k] / A[0][k], 0, 1)
+#   VQA: k=1: 1 - 0.25/0.75 = 2/3; k=2: 1 - 0/1 = 1; k=3: 1 - 0/1 = 1          -> (2/3 + 2)/3 = 8/9
+#   QA:  k=1: 1 - 0.25/0.5 = 0.5; k=2: 1 - 0.25/1 = 0.75; k=3: 1 - 0.75/0.5 = -0.5, clipped to 0
+#                                                                  -> (0.5 + 0.75 + 0)/3 = 5/12
+# HFP = mean over (k, j<k) of 1 - A[k][j] / A[0][j], pairs (2,1), (3,1), (3,2)
+#   VQA: 1 - 0.5/0.75 = 1/3; 1 - 0/0.75 = 1; 1 - 0.25/1 = 0.75                -> (25/12)/3 = 25/36
+#   QA:  1 - 0.75/0.5 = -0.5; 1 - 0.25/0.5 = 0.5; 1 - 0.5/1 = 0.5              -> 0.5/3 = 1/6
+# rebound = mean over the same pairs of max(0, A[k][j] - A[j][j])
+#   VQA: 0.5 - A[1][1]=0.25 = 0.25; max(0, 0 - 0.25) = 0; 0.25 - A[2][2]=0 = 0.25 -> 0.5/3 = 1/6
+#   QA:  0.75 - 0.25 = 0.5; max(0, 0.25 - 0.25) = 0; 0.5 - A[2][2]=0.25 = 0.25  -> 0.75/3 = 1/4
+# RU_k = (R[k]/R[0] + U[k]/U[0]) / 2 with R[0] = 0.875 = 7/8, U[0] = 0.75 = 3/4
+#   RU_1 = (6/7 + 1)/2 = 13/14 = 39/42; RU_2 = (5/7 + 2/3)/2 = 29/42; RU_3 = (4/7 + 2/3)/2 = 26/42
+#   RU = (39 + 29 + 26)/42/3 = 94/126 = 47/63
+# stability = 1 - mean_k |RU_k - RU_{k-1}| (RU_0 = 1 = 42/42): swings 3/42, 10/42, 3/42
+#   -> 1 - (16/42)/3 = 1 - 8/63 = 55/63; worst stage 2, swing 10/42 = 5/21
+EXPECTED_FULL = {
+    "fe_vqa": 8 / 9,
+    "fe_qa": 5 / 12,
+    "hfp_vqa": 25 / 36,
+    "hfp_qa": 1 / 6,
+    "rebound_vqa": 1 / 6,
+    "rebound_qa": 1 / 4,
+    "ru": 47 / 63,
+    "stability": 55 / 63,
+    "worst_stage": 2,
+    "worst_stage_swing": 5 / 21,
+}
+RU_PER_STAGE = [1.0, 39 / 42, 29 / 42, 26 / 42]
+# The partial run: the same tables, stage 3 not scored (a NaN row), so only stages 1..2 count.
+#   FE VQA (2/3 + 1)/2 = 5/6; FE QA (0.5 + 0.75)/2 = 5/8; HFP and rebound: only the pair (2,1):
+#   HFP VQA 1/3, HFP QA -0.5 (not clipped); rebound VQA 0.25, QA 0.5;
+#   RU = (39/42 + 29/42)/2 = 68/84 = 17/21; stability = 1 - (3/42 + 10/42)/2 = 1 - 13/84 = 71/84, worst 2
+EXPECTED_PARTIAL = {
+    "fe_vqa": 5 / 6,
+    "fe_qa": 5 / 8,
+    "hfp_vqa": 1 / 3,
+    "hfp_qa": -0.5,
+    "rebound_vqa": 0.25,
+    "rebound_qa": 0.5,
+    "ru": 17 / 21,
+    "stability": 71 / 84,
+    "worst_stage": 2,
+    "worst_stage_swing": 5 / 21,
+}
 MODEL_ARGS = "pretrained=/models/icu/vanilla,adapter=RUN/stage_k,batch_size=8"
 
 
@@ -220,19 +283,40 @@ def test_matrices_from_samples(runs):
     np.testing.assert_allclose(run.A_vqa, A_VQA)
     np.testing.assert_allclose(run.A_qa, A_QA)
     np.testing.assert_allclose(run.retain_by_view["vqa"], R_VQA)
-    np.testing.assert_allclose(run.retain, (np.array(R_VQA) + np.array(R_QA)) / 2)  # equal counts per view
+    np.testing.assert_allclose(run.retain_by_view["qa"], R_QA)
+    np.testing.assert_allclose(run.retain, R_POOLED)
     np.testing.assert_allclose(run.utility, UTIL)
     assert run.missing == [] and run.notes == []
-    # fluency: the wrong answer "I do not know this person at all" is 8 distinct tokens -> higher entropy than
-    # the short right answers, so a stage with more wrong answers must not score lower than stage 0
-    assert run.fluency[3] > run.fluency[0] > 0
+    assert run.n_samples == [4 * N_DOCS + 4 * N_DOCS + N_DOCS + N_DOCS + N_DOCS] * 4  # 44 per stage
+    np.testing.assert_allclose(run.fluency[0], FLUENCY_STAGE0)
+
+
+# Fluency of stage 0 by hand: the mean over its 44 generated answers of ROME's n-gram entropy,
+# mean(2/3 * H_2, 4/3 * H_3) with H_n = log2(number of n-grams) when every n-gram occurs once.
+#   right, even doc "value fvqa 1 0": 4 tokens, 3 bigrams, 2 trigrams -> (2/3 log2 3 + 4/3 log2 2)/2
+#   right, odd doc "It is value fvqa 1 1.": 7 tokens, 6 bigrams, 5 trigrams -> (2/3 log2 6 + 4/3 log2 5)/2
+#   wrong "I do not know this person at all": 8 tokens -> (2/3 log2 7 + 4/3 log2 6)/2
+# Stage 0 answers (right docs are i < 4·acc): forget VQA n = 3,4,4,3 -> 8 even, 6 odd, 2 wrong; forget QA
+# n = 2,4,2,4 -> 6 even, 6 odd, 4 wrong; retain VQA n = 3 -> 2/1/1; retain QA n = 4 -> 2/2/0; utility n = 3
+# -> 2/1/1. Total 20 even, 16 odd, 8 wrong.
+_SHORT = (2 / 3 * math.log2(3) + 4 / 3 * math.log2(2)) / 2
+_SENTENCE = (2 / 3 * math.log2(6) + 4 / 3 * math.log2(5)) / 2
+_WRONG = (2 / 3 * math.log2(7) + 4 / 3 * math.log2(6)) / 2
+FLUENCY_STAGE0 = (20 * _SHORT + 16 * _SENTENCE + 8 * _WRONG) / 44  # = 1.9029
 
 
 def test_exact_match_metric_differs(runs):
     run = load_run(runs["full"], metric="exact_match")
-    # right answers are exact only for even doc index i: i = 0 always right when acc > 0, i = 2 when acc >= 0.75
-    expected = [[(n > 0) + (n > 2) for n in (round(a * N_DOCS) for a in row)] for row in A_VQA]
-    np.testing.assert_allclose(run.A_vqa, np.array(expected) / N_DOCS)
+    # Right answers are exact only for even doc index i (odd ones say "It is ...."): of the n = 4·acc right
+    # docs i < n, the exact ones are i = 0 (n >= 1) and i = 2 (n >= 3). A_VQA's n per cell and exact count:
+    #   k=0: n 3,4,4,3 -> 2,2,2,2; k=1: n 1,4,4,3 -> 1,2,2,2; k=2: n 2,0,3,3 -> 1,0,2,2; k=3: n 0,1,0,2 -> 0,1,0,1
+    expected = [
+        [0.5, 0.5, 0.5, 0.5],
+        [0.25, 0.5, 0.5, 0.5],
+        [0.25, 0.0, 0.5, 0.5],
+        [0.0, 0.25, 0.0, 0.25],
+    ]
+    np.testing.assert_allclose(run.A_vqa, expected)
 
 
 def test_partial_run_has_nan_rows_and_says_so(runs):
@@ -278,16 +362,30 @@ def test_report_files_and_figures(runs, tmp_path):
     out = tmp_path / "report"
     report = write_report([load_run(runs["full"]), load_run(runs["partial"])], out)
     assert [r["name"] for r in report["runs"]] == ["npo-demo", "ga-demo"]
-    m = report["runs"][0]["metrics"]
-    # FE VQA by hand: k=1: 1 - 0.25/1 = 0.75; k=2: 1 - 0/0.75 = 1; k=3: 1 - 0/1 = 1 -> 11/12
-    assert m["fe_vqa"] == pytest.approx(11 / 12)
-    assert m["hfp_vqa"] == pytest.approx(im.historical_forgetting_preservation(np.array(A_VQA)).value)
-    assert m["ru"] == pytest.approx(im.retained_utility((np.array(R_VQA) + R_QA) / 2, UTIL).value)
-    assert report["runs"][1]["missing_stages"] == [3]
     on_disk = json.loads((out / "report.json").read_text())
-    assert on_disk["runs"][1]["forget"]["vqa"][3] == [None] * 4  # NaN -> null, valid JSON
+    for summary in (report["runs"], on_disk["runs"]):
+        for run, expected in zip(summary, (EXPECTED_FULL, EXPECTED_PARTIAL), strict=True):
+            got = {key: run["metrics"][key] for key in expected}
+            assert got == pytest.approx(expected), run["name"]
+            assert run["metrics"]["fluency_stage0"] == pytest.approx(FLUENCY_STAGE0)
+        assert summary[0]["per_stage"]["ru"] == pytest.approx(RU_PER_STAGE)
+        assert summary[1]["per_stage"]["ru"][:3] == pytest.approx(RU_PER_STAGE[:3])
+    full, partial = on_disk["runs"]
+    assert full["metric_notes"] == {}  # every term of every metric was defined and scored
+    assert partial["missing_stages"] == [3] and partial["metrics"]["fluency_final_stage"] == 2
+    assert partial["per_stage"]["ru"][3] is None  # NaN -> null, valid JSON
+    assert partial["forget"]["vqa"][3] == [None] * 4
+    assert any("skipped stage(s) 3" in n for n in partial["metric_notes"]["fe_vqa"])
     md = (out / "report.md").read_text()
-    assert "| npo-demo | npo_diff | 3/3 |" in md and "| ga-demo | ga | 2/3 |" in md
+    # the table row: FE VQA/QA, HFP VQA/QA, rebound VQA/QA, RU, stability, worst stage (see EXPECTED_*)
+    assert (
+        "| npo-demo | npo_diff | 3/3 | 0.889 | 0.417 | 0.694 | 0.167 | 0.167 | 0.250 | 0.746 | 0.873 | 2 (Δ 0.238) |"
+        in md
+    )
+    assert (
+        "| ga-demo | ga | 2/3 | 0.833 | 0.625 | 0.333 | -0.500 | 0.250 | 0.500 | 0.810 | 0.845 | 2 (Δ 0.238) |"
+        in md
+    )
     for run in report["runs"]:
         figs = run["figures"]
         _png(out / figs["forget_vqa"], HEATMAP_SIZE)
@@ -301,31 +399,40 @@ def test_report_files_and_figures(runs, tmp_path):
     assert np.abs(a - b).mean() > 0.1  # two different matrices draw two different heatmaps
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    """``icu-bench ARGS`` in a subprocess whose caches (matplotlib's font cache...) live under ``tmp``."""
     code = "import sys; from icu_unlearn.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp,
+        env=subprocess_env(tmp),
+    )
 
 
-def test_cli_report_default_out(runs):
-    proc = _cli("report", str(runs["full"]))
+def test_cli_report_default_out(runs, tmp_path):
+    proc = _cli(tmp_path, "report", str(runs["full"]))
     assert proc.returncode == 0, proc.stderr
     assert (runs["full"] / "report" / "report.md").is_file()
-    assert "fe_vqa=0.917" in proc.stdout
+    # the hand-computed metrics of EXPECTED_FULL, rounded as printed
+    assert "fe_vqa=0.889, fe_qa=0.417, hfp_vqa=0.694, hfp_qa=0.167, ru=0.746, stability=0.873" in proc.stdout
 
 
 def test_cli_errors_are_one_line_and_write_nothing(runs, tmp_path):
     not_a_run = tmp_path / "empty"
     not_a_run.mkdir()
-    proc = _cli("report", str(not_a_run))
+    proc = _cli(tmp_path, "report", str(not_a_run))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: {not_a_run} is not a run dir (no run.json, stage_K/ or eval/stage_K/ inside)"
     ]
     assert list(not_a_run.iterdir()) == []
-    proc = _cli("report", str(runs["full"]), str(runs["partial"]))
+    proc = _cli(tmp_path, "report", str(runs["full"]), str(runs["partial"]))
     assert proc.returncode == 2 and proc.stderr.startswith("error: several run dirs: pass --out")
     out = tmp_path / "cmp"
-    proc = _cli("report", str(runs["full"]), str(not_a_run), "--out", str(out))
+    proc = _cli(tmp_path, "report", str(runs["full"]), str(not_a_run), "--out", str(out))
     assert proc.returncode == 2 and not out.exists()  # all runs are read before anything is written
 
 

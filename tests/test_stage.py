@@ -14,6 +14,7 @@ import pytest
 
 from icu_tasks.errors import ConfigError, StageError
 from icu_unlearn.methods import get_method
+from tests.subprocess_env import subprocess_env
 
 
 class _Frozen(get_method("ga")):
@@ -145,18 +146,18 @@ def test_manu_cap_is_reached_without_failing_the_run(tiny_model_dir, small_data_
 def test_accelerate_two_processes_match_one(tiny_model_dir, small_data_dir, tmp_path):
     """``accelerate launch --multi_gpu --num_processes 2`` on CPU (DDP over gloo) gives the same adapter as one
     process: same global batch and data order, token-mean loss over the global batch. Tolerance 1e-4 relative:
-    measured 4e-6 (float summation order); a per-process loss mean instead of the global one gives ~0.2."""
-    import os
-    import socket
+    measured 4e-6 (float summation order); a per-process loss mean instead of the global one gives ~0.2.
 
+    No port is picked in advance (a free port found here could be taken by another process before the launch
+    binds it): ``PET_STANDALONE=1`` is torchrun's ``--standalone``, which ``accelerate launch`` passes on (it
+    builds torchrun's arguments from torchrun's own parser, whose flags default to ``PET_<NAME>``). Standalone
+    runs the c10d rendezvous on ``localhost:0``: the agent's TCP store binds a port the OS picks, and the two
+    workers get that port and share the store, so nothing can race for it."""
     import torch
     from safetensors.torch import load_file
 
     from icu_unlearn.cli import main
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     argv = ["unlearn", "--method", "ga_diff", "--base", str(tiny_model_dir), "--data", str(small_data_dir)]
     argv += ["--stage", "1", "--steps", "3", "--batch-size", "8", "--device", "cpu"]
     assert main([*argv, "--out", str(tmp_path / "one")]) == 0
@@ -171,12 +172,16 @@ def test_accelerate_two_processes_match_one(tiny_model_dir, small_data_dir, tmp_
         "--mixed_precision",
         "no",
     ]
-    cmd += ["--dynamo_backend", "no", "--main_process_port", str(port), "-m", "icu_unlearn.cli"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd += ["--dynamo_backend", "no", "-m", "icu_unlearn.cli"]
+    # one thread per process; caches, accelerate's config lookup and torchelastic's logs go under tmp_path
+    work = tmp_path / "launch"
+    env = subprocess_env(work, OMP_NUM_THREADS="1", PET_STANDALONE="1", LOGLEVEL="INFO")
     proc = subprocess.run(
-        [*cmd, *argv, "--out", str(tmp_path / "two")], capture_output=True, text=True, env=env
-    )
+        [*cmd, *argv, "--out", str(tmp_path / "two")], capture_output=True, text=True, env=env, cwd=work,
+        timeout=900,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--rdzv-endpoint=localhost:0" in proc.stderr  # torchrun's standalone rendezvous (LOGLEVEL=INFO)
     assert proc.stdout.count("stage 1 (ga_diff)") == 1, "only the main process prints"
     a = load_file(str(tmp_path / "one" / "stage_1" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "two" / "stage_1" / "adapter_model.safetensors"))

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from icu_unlearn.data import StageData
 
+#: Learning-rate schedules offered (transformers ``SchedulerType`` names that need no extra arguments).
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
 #: LoRA targets: every attention/MLP projection of the *language model* only (CLIP towers have q/k/v_proj too).
 LM_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
 
@@ -56,7 +58,9 @@ class MethodConfig:
         gradient_accumulation_steps: micro-batches per optimizer step (≥ 1).
         max_grad_norm: gradient clipping norm (0 disables clipping).
         weight_decay: AdamW weight decay (≥ 0).
-        warmup_steps: linear warm-up steps (≥ 0); the schedule is linear decay after it.
+        warmup_steps: linear warm-up steps (≥ 0) before the schedule.
+        lr_scheduler: the learning-rate schedule after warm-up, a transformers scheduler name: ``linear``
+            (decay to 0 at ``max_steps``), ``cosine``, ``constant``, ``constant_with_warmup``…
         lora_r: LoRA rank of a fresh stage-1 adapter (≥ 1); later stages continue the parent's adapter.
         lora_alpha: LoRA scaling α (> 0).
         lora_dropout: LoRA dropout in [0, 1).
@@ -71,6 +75,7 @@ class MethodConfig:
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_scheduler: str = "linear"
     lora_r: int = 16
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
@@ -84,6 +89,7 @@ class MethodConfig:
         _non_negative(self, "max_grad_norm", "weight_decay", "warmup_steps", "seed")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        check_scheduler(self.lr_scheduler)
         try:
             re.compile(self.lora_target_modules)
         except re.error as err:
@@ -223,6 +229,12 @@ def _coerce_fields(cfg: Any) -> None:
     for f in dataclasses.fields(cfg):
         if f.default is not dataclasses.MISSING:
             setattr(cfg, f.name, _coerce(f.name, getattr(cfg, f.name), f.default))
+
+
+def check_scheduler(name: str) -> None:
+    """ConfigError unless ``name`` is one of :data:`SCHEDULERS`."""
+    if name not in SCHEDULERS:
+        raise ConfigError(f"unknown lr_scheduler {name!r}; choose from {', '.join(SCHEDULERS)}")
 
 
 def _positive(cfg: Any, *names: str) -> None:

@@ -62,35 +62,63 @@ def resolve_dtype(dtype: Any, device: str):
     return getattr(torch, name)
 
 
-def load_base(pretrained: str | os.PathLike, device: str | None = "cpu", dtype: Any = "auto"):
-    """Load a local HF image-text-to-text model and its processor, in eval mode on ``device``.
+def resolve_model_dir(pretrained: str | os.PathLike) -> Path:
+    """The local dir of a model: a dir with ``config.json``, or a hub id already in the HF cache.
 
-    Returns ``(model, processor)``. ``trust_remote_code`` stays off. A missing dir or a dir without
-    ``config.json`` is a :class:`ConfigError`.
+    Never touches the network: anything else (a typo, a hub id not downloaded yet) is an immediate
+    :class:`ConfigError`, instead of minutes of hub retries before the same message.
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device)
     name = str(pretrained)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"not a model dir (no config.json): {path}")
-        name = str(path)
-    elif path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
-        raise ConfigError(f"model dir not found: {pretrained}")
+        return path
+    if path.exists():
+        raise ConfigError(f"model dir not found: {pretrained} is a file, not a directory")
+    cached = _hub_cache_dir(name)
+    if cached is None:
+        raise ConfigError(
+            f"model dir not found: {pretrained} (no such dir, and not a model id in the local HF cache; "
+            "ICU-Bench never downloads: fetch hub models first with `hf download ID`)"
+        )
+    return cached
+
+
+def _hub_cache_dir(name: str) -> Path | None:
+    """The cached snapshot dir of hub id ``name`` (``org/model``) if its config.json is cached, else None."""
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        return None
     try:
-        model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch_dtype)
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "config.json")
+    except Exception:  # an invalid repo id is simply not in the cache
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def load_base(pretrained: str | os.PathLike, device: str | None = "cpu", dtype: Any = "auto"):
+    """Load a local HF image-text-to-text model and its processor, in eval mode on ``device``.
+
+    Returns ``(model, processor)``. ``trust_remote_code`` stays off and nothing is downloaded: ``pretrained``
+    must be a model dir or a hub id in the local HF cache (:func:`resolve_model_dir`); anything else is a
+    :class:`ConfigError` before transformers is asked.
+    """
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    name = str(resolve_model_dir(pretrained))
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(name, dtype=torch_dtype, local_files_only=True)
         try:
-            processor = AutoProcessor.from_pretrained(name)
+            processor = AutoProcessor.from_pretrained(name, local_files_only=True)
         except ImportError as err:
             if "torchvision" not in str(err).lower():
                 raise
             processor = _processor_without_video(name)
     except (OSError, ValueError) as err:
-        if not path.is_dir():
-            raise ConfigError(f"model dir not found: {pretrained} (nor a model id in the HF cache)") from err
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"cannot load model {pretrained}: {first}") from err
     return model.to(device).eval(), processor
@@ -246,9 +274,13 @@ def check_adapter_files(stage_dir: str | os.PathLike, base: str | os.PathLike | 
     """Validate a stage's adapter files without any model; returns its adapter config.
 
     The weights must be safetensors (``adapter_model.bin`` is refused), the config readable, and when ``base``
-    is given the config's ``base_model_name_or_path`` must name it (see :func:`_same_base`). Cheap: callers
+    is given the stage must have been trained on it: by content when its ``stage.json`` records the base's
+    ``base_model_id`` (:mod:`icu_unlearn.identity`: a copied or moved model still matches), else — an old record
+    or a foreign adapter — by the config's ``base_model_name_or_path`` (see :func:`_same_base`). Cheap: callers
     run it before loading a base model, so a wrong stage dir fails at once.
     """
+    from icu_unlearn.identity import stage_matches_base
+
     stage = Path(stage_dir)
     cfg_path, weights = stage / ADAPTER_CONFIG, stage / ADAPTER_WEIGHTS
     if not weights.is_file():
@@ -263,7 +295,9 @@ def check_adapter_files(stage_dir: str | os.PathLike, base: str | os.PathLike | 
         raise StageError(f"{cfg_path} must hold a JSON object")
     safetensors_header(weights)
     recorded = config.get("base_model_name_or_path")
-    if base is not None and not _same_base(recorded, str(base)):
+    if not base or stage_matches_base(stage, base):
+        return config
+    if not _same_base(recorded, str(base)):
         raise StageError(f"adapter {stage} was trained on base model {recorded}, not on {base}")
     return config
 
