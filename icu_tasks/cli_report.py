@@ -39,6 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"per-sample accuracy used for A/R/U (default {DEFAULT_METRIC}; mc_accuracy reads the _mc tasks)",
     )
     p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for the 95%% intervals (items resampled within each cell; 0 = none)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    p.add_argument(
         "--allow-data-mismatch",
         action="store_true",
         help="report a run whose stages or evaluations were made with other data than the run itself",
@@ -70,12 +78,12 @@ def run_report(args: argparse.Namespace) -> int:
                 f"{d / 'eval'}/stage_K/ (score the stages first, or pick another --metric)"
             )
         check_run_data(d, allow=args.allow_data_mismatch)
-    report = write_report(runs, out)
+    report = write_report(runs, out, n_boot=max(0, args.bootstrap), seed=args.seed)
     for s in report["runs"]:
         m = s["metrics"]
         shown = ", ".join(
             f"{key}={'n/a' if m[key] is None or (isinstance(m[key], float) and math.isnan(m[key])) else f'{m[key]:.3f}'}"
-            for key in ("fe_vqa", "fe_qa", "hfp_vqa", "hfp_qa", "ru", "stability")
+            for key in ("icu", "fe_vqa", "fe_qa", "hfp_vqa", "hfp_qa", "ru", "ru_final", "stability")
         )
         missing = f" (missing stages: {s['missing_stages']})" if s["missing_stages"] else ""
         print(f"{s['name']} [{s['method']}]: {shown}{missing}")

@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 
 from icu_tasks.errors import ConfigError, StageError
-from icu_tasks.icu_metrics import fluency as fluency_of
+from icu_tasks.fluency import fluency as fluency_of
+from icu_tasks.hooks import GENERATE_METRICS
 from icu_tasks.schema import VIEWS
 
 #: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
 METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall", "mc_accuracy")
-GENERATE_METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall")
 DEFAULT_METRIC = "contains"
 
 RUN_FILE = "run.json"
@@ -54,6 +54,11 @@ class ContinualRun:
     task j after stage k, for every task seen in the samples (future tasks included). ``retain`` pools both
     views of retain-eval, ``retain_by_view`` keeps them apart; ``utility`` is the utility split; ``fluency`` is
     the mean n-gram entropy of all generated answers of the stage (generate_until tasks only).
+
+    The per-item scores behind every mean are kept for resampling (:mod:`icu_tasks.bootstrap`):
+    ``forget_items[view][k][j - 1]``, ``retain_items[view][k]``, ``utility_items[k]`` and
+    ``holdout_items[view][k]`` (split ``holdout``: never-seen profiles, the base rate B[k]; empty arrays
+    where nothing was scored). ``holdout[view]`` is B[k] per stage (NaN where the split was not scored).
     """
 
     root: Path
@@ -69,6 +74,11 @@ class ContinualRun:
     stage_methods: dict[int, str] = field(default_factory=dict)
     sources: dict[int, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    forget_items: dict[str, list[list[np.ndarray]]] = field(default_factory=dict)
+    retain_items: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    utility_items: list[np.ndarray] = field(default_factory=list)
+    holdout_items: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    holdout: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def stages(self) -> int:
@@ -315,23 +325,37 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
     retain = np.full(T + 1, math.nan)
     retain_by_view = {view: np.full(T + 1, math.nan) for view in VIEWS}
     utility = np.full(T + 1, math.nan)
+    holdout = {view: np.full(T + 1, math.nan) for view in VIEWS}
+    empty = np.zeros(0)
+    forget_items = {view: [[empty] * J for _ in range(T + 1)] for view in VIEWS}
+    retain_items = {view: [empty] * (T + 1) for view in VIEWS}
+    holdout_items = {view: [empty] * (T + 1) for view in VIEWS}
+    utility_items = [empty] * (T + 1)
     for k, scores in enumerate(per_stage):
         cells: dict[tuple[str, int], list[float]] = defaultdict(list)
         ret: dict[str, list[float]] = defaultdict(list)
+        hold: dict[str, list[float]] = defaultdict(list)
         util: list[float] = []
         for value, split, view, task in scores:
             if split == "forget" and task >= 1 and view in forget:
                 cells[(view, task)].append(value)
             elif split == "retain_eval":
                 ret[view].append(value)
+            elif split == "holdout" and view in holdout:
+                hold[view].append(value)
             elif split == "utility":
                 util.append(value)
         for (view, task), values in cells.items():
+            forget_items[view][k][task - 1] = np.asarray(values, dtype=float)
             forget[view][k, task - 1] = float(np.mean(values))
         pooled = [v for values in ret.values() for v in values]
         retain[k] = float(np.mean(pooled)) if pooled else math.nan
         for view in VIEWS:
+            retain_items[view][k] = np.asarray(ret.get(view, []), dtype=float)
             retain_by_view[view][k] = float(np.mean(ret[view])) if ret.get(view) else math.nan
+            holdout_items[view][k] = np.asarray(hold.get(view, []), dtype=float)
+            holdout[view][k] = float(np.mean(hold[view])) if hold.get(view) else math.nan
+        utility_items[k] = np.asarray(util, dtype=float)
         utility[k] = float(np.mean(util)) if util else math.nan
         if scores and not pooled:
             notes.append(f"stage {k}: no retain-eval samples scored with {metric}")
@@ -361,4 +385,9 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
         stage_methods=stage_methods,
         sources=sources,
         notes=notes,
+        forget_items=forget_items,
+        retain_items=retain_items,
+        utility_items=utility_items,
+        holdout_items=holdout_items,
+        holdout=holdout,
     )

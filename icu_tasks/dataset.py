@@ -34,6 +34,25 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+def read_rgb(path: str | Path, root: str | Path | None = None):
+    """The image at ``path`` (relative to ``root`` when given) as an RGB ``PIL.Image``, file closed after
+    loading. The one image reader of the benchmark (lmms-eval docs and training examples alike): a missing or
+    unreadable file is a :class:`DataError` naming it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    full = Path(root) / path if root is not None else Path(path)
+    try:
+        with Image.open(full) as img:
+            return img.convert("RGB")
+    except FileNotFoundError as err:
+        where = f" from {root}" if root is not None else ""
+        raise DataError(f"image file {path} is missing{where}") from err
+    except (OSError, UnidentifiedImageError) as err:
+        where = f" in {root}" if root is not None else ""
+        raise DataError(f"image file {path}{where} is not a readable image ({_first_line(err)})") from err
+
+
 def _read_manifest(root: Path) -> dict:
     path = root / schema.MANIFEST_FILE
     if not path.is_file():
@@ -322,19 +341,8 @@ class IcuData:
         return self.root / rel
 
     def load_image(self, rel: str):
-        """The image at ``rel`` as an RGB ``PIL.Image`` (file closed after loading)."""
-        from PIL import Image, UnidentifiedImageError
-
-        path = self.image_path(rel)
-        try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
-        except FileNotFoundError as err:
-            raise DataError(f"image file {rel} is missing from {self.root}") from err
-        except (OSError, UnidentifiedImageError) as err:
-            raise DataError(
-                f"image file {rel} in {self.root} is not a readable image ({_first_line(err)})"
-            ) from err
+        """The image at ``rel`` as an RGB ``PIL.Image`` (file closed after loading); see :func:`read_rgb`."""
+        return read_rgb(rel, self.root)
 
     def dataset(
         self,

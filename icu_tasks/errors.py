@@ -8,8 +8,10 @@ recognised by :func:`environment_message`; the CLI prints those on one line too 
 
 from __future__ import annotations
 
+import difflib
 import errno
 import os
+from collections.abc import Iterable
 
 
 class IcuError(Exception):
@@ -36,6 +38,17 @@ class StageError(IcuError):
 ENVIRONMENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 )
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """The hint an "unknown name" message ends with: ``"; did you mean 'x'?"`` naming the closest of
+    ``known``, or ``""`` when none is close (:func:`difflib.get_close_matches`, default cutoff 0.6).
+
+    Every "unknown method / task / hyper-parameter / model_arg" error builds its hint here, so they all
+    read alike.
+    """
+    close = difflib.get_close_matches(str(name), sorted(known), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def environment_message(err: BaseException) -> str | None:

@@ -24,6 +24,7 @@ from icu_tasks import schema, utility
 from icu_tasks.dataset import data_hash
 from icu_tasks.errors import ConfigError
 from icu_tasks.profiles import SYNTHETIC_NOTICE, Profile, make_profiles
+from icu_tasks.provenance import package_versions
 from icu_tasks.questions import ChoicePools, profile_rows, row_rng
 from icu_tasks.render import BASE, RenderJob, profile_images, render_all
 
@@ -147,15 +148,8 @@ def assign_splits(profiles: list[Profile], cfg: GenerateConfig) -> dict[str, tup
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for dist in ("icu-bench", "Faker", "Pillow", "pyarrow"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:  # pragma: no cover - running from a source tree
-            out[dist] = "unknown"
-    return out
+    """Versions of the packages that decide the generated data."""
+    return package_versions("icu-bench", "Faker", "Pillow", "pyarrow")
 
 
 def _build(root: Path, cfg: GenerateConfig, workers: int, progress: bool) -> dict:

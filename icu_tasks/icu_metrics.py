@@ -1,17 +1,22 @@
-"""The ICU-Bench continual metrics (DESIGN §7): one pure-numpy function per metric.
+"""The ICU-Bench continual metrics (README "Continual runs", normalised against a base rate): pure-numpy functions.
 
 Conventions for every function here:
 
 * ``A`` is a forget-accuracy matrix of shape ``(T + 1, J)``: row ``k`` is the model after stage ``k``
   (row 0 = the vanilla model), column ``i`` is forget task ``i + 1``. Stage ``k`` forgets task ``k``, so the
   paper's ``A[k][j]`` is ``A[k, j - 1]`` here and the diagonal of interest is ``A[k, k - 1]``. ``J >= T``:
-  columns of tasks no stage has reached yet (future tasks) are kept but only tasks ``1..T`` enter a metric.
+  columns of tasks no stage has reached yet (future tasks) are kept; they enter only :func:`collateral`.
+* ``base`` is B[0], the vanilla model's accuracy on never-seen (holdout) profiles: what a model that never
+  learned the task still gets right by guessing. ``None`` (no holdout split scored) means B[0] = 0.
+* Normalised forgetting ``f[k][j] = clip((A[0][j] − A[k][j]) / (A[0][j] − B[0]), 0, 1)``: 0 = as known as
+  before, 1 = down to the base rate. Going *below* the base rate is not rewarded (clipped at 1); it is
+  reported by :func:`over_forgetting`.
+* A task with ``A[0][j] − B[0] < MIN_MARGIN`` (the vanilla model hardly knew it above the base rate) is
+  excluded, so no term comes from a tiny denominator; a missing (NaN) ``A[0][j]`` likewise. Exclusions are
+  named in the result's ``notes``.
 * ``R`` and ``U`` are per-stage vectors of length ``T + 1`` (retain accuracy and utility, row 0 = vanilla).
 * A stage that was not scored (a partial run, a crashed evaluation) is a row of NaN. NaN entries are skipped
-  and named in the result's ``notes``; a metric with nothing left to average is NaN with the reason.
-* A task the vanilla model did not know (``A[0][j] <= 0``) has no forgetting to measure: it is excluded from
-  FE, HFP and rebound (the ratio ``A[k][j] / A[0][j]`` is undefined) and the exclusion is listed in ``notes``.
-  Likewise a missing (NaN) ``A[0][j]``.
+  and named in ``notes``; a metric with nothing left to average is NaN with the reason.
 
 Every function returns a :class:`MetricValue` (``value`` + ``notes``; ``stage`` for the worst stage).
 """
@@ -19,25 +24,36 @@ Every function returns a :class:`MetricValue` (``value`` + ``notes``; ``stage`` 
 from __future__ import annotations
 
 import math
-import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from icu_tasks.fluency import fluency, ngram_entropy
+
 __all__ = [
+    "MIN_MARGIN",
     "MetricValue",
+    "normalised_forgetting",
     "forgetting_effectiveness",
     "historical_forgetting_preservation",
     "rebound",
+    "collateral",
+    "over_forgetting",
     "retained_utility_per_stage",
     "retained_utility",
+    "retained_utility_final",
     "stability",
     "worst_stage",
+    "icu_score",
     "ngram_entropy",
     "fluency",
 ]
+
+#: Smallest A[0][j] − B[0] for which task j's forgetting is measured.
+MIN_MARGIN = 0.1
+
+Matrix = Sequence[Sequence[float]] | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -80,12 +96,12 @@ class _Skips:
         self.no_vanilla: set[int] = set()
         self.missing: set[int] = set()
 
-    def task_ok(self, A: np.ndarray, j: int) -> bool:
+    def task_ok(self, A: np.ndarray, j: int, base: float) -> bool:
         a0 = A[0, j - 1]
         if math.isnan(a0):
             self.no_vanilla.add(j)
             return False
-        if a0 <= 0.0:
+        if a0 - base < MIN_MARGIN:
             self.unknown.add(j)
             return False
         return True
@@ -94,7 +110,8 @@ class _Skips:
         out = []
         if self.unknown:
             out.append(
-                f"excluded task(s) {_fmt(sorted(self.unknown))}: the vanilla model did not know them (A[0][j] = 0)"
+                f"excluded task(s) {_fmt(sorted(self.unknown))}: the vanilla model did not know them above "
+                f"the base rate (A[0][j] − B[0] < {MIN_MARGIN})"
             )
         if self.no_vanilla:
             out.append(f"excluded task(s) {_fmt(sorted(self.no_vanilla))}: not scored at stage 0")
@@ -111,33 +128,57 @@ def _stages(A: np.ndarray) -> int:
     return T
 
 
-def forgetting_effectiveness(A: Sequence[Sequence[float]] | np.ndarray) -> MetricValue:
-    """FE = mean over k = 1..T of clip(1 − A[k][k] / A[0][k], 0, 1).
+def _base(base: float | None) -> float:
+    if base is None or math.isnan(base):
+        return 0.0
+    return float(base)
 
-    Each term is clipped to [0, 1] (a stage that made its task *more* known counts as no forgetting, not as
-    negative forgetting), so FE is in [0, 1]; 1 = every task forgotten completely right after its stage.
-    """
-    A = _as_matrix(A)
+
+def _f(A: np.ndarray, k: int, j: int, base: float) -> float:
+    """f[k][j] for a task that passed :meth:`_Skips.task_ok` (NaN if A[k][j] was not scored)."""
+    a0 = A[0, j - 1]
+    return min(1.0, max(0.0, (a0 - A[k, j - 1]) / (a0 - base)))
+
+
+def normalised_forgetting(A: Matrix, base: float | None = None) -> np.ndarray:
+    """The matrix f of shape ``(T + 1, J)``: ``f[k, j - 1]`` = f[k][j]; NaN for excluded or unscored cells."""
+    A, b = _as_matrix(A), _base(base)
+    out = np.full(A.shape, math.nan)
+    skips = _Skips()
+    for j in range(1, A.shape[1] + 1):
+        if skips.task_ok(A, j, b):
+            for k in range(A.shape[0]):
+                if not math.isnan(A[k, j - 1]):
+                    out[k, j - 1] = _f(A, k, j, b)
+    return out
+
+
+def _mean(terms: list[float], skips: _Skips, empty: str) -> MetricValue:
+    if not terms:
+        return MetricValue(math.nan, (f"undefined: {empty}",) + skips.notes())
+    return MetricValue(float(np.mean(terms)), skips.notes())
+
+
+def forgetting_effectiveness(A: Matrix, base: float | None = None) -> MetricValue:
+    """FE = mean over k = 1..T of f[k][k]: how much of task k is gone right after stage k (1 = all of it)."""
+    A, b = _as_matrix(A), _base(base)
     T = _stages(A)
     if T < 1:
         return MetricValue(math.nan, ("undefined: no unlearning stage (only the vanilla row)",))
     skips, terms = _Skips(), []
     for k in range(1, T + 1):
-        if not skips.task_ok(A, k):
+        if not skips.task_ok(A, k, b):
             continue
-        akk = A[k, k - 1]
-        if math.isnan(akk):
+        if math.isnan(A[k, k - 1]):
             skips.missing.add(k)
             continue
-        terms.append(min(1.0, max(0.0, 1.0 - akk / A[0, k - 1])))
-    if not terms:
-        return MetricValue(
-            math.nan, ("undefined: no stage with a scored task the vanilla model knew",) + skips.notes()
-        )
-    return MetricValue(float(np.mean(terms)), skips.notes())
+        terms.append(_f(A, k, k, b))
+    return _mean(terms, skips, "no stage with a scored task the vanilla model knew")
 
 
-def _history_pairs(A: np.ndarray, name: str) -> tuple[list[tuple[int, int]], _Skips, MetricValue | None]:
+def _history_pairs(
+    A: np.ndarray, b: float, name: str
+) -> tuple[list[tuple[int, int]], _Skips, MetricValue | None]:
     """The (k, j) pairs with k >= 2, j < k that HFP and rebound average over, after the NaN/unknown rules."""
     T = _stages(A)
     if T < 2:
@@ -149,52 +190,76 @@ def _history_pairs(A: np.ndarray, name: str) -> tuple[list[tuple[int, int]], _Sk
             skips.missing.add(k)
             continue
         for j in range(1, k):
-            if skips.task_ok(A, j) and not math.isnan(A[k, j - 1]):
+            if skips.task_ok(A, j, b) and not math.isnan(A[k, j - 1]):
                 pairs.append((k, j))
     return pairs, skips, None
 
 
-def historical_forgetting_preservation(A: Sequence[Sequence[float]] | np.ndarray) -> MetricValue:
-    """HFP = mean over k = 2..T and j = 1..k−1 of (1 − A[k][j] / A[0][j]).
+def historical_forgetting_preservation(A: Matrix, base: float | None = None) -> MetricValue:
+    """HFP = mean over k = 2..T and j = 1..k−1 of f[k][j]: whether earlier tasks stay forgotten.
 
-    How well earlier forget tasks stay forgotten as later stages run. Not clipped (DESIGN §7 clips only FE):
-    a task that comes back *above* its vanilla accuracy gives a negative term. NaN with a reason for T < 2.
+    NaN with a reason for T < 2.
     """
-    A = _as_matrix(A)
-    pairs, skips, undefined = _history_pairs(A, "HFP")
+    A, b = _as_matrix(A), _base(base)
+    pairs, skips, undefined = _history_pairs(A, b, "HFP")
     if undefined is not None:
         return undefined
-    if not pairs:
-        return MetricValue(
-            math.nan, ("undefined: no scored (stage k >= 2, task j < k) pair",) + skips.notes()
-        )
-    terms = [1.0 - A[k, j - 1] / A[0, j - 1] for k, j in pairs]
-    return MetricValue(float(np.mean(terms)), skips.notes())
+    return _mean([_f(A, k, j, b) for k, j in pairs], skips, "no scored (stage k >= 2, task j < k) pair")
 
 
-def rebound(A: Sequence[Sequence[float]] | np.ndarray) -> MetricValue:
+def rebound(A: Matrix, base: float | None = None) -> MetricValue:
     """Rebound = mean over k = 2..T and j = 1..k−1 of max(0, A[k][j] − A[j][j]).
 
-    The forgetting analogue of backward transfer (BWT with the sign flipped, only increases counted): how much
-    accuracy an earlier task regained after the stage that forgot it. 0 = nothing came back. Pairs whose
-    A[j][j] was not scored are skipped; tasks unknown to the vanilla model are excluded as for HFP.
+    How much accuracy an earlier task regained after the stage that forgot it (0 = nothing came back). Pairs
+    whose A[j][j] was not scored are skipped; excluded tasks as for HFP.
     """
-    A = _as_matrix(A)
-    pairs, skips, undefined = _history_pairs(A, "rebound")
+    A, b = _as_matrix(A), _base(base)
+    pairs, skips, undefined = _history_pairs(A, b, "rebound")
     if undefined is not None:
         return undefined
-    usable = []
+    terms = []
     for k, j in pairs:
         if math.isnan(A[j, j - 1]):
             skips.missing.add(j)
         else:
-            usable.append((k, j))
-    if not usable:
-        return MetricValue(
-            math.nan, ("undefined: no scored (stage k >= 2, task j < k) pair",) + skips.notes()
-        )
-    terms = [max(0.0, A[k, j - 1] - A[j, j - 1]) for k, j in usable]
-    return MetricValue(float(np.mean(terms)), skips.notes())
+            terms.append(max(0.0, A[k, j - 1] - A[j, j - 1]))
+    return _mean(terms, skips, "no scored (stage k >= 2, task j < k) pair")
+
+
+def collateral(A: Matrix, base: float | None = None) -> MetricValue:
+    """Collateral = mean over k = 1..T and j > k (tasks not requested yet, up to J) of f[k][j]; ideal 0.
+
+    Forgetting of what no stage asked to forget yet: damage, not unlearning. NaN without a future-task cell.
+    """
+    A, b = _as_matrix(A), _base(base)
+    _stages(A)
+    skips, terms = _Skips(), []
+    ok = {j: skips.task_ok(A, j, b) for j in range(1, A.shape[1] + 1)}
+    for k in range(1, A.shape[0]):
+        if np.isnan(A[k]).all():
+            skips.missing.add(k)
+            continue
+        terms += [
+            _f(A, k, j, b) for j in range(k + 1, A.shape[1] + 1) if ok[j] and not math.isnan(A[k, j - 1])
+        ]
+    return _mean(terms, skips, "no scored cell of a task after its stage (j > k)")
+
+
+def over_forgetting(A: Matrix, base: float | None = None) -> MetricValue:
+    """Over-forgetting = mean over the scored requested cells (k = 1..T, j <= k) of max(0, B[0] − A[k][j]).
+
+    How far a forgotten task went *below* the base rate (answers worse than a model that never saw the
+    profiles: a sign of damage, not rewarded by f). Always 0 when B[0] = 0. Excluded tasks are not skipped.
+    """
+    A, b = _as_matrix(A), _base(base)
+    T = _stages(A)
+    skips, terms = _Skips(), []
+    for k in range(1, T + 1):
+        if np.isnan(A[k]).all():
+            skips.missing.add(k)
+            continue
+        terms += [max(0.0, b - A[k, j - 1]) for j in range(1, k + 1) if not math.isnan(A[k, j - 1])]
+    return _mean(terms, skips, "no scored cell (k >= 1, j <= k)")
 
 
 def _ratio(x: np.ndarray, name: str, notes: list[str]) -> np.ndarray | None:
@@ -287,37 +352,40 @@ def worst_stage(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray
     return MetricValue(swings[worst], tuple(notes), stage=worst)
 
 
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+def retained_utility_final(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:
+    """RU_final = RU_T, what is left after the last stage; ``stage`` = T.
 
-
-def ngram_entropy(text: str, ns: Sequence[int] = (2, 3), weights: Sequence[float] = (2 / 3, 4 / 3)) -> float:
-    """ROME's n-gram entropy of one text: the arithmetic mean over n of ``weight_n · H_n`` (bits).
-
-    ``H_n`` is the Shannon entropy (log base 2) of the frequency distribution of the text's n-grams. Defaults
-    as in ROME (bi- and tri-grams, weights 2/3 and 4/3). ROME tokenises with ``nltk.word_tokenize``; here a
-    word/punctuation regex does the same job for our short answers without the nltk dependency. A text with
-    fewer than n tokens has no n-grams and contributes H_n = 0 (as in ROME, where the empty sum is 0).
+    In a partial run (stage T not scored) the last scored stage stands in and the note says so.
     """
-    if len(ns) != len(weights):
-        raise ValueError("ns and weights must have the same length")
-    tokens = _TOKEN.findall(text.lower())
-    values = []
-    for n, w in zip(ns, weights, strict=True):
-        grams = Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-        total = sum(grams.values())
-        h = 0.0
-        if total:
-            p = np.array(list(grams.values()), dtype=float) / total
-            h = float(-(p * np.log2(p)).sum())
-        values.append(w * h)
-    return float(np.mean(values))
+    ru, notes = _ru_and_notes(np.asarray(R, float), np.asarray(U, float))
+    T = ru.shape[0] - 1
+    if T < 1:
+        return MetricValue(math.nan, ("undefined: no unlearning stage (only the vanilla row)",))
+    if math.isnan(ru[0]):
+        return MetricValue(math.nan, ("undefined: neither R[0] nor U[0] is usable",) + tuple(notes))
+    scored = [k for k in range(1, T + 1) if not math.isnan(ru[k])]
+    if not scored:
+        return MetricValue(math.nan, ("undefined: no scored unlearning stage",) + tuple(notes))
+    last = scored[-1]
+    if last != T:
+        notes.append(f"stage {T} not scored: RU_final is RU_{last}")
+    return MetricValue(float(ru[last]), tuple(notes), stage=last)
 
 
-def fluency(texts: Iterable[str]) -> float:
-    """Fluency of one stage: the mean :func:`ngram_entropy` of its generated answers; NaN for no answers.
+def icu_score(fe: float, hfp: float, ru_final: float) -> MetricValue:
+    """The headline ICU score: the harmonic mean of FE, HFP and RU_final (each clipped to [0, 1]).
 
-    Degenerate output (the same token repeated, a common failure after gradient ascent) scores near 0;
-    varied, well-formed answers score higher. Compare stages of one run, not absolute values across data sets.
+    Low for a method that forgets nothing (FE = 0) and for one that collapses (RU_final = 0): one weak part
+    pulls the harmonic mean down. Without HFP (a single stage, or HFP undefined) it is the harmonic mean of FE
+    and RU_final; NaN if FE or RU_final is NaN.
     """
-    values = [ngram_entropy(t) for t in texts if t is not None]
-    return float(np.mean(values)) if values else math.nan
+    notes: tuple[str, ...] = ()
+    parts = [fe, hfp, ru_final]
+    if math.isnan(hfp):
+        parts, notes = [fe, ru_final], ("HFP undefined: harmonic mean of FE and RU_final only",)
+    if any(math.isnan(p) for p in parts):
+        return MetricValue(math.nan, ("undefined: FE or RU_final is undefined",))
+    clipped = [min(1.0, max(0.0, p)) for p in parts]
+    if min(clipped) == 0.0:
+        return MetricValue(0.0, notes)
+    return MetricValue(len(clipped) / sum(1.0 / p for p in clipped), notes)

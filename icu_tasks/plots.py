@@ -1,7 +1,8 @@
 """PNG figures of a continual run (matplotlib, Agg canvas, no pyplot state).
 
 * :func:`forget_heatmap` — Fig.-4-style: forget accuracy of task j (rows) after stage k (columns), the upper
-  triangle j <= k plus the vanilla column k = 0, values annotated;
+  triangle j <= k plus the vanilla column k = 0, values annotated; with ``full=True`` every task (the
+  collateral heatmap of the normalised forgetting, future tasks j > k included);
 * :func:`retain_utility_curves` — retain (both views and each view) and utility accuracy per stage;
 * :func:`first_task_curves` — Fig.-2-style: forget accuracy of the first task across stages, one line per run.
 
@@ -46,14 +47,18 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def forget_heatmap(A: np.ndarray, path: str | Path, title: str) -> Path:
+def forget_heatmap(
+    A: np.ndarray, path: str | Path, title: str, full: bool = False, label: str = "forget accuracy"
+) -> Path:
     """Heatmap of ``A`` (rows = stages 0..T, column i = task i + 1): cell (task j, stage k) for j <= k or k = 0.
 
-    Cells outside the triangle are blank; a cell inside it that was not scored is grey and marked "–".
+    Cells outside the triangle are blank; a cell inside it that was not scored is grey and marked "–". With
+    ``full`` every cell of every task column is drawn, future tasks (j > k) included: the collateral heatmap
+    (drawn for the normalised forgetting f, ``label`` names the colour bar).
     """
     A = np.asarray(A, dtype=float)
     T = A.shape[0] - 1
-    n_tasks = min(A.shape[1], max(T, 1))
+    n_tasks = A.shape[1] if full else min(A.shape[1], max(T, 1))
     fig = _new_figure(HEATMAP_SIZE)
     ax = fig.add_subplot()
     if n_tasks == 0:
@@ -65,7 +70,7 @@ def forget_heatmap(A: np.ndarray, path: str | Path, title: str) -> Path:
     inside = np.zeros_like(grid, dtype=bool)
     for k in range(T + 1):
         for j in range(1, n_tasks + 1):
-            if k == 0 or j <= k:
+            if full or k == 0 or j <= k:
                 inside[j - 1, k] = True
                 grid[j - 1, k] = A[k, j - 1]
     unscored = inside & np.isnan(grid)
@@ -77,7 +82,7 @@ def forget_heatmap(A: np.ndarray, path: str | Path, title: str) -> Path:
         aspect="auto",
     )
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    fig.colorbar(image, ax=ax, label="forget accuracy")
+    fig.colorbar(image, ax=ax, label=label)
     if T <= ANNOTATE_MAX_STAGES:
         for (row, k), value in np.ndenumerate(grid):
             if inside[row, k]:

@@ -27,6 +27,21 @@ ALLOW_FLAG = "--allow-data-mismatch"
 SHOWN = 16  # hex digits of a hash shown in messages
 
 
+def package_versions(*dists: str) -> dict[str, str]:
+    """``{distribution: version}`` of the installed packages that decide an artefact ("not installed" when
+    missing). The one reader of package versions: the data manifest and ``stage.json``/``finetune.json``
+    record them through it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            out[dist] = "not installed"
+    return out
+
+
 def short(value: str | None) -> str:
     """A hash as shown in messages (its first :data:`SHOWN` hex digits)."""
     return str(value)[:SHOWN] if value else "unknown"

@@ -1,7 +1,8 @@
 """The ICU-Bench report: ``report.md`` + ``report.json`` (one row per run) and the PNG figures.
 
-:func:`run_summary` turns one :class:`~icu_tasks.continual.ContinualRun` into its metrics (DESIGN §7, per
-forget view for FE/HFP/rebound), :func:`write_report` writes everything for one or several runs side by side.
+:func:`run_summary` turns one :class:`~icu_tasks.continual.ContinualRun` into its metrics (defined in the README's "Continual runs", per
+forget view VQA/QA/pooled, normalised against the base rate, with bootstrap intervals from
+:mod:`icu_tasks.bootstrap`), :func:`write_report` writes everything for one or several runs side by side.
 Every file is written to a temp name and renamed, so a report file is complete or absent.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from icu_tasks import bootstrap as bs
 from icu_tasks import icu_metrics as im
 from icu_tasks import plots
 from icu_tasks.continual import ContinualRun
@@ -29,27 +31,47 @@ MD_MAX_TASKS = 20
 
 #: (key in report.json's ``metrics``, column header in report.md), in table order.
 COLUMNS: tuple[tuple[str, str], ...] = (
+    ("icu", "ICU ↑"),
     ("fe_vqa", "FE VQA ↑"),
     ("fe_qa", "FE QA ↑"),
     ("hfp_vqa", "HFP VQA ↑"),
     ("hfp_qa", "HFP QA ↑"),
     ("rebound_vqa", "rebound VQA ↓"),
     ("rebound_qa", "rebound QA ↓"),
+    ("collateral_vqa", "collateral VQA ↓"),
+    ("collateral_qa", "collateral QA ↓"),
     ("ru", "RU ↑"),
+    ("ru_final", "RU final ↑"),
     ("stability", "stability ↑"),
 )
+#: Per-view metrics of a run's section: (metric name, header).
+VIEW_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("icu", "ICU ↑"),
+    ("fe", "FE ↑"),
+    ("hfp", "HFP ↑"),
+    ("rebound", "rebound ↓"),
+    ("collateral", "collateral ↓"),
+    ("over_forgetting", "over-forgetting ↓"),
+)
+NO_BASE_NOTE = "no holdout split scored: base rate B[0] = 0 in every normalised metric"
 
 DEFINITIONS = """\
-- **FE** (forgetting effectiveness) = mean_k clip(1 − A[k][k] / A[0][k], 0, 1): how much of task k is gone
-  right after stage k (1 = all).
-- **HFP** (historical forgetting preservation) = mean over k ≥ 2, j < k of (1 − A[k][j] / A[0][j]): whether
-  earlier tasks stay forgotten (undefined for a single stage).
+- **f[k][j]** (normalised forgetting) = clip((A[0][j] − A[k][j]) / (A[0][j] − B[0]), 0, 1), B[0] = the vanilla
+  model's accuracy on never-seen holdout profiles (the base rate; 0 when no holdout split was scored). A task
+  with A[0][j] − B[0] < 0.1 is excluded (see notes).
+- **FE** (forgetting effectiveness) = mean_k f[k][k]: how much of task k is gone right after stage k (1 = all).
+- **HFP** (historical forgetting preservation) = mean over k ≥ 2, j < k of f[k][j]: whether earlier tasks
+  stay forgotten (undefined for a single stage).
 - **rebound** = mean over k ≥ 2, j < k of max(0, A[k][j] − A[j][j]): accuracy an earlier task regained.
-- **RU** (retained utility) = mean_k ½ (R[k]/R[0] + U[k]/U[0]) over stages k ≥ 1 (1 = nothing lost).
+- **collateral** = mean over k ≥ 1, j > k of f[k][j]: forgetting of tasks not requested yet (ideal 0).
+- **over-forgetting** = mean over k ≥ 1, j ≤ k of max(0, B[0] − A[k][j]): going below the base rate.
+- **RU_k** = ½ (R[k]/R[0] + U[k]/U[0]); **RU** = mean over k ≥ 1; **RU final** = RU_T (1 = nothing lost).
 - **stability** = 1 − mean_k |RU_k − RU_{k−1}|; the worst stage is the one with the largest swing.
+- **ICU** = harmonic mean of FE, HFP (left out when undefined) and RU final, each clipped to [0, 1]: low for a
+  method that forgets nothing and for one that collapses. The table shows the pooled view (both views' items).
 - **fluency** = ROME's weighted bi/tri-gram entropy (bits) of the generated answers, stage 0 → last scored.
-- A task the vanilla model did not know (A[0][j] = 0) is excluded from FE/HFP/rebound; a stage that was
-  not scored is a row of NaN and is skipped (see each run's notes)."""
+- `x [lo, hi]`: bootstrap 95% percentile interval (items resampled within each cell, seeded).
+- A stage that was not scored is a row of NaN and is skipped (see each run's notes)."""
 
 
 def _num(x: float | None) -> float | None:
@@ -68,19 +90,44 @@ def _slug(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("._") or "run"
 
 
-def run_summary(run: ContinualRun) -> dict[str, Any]:
-    """The metrics of one run as a JSON-ready dict (NaN → None, with every metric's notes)."""
-    values: dict[str, im.MetricValue] = {}
-    for view in VIEWS:
-        A = run.forget[view]
-        values[f"fe_{view}"] = im.forgetting_effectiveness(A)
-        values[f"hfp_{view}"] = im.historical_forgetting_preservation(A)
-        values[f"rebound_{view}"] = im.rebound(A)
-    values["ru"] = im.retained_utility(run.retain, run.utility)
-    values["stability"] = im.stability(run.retain, run.utility)
+def _ci(x: np.ndarray) -> Any:
+    """An interval array (last axis = [lo, hi]) as nested lists, None for an undefined interval."""
+    if x.ndim == 1:
+        return None if np.isnan(x).any() else [float(x[0]), float(x[1])]
+    return [_ci(row) for row in x]
+
+
+def _intervals_json(ci: bs.Intervals | None) -> dict[str, Any] | None:
+    if ci is None:
+        return None
+    return {
+        "level": bs.LEVEL,
+        "n_boot": ci.n_boot,
+        "seed": ci.seed,
+        "metrics": {key: _ci(np.asarray(v, dtype=float)) for key, v in ci.metrics.items()},
+        "forget": {view: _ci(v) for view, v in ci.forget.items()},
+        "retain": _ci(ci.retain),
+        "utility": _ci(ci.utility),
+        "ru": _ci(ci.ru),
+    }
+
+
+def run_summary(
+    run: ContinualRun, n_boot: int = bs.DEFAULT_RESAMPLES, seed: int = bs.DEFAULT_SEED
+) -> dict[str, Any]:
+    """The metrics of one run as a JSON-ready dict (NaN → None, with every metric's notes).
+
+    ``intervals`` holds the bootstrap intervals (``n_boot`` resamples, ``seed``; None with ``n_boot = 0`` or
+    when the run kept no per-item scores).
+    """
+    values = bs.run_metrics(run)
     worst = im.worst_stage(run.retain, run.utility)
     scored_fluency = [k for k in range(run.stages + 1) if not math.isnan(run.fluency[k])]
     last = scored_fluency[-1] if scored_fluency else None
+    base = bs.base_rates(run)
+    notes = list(run.notes)
+    if all(b is None for b in base.values()):
+        notes.append(NO_BASE_NOTE)
     return {
         "name": run.name,
         "method": run.method,
@@ -92,25 +139,30 @@ def run_summary(run: ContinualRun) -> dict[str, Any]:
         "missing_stages": run.missing,
         "metrics": {key: _num(v.value) for key, v in values.items()}
         | {
+            "ru_final_stage": values["ru_final"].stage,
             "worst_stage": worst.stage,
             "worst_stage_swing": _num(worst.value),
             "fluency_stage0": _num(float(run.fluency[0])),
             "fluency_final": _num(float(run.fluency[last])) if last is not None else None,
             "fluency_final_stage": last,
         },
-        "metric_notes": {key: list(v.notes) for key, v in values.items() if v.notes},
+        "metric_notes": {key: list(v.notes) for key, v in values.items() if v.notes and key != "icu"},
+        "base_rate": {view: _num(b) for view, b in base.items()},
         "per_stage": {
             "retain": _list(run.retain),
             **{f"retain_{view}": _list(run.retain_by_view[view]) for view in VIEWS},
             "utility": _list(run.utility),
             "ru": _list(im.retained_utility_per_stage(run.retain, run.utility)),
+            **{f"holdout_{view}": _list(run.holdout[view]) for view in VIEWS if view in run.holdout},
             "fluency": _list(run.fluency),
             "n_samples": list(run.n_samples),
         },
-        "forget": {view: _list(run.forget[view]) for view in VIEWS},
+        "forget": {view: _list(run.forget[view]) for view in VIEWS}
+        | {bs.POOLED: _list(bs.pooled_forget(run))},
+        "intervals": _intervals_json(bs.bootstrap(run, n_boot=n_boot, seed=seed)),
         "stage_methods": {str(k): m for k, m in run.stage_methods.items()},
         "sources": {str(k): files for k, files in run.sources.items()},
-        "notes": list(run.notes),
+        "notes": notes,
     }
 
 
@@ -137,11 +189,19 @@ def _labels(runs: list[ContinualRun]) -> list[str]:
 
 def _figures(run: ContinualRun, label: str, out: Path) -> dict[str, str]:
     files = {}
-    for view in VIEWS:
-        name = f"{label}_forget_{view}.png"
-        title = f"{run.name} ({run.method}): forget {view.upper()} accuracy ({run.metric})"
-        plots.forget_heatmap(run.forget[view], out / name, title)
-        files[f"forget_{view}"] = name
+    base = bs.base_rates(run)
+    forget = {view: run.forget[view] for view in VIEWS} | {bs.POOLED: bs.pooled_forget(run)}
+    for view, A in forget.items():
+        if view in VIEWS:
+            name = f"{label}_forget_{view}.png"
+            title = f"{run.name} ({run.method}): forget {view.upper()} accuracy ({run.metric})"
+            plots.forget_heatmap(A, out / name, title)
+            files[f"forget_{view}"] = name
+        name = f"{label}_collateral_{view}.png"
+        title = f"{run.name} ({run.method}): normalised forgetting f, {view}, all tasks (j > k: collateral)"
+        f = im.normalised_forgetting(A, base[view])
+        plots.forget_heatmap(f, out / name, title, full=True, label="normalised forgetting f")
+        files[f"collateral_{view}"] = name
     name = f"{label}_retain_utility.png"
     series = {"retain (both views)": run.retain}
     series |= {f"retain {view.upper()}": run.retain_by_view[view] for view in VIEWS}
@@ -153,17 +213,44 @@ def _figures(run: ContinualRun, label: str, out: Path) -> dict[str, str]:
     return files
 
 
-def _md_matrix(A: np.ndarray, view: str) -> list[str]:
-    n = min(A.shape[1], max(A.shape[0] - 1, 1), MD_MAX_TASKS)
+def _with_ci(x: float | None, ci: list[float] | None, digits: int = 3) -> str:
+    text = _fmt(x, digits)
+    return text if ci is None or text == "n/a" else f"{text} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _md_matrix(A: list[list[float | None]], ci: list | None, view: str) -> list[str]:
+    n = min(len(A[0]), MD_MAX_TASKS) if A else 0
     if n == 0:
         return [f"Forget accuracy, {view.upper()}: no forget task scored.", ""]
-    more = " (first tasks only; full matrix in report.json)" if A.shape[1] > n else ""
-    lines = [f"Forget accuracy A[k][j], {view.upper()} (rows: after stage k; columns: task j){more}", ""]
+    more = " (first tasks only; full matrix in report.json)" if len(A[0]) > n else ""
+    lines = [
+        f"Forget accuracy A[k][j], {view} (rows: after stage k; columns: task j; j > k: not requested "
+        f"yet){more}",
+        "",
+    ]
     lines.append("| k | " + " | ".join(f"j={j}" for j in range(1, n + 1)) + " |")
     lines.append("|---" * (n + 1) + "|")
-    for k in range(A.shape[0]):
-        lines.append(f"| {k} | " + " | ".join(_fmt(A[k, j], 2) for j in range(n)) + " |")
+    for k, row in enumerate(A):
+        cells = [_with_ci(row[j], ci[k][j] if ci else None, 2) for j in range(n)]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _md_views(s: dict[str, Any]) -> list[str]:
+    """The per-view metrics of one run with their intervals, and the retain-side metrics."""
+    m, ci = s["metrics"], (s["intervals"] or {}).get("metrics", {})
+    lines = [
+        "| view | " + " | ".join(h for _, h in VIEW_COLUMNS) + " |",
+        "|---" * (len(VIEW_COLUMNS) + 1) + "|",
+    ]
+    for view in bs.FORGET_VIEWS:
+        keys = [f"{name}_{view}" for name, _ in VIEW_COLUMNS]
+        lines.append(f"| {view} | " + " | ".join(_with_ci(m[key], ci.get(key)) for key in keys) + " |")
+    ru = ", ".join(
+        f"{label} {_with_ci(m[key], ci.get(key))}"
+        for key, label in (("ru", "RU"), ("ru_final", "RU final"), ("stability", "stability"))
+    )
+    return lines + ["", f"{ru} (RU final from stage {m['ru_final_stage']})", ""]
 
 
 def _md(summaries: list[dict[str, Any]], runs: list[ContinualRun], metric: str) -> str:
@@ -204,27 +291,37 @@ def _md(summaries: list[dict[str, Any]], runs: list[ContinualRun], metric: str) 
                 grouped.setdefault(text, []).append(key)
         notes = list(s["notes"]) + [f"{', '.join(keys)}: {text}" for text, keys in grouped.items()]
         out += [f"- note: {n}" for n in notes] + [""]
-        for view in VIEWS:
-            out += _md_matrix(run.forget[view], view)
+        out += _md_views(s)
+        for view in bs.FORGET_VIEWS:
+            out += _md_matrix(s["forget"][view], (s["intervals"] or {}).get("forget", {}).get(view), view)
         out += [
             "| k | retain | retain VQA | retain QA | utility | RU_k | fluency | samples |",
             "|---" * 8 + "|",
         ]
         ps = s["per_stage"]
         for k in range(run.stages + 1):
-            cells = [ps[key][k] for key in ("retain", "retain_vqa", "retain_qa", "utility", "ru")]
+            ci = s["intervals"] or {}
+            cells = [_with_ci(ps["retain"][k], ci["retain"][k] if ci else None)]
+            cells += [_fmt(ps[key][k]) for key in ("retain_vqa", "retain_qa")]
+            cells += [_with_ci(ps[key][k], ci[key][k] if ci else None) for key in ("utility", "ru")]
             out.append(
-                f"| {k} | "
-                + " | ".join(_fmt(c) for c in cells)
-                + f" | {_fmt(ps['fluency'][k], 2)} | {ps['n_samples'][k]} |"
+                f"| {k} | " + " | ".join(cells) + f" | {_fmt(ps['fluency'][k], 2)} | {ps['n_samples'][k]} |"
             )
         out.append("")
         out += [f"![{key}]({name})" for key, name in s["figures"].items()] + [""]
     return "\n".join(out)
 
 
-def write_report(runs: list[ContinualRun], out_dir: str | Path) -> dict[str, Any]:
-    """Write report.md, report.json and the PNGs for ``runs`` into ``out_dir``; returns the JSON dict."""
+def write_report(
+    runs: list[ContinualRun],
+    out_dir: str | Path,
+    n_boot: int = bs.DEFAULT_RESAMPLES,
+    seed: int = bs.DEFAULT_SEED,
+) -> dict[str, Any]:
+    """Write report.md, report.json and the PNGs for ``runs`` into ``out_dir``; returns the JSON dict.
+
+    ``n_boot`` bootstrap resamples (seeded with ``seed``; 0 = no intervals) give every interval.
+    """
     if not runs:
         raise ValueError("write_report needs at least one run")
     out = Path(out_dir)
@@ -232,7 +329,7 @@ def write_report(runs: list[ContinualRun], out_dir: str | Path) -> dict[str, Any
     metric = runs[0].metric
     summaries = []
     for run, label in zip(runs, _labels(runs), strict=True):
-        summary = run_summary(run)
+        summary = run_summary(run, n_boot=n_boot, seed=seed)
         summary["figures"] = _figures(run, label, out)
         summaries.append(summary)
     series = {

@@ -16,7 +16,6 @@ the tqdm progress bar, logging — and delegates exactly two things to an *objec
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from icu_tasks.errors import ConfigError
+from icu_unlearn.distributed import world_size
 from icu_unlearn.methods.base import StepContext, forward_logits
 
 
@@ -95,11 +95,6 @@ class IcuTrainer(Trainer):
                 return forward_logits(model, inputs).detach()
         finally:
             model.train(was_training)
-
-
-def world_size() -> int:
-    """Processes of this (``accelerate launch``/``torchrun``) job; 1 when not distributed."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def per_device_batch(global_batch: int) -> int:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from typing import Any
 
 from icu_tasks.errors import ConfigError
+from icu_unlearn.distributed import is_main
 
 #: Short aliases for the most used hyper-parameters.
 ALIASES = {"learning_rate": ["--lr"], "max_steps": ["--steps"]}
@@ -117,11 +117,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     me.set_defaults(func=_methods)
 
 
-def _is_main() -> bool:
-    """Only the main process of an ``accelerate launch`` job prints results."""
-    return os.environ.get("RANK", "0") == "0"
-
-
 def _hyper_parameters(args: argparse.Namespace) -> dict[str, Any]:
     return {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_")}
 
@@ -131,7 +126,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
     config = FinetuneConfig(**_hyper_parameters(args))
     out = finetune(args.model, args.data, args.out, config, overwrite=args.overwrite, device=args.device)
-    if not _is_main():
+    if not is_main():
         return 0
     print(f"vanilla model: {out}")
     if args.check:
@@ -194,7 +189,7 @@ def _unlearn(args: argparse.Namespace) -> int:
         device=args.device,
         allow_data_mismatch=args.allow_data_mismatch,
     ).path
-    if _is_main():
+    if is_main():
         print(f"stage {args.stage} ({cls.name}): {out}")
     return 0
 

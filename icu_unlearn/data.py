@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,18 +82,16 @@ def finetune_examples(data: IcuData, vqa_repeat: int = 1) -> list[Example]:
 
 @functools.lru_cache(maxsize=1024)
 def _load_rgb(path: str):
-    from PIL import Image
+    from icu_tasks.dataset import read_rgb
 
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    return read_rgb(path)
 
 
 def load_image(path: Path | None):
-    """The example's image as an RGB PIL image (cached per path), or ``None``."""
+    """The example's image as an RGB PIL image (cached per path), or ``None``; missing or unreadable →
+    :class:`DataError` (:func:`icu_tasks.dataset.read_rgb`)."""
     if path is None:
         return None
-    if not os.path.isfile(path):
-        raise DataError(f"image file missing: {path}")
     return _load_rgb(str(path))
 
 

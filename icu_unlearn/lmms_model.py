@@ -25,7 +25,6 @@ data hash the model and stage were made with.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from collections import defaultdict
@@ -52,7 +51,7 @@ def __getattr__(name: str):
 from lmms_eval.api.model import lmms  # noqa: E402
 from lmms_eval.models.registry_v2 import ModelManifest  # noqa: E402
 
-from icu_tasks.errors import ConfigError, IcuError  # noqa: E402
+from icu_tasks.errors import ConfigError, IcuError, did_you_mean  # noqa: E402
 
 #: The names ``--model_args`` accepts (``max_batch_size`` is lmms-eval's own flag; accepted and ignored).
 MODEL_ARGS: tuple[str, ...] = (
@@ -125,10 +124,9 @@ class IcuHF(lmms):
         super().__init__()
         unknown = sorted(set(kwargs) - set(MODEL_ARGS) - set(_IGNORED_ARGS))
         if unknown:
-            hint = difflib.get_close_matches(unknown[0], MODEL_ARGS, n=1)
-            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            hint = did_you_mean(unknown[0], MODEL_ARGS)
             raise ConfigError(
-                f"icu_hf: unknown model_arg {unknown[0]!r}{did_you_mean}; accepted: {', '.join(MODEL_ARGS)}"
+                f"icu_hf: unknown model_arg '{unknown[0]}'{hint} (accepted: {', '.join(MODEL_ARGS)})"
             )
         if not pretrained:
             raise ConfigError("icu_hf: model_args must include pretrained=<model dir>")

@@ -2,8 +2,8 @@
 
 All functions take causal-LM ``logits`` ``[B, T, V]`` and ``labels`` ``[B, T]`` aligned with the input ids
 (``-100`` where no loss is taken: prompt, image tokens, padding), and shift internally so that position ``t``
-predicts token ``t + 1`` — the convention of Hugging Face causal LMs. Reference formulas:
-``/work/shared/reference/unlearning.md`` (MLLMU-Bench, TOFU, OpenUnlearning).
+predicts token ``t + 1`` — the convention of Hugging Face causal LMs. The formulas follow the papers:
+MLLMU-Bench (GA, GA-Diff, KL-Min), TOFU (the KL term), NPO as implemented by OpenUnlearning.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from icu_unlearn.prompting import IGNORE_INDEX
 
 
 def _shift(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,6 +34,8 @@ FALLBACK_TEMPLATE = (
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 
+#: The label of a position no loss is taken on (prompt, image tokens, padding); the one definition, used by
+#: :func:`encode` and :mod:`icu_unlearn.losses` (PyTorch's ``cross_entropy`` default).
 IGNORE_INDEX = -100
 #: Per processor/tokenizer memo of rendered samples and token ids: rendering a chat template and tokenizing
 #: are pure functions of the text, and the training loop renders the same rows every epoch. Bounded in size.

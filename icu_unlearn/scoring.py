@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import ConfigError, StageError
+from icu_tasks.errors import ConfigError, StageError, did_you_mean
 from icu_tasks.paths import DATA_ENV, task_yamls_dir
 from icu_unlearn.rundir import atomic_dir
 
@@ -35,13 +35,10 @@ def check_tasks(tasks: list[str]) -> list[str]:
     Call it before any expensive work: lmms-eval itself fails with a bare ``KeyError`` deep inside
     ``simple_evaluate``, after the model is loaded.
     """
-    import difflib
-
     known = sorted(task_manager().all_tasks)
     for name in tasks:
         if name not in known:
-            close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(name, known)
             raise ConfigError(f"unknown lmms-eval task or group '{name}'{hint} (known: {', '.join(known)})")
     return list(tasks)
 

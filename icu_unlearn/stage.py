@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError, environment_message
+from icu_unlearn.distributed import world_size
 
 STAGE_JSON = "stage.json"
 FORMAT_VERSION = 1
@@ -212,8 +213,9 @@ def stage_record(
     seconds: float,
     history: list,
 ) -> dict[str, Any]:
-    """The ``stage.json`` record (DESIGN §6): method and config, forget tasks, seed, data hash, versions,
-    parent stage, the adapter, which modules changed and by how much, masks, time and the loss log."""
+    """The ``stage.json`` record (README, "Reproducibility"): method and config, forget tasks, seed, data
+    hash, versions, parent stage, the adapter, which modules changed and by how much, masks, time and the
+    loss log."""
     from icu_unlearn.identity import base_data, model_id
 
     parent = None
@@ -244,7 +246,7 @@ def stage_record(
         "method_info": method.stage_info(),
         "train_seconds": round(seconds, 2),
         "log_history": history,
-        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "world_size": world_size(),
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -327,15 +329,9 @@ def check_changed(changes: dict[str, dict[str, float]], what: str = "stage") -> 
 
 def versions() -> dict[str, str]:
     """Versions of the packages that determine a stage's result."""
-    import importlib.metadata as md
+    from icu_tasks.provenance import package_versions
 
-    out = {}
-    for pkg in ("icu-bench", "torch", "transformers", "peft", "accelerate"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    return package_versions("icu-bench", "torch", "transformers", "peft", "accelerate")
 
 
 def check_parent(parent: Path, k: int, data_hash: str, base: str) -> dict[str, Any]:
@@ -348,7 +344,13 @@ def check_parent(parent: Path, k: int, data_hash: str, base: str) -> dict[str, A
     """
     from icu_tasks.provenance import short
     from icu_unlearn.identity import stage_matches_base
-    from icu_unlearn.models.loading import ADAPTER_BIN, ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_files
+    from icu_unlearn.models.loading import (
+        ADAPTER_BIN,
+        ADAPTER_CONFIG,
+        ADAPTER_WEIGHTS,
+        check_adapter_files,
+        same_base,
+    )
 
     record = read_stage(parent)
     if int(record.get("stage", -1)) != k - 1:
@@ -361,16 +363,8 @@ def check_parent(parent: Path, k: int, data_hash: str, base: str) -> dict[str, A
             f"{record.get('data_dir')}), not on data hash {short(data_hash)}"
         )
     recorded_base = record.get("base_model")
-    if stage_matches_base(parent, base) is None and recorded_base and not _same_path(recorded_base, base):
+    if stage_matches_base(parent, base) is None and recorded_base and not same_base(recorded_base, base):
         raise StageError(f"{parent} was trained on base model {recorded_base}, not on {base}")
     if any((parent / name).is_file() for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_BIN)):
         check_adapter_files(parent, base)  # before any model is loaded: .bin weights, another base model
     return record
-
-
-def _same_path(recorded: str, actual: str) -> bool:
-    """Resolved paths equal; a recorded path that no longer exists (a moved run) matches by its last part."""
-    rec, act = Path(recorded).expanduser(), Path(actual).expanduser()
-    if rec.exists():
-        return rec.resolve() == act.resolve()
-    return rec.name == act.resolve().name

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError, TrainingError
+from icu_unlearn.distributed import is_main, world_size
 from icu_unlearn.methods.base import LM_LORA_TARGETS, _non_negative, _positive, check_scheduler
 
 #: Vision tower and projector parameters (own learning rate and weight decay in the full fine-tune).
@@ -28,7 +29,7 @@ FINETUNE_JSON = "finetune.json"
 
 @dataclass
 class FinetuneConfig:
-    """Fine-tune hyper-parameters (defaults: the measured tiny-model recipe, ``reference/tiny_model.md``).
+    """Fine-tune hyper-parameters (defaults: the tiny-model recipe measured in the README).
 
     Attributes:
         mode: ``full`` (every weight; what a randomly initialised tiny model needs — LoRA cannot memorise on
@@ -98,10 +99,6 @@ class FinetuneConfig:
         check_scheduler(self.lr_scheduler)
 
 
-def _is_main() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def _lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) -> Any:
     """Wrap ``model`` with a fresh LoRA adapter; a pattern that matches nothing is a ConfigError."""
     from peft import LoraConfig, get_peft_model
@@ -158,7 +155,7 @@ def finetune(
     from icu_unlearn.data import Collator, ExampleDataset, finetune_examples
     from icu_unlearn.models import load_base
     from icu_unlearn.progress import train_quietly
-    from icu_unlearn.stage import check_changed, check_writable, snapshot_trainable, weight_changes
+    from icu_unlearn.stage import check_changed, check_writable, snapshot_trainable, versions, weight_changes
 
     cfg = config or FinetuneConfig()
     out = Path(out_dir)
@@ -217,7 +214,7 @@ def finetune(
     model = trainer.model
     if cfg.mode == "lora":
         model = model.merge_and_unload()
-    if _is_main():
+    if is_main():
         record = {
             "format_version": 1,
             "base_model": str(Path(model_dir).resolve()),
@@ -226,13 +223,13 @@ def finetune(
             "config": dataclasses.asdict(cfg),
             "rows": len(set(e.id for e in examples)),
             "examples_per_epoch": len(examples),
-            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "world_size": world_size(),
             "train_seconds": round(seconds, 2),
             "changed_modules": len(changed),
             "log_history": trainer.history.history,
             "steps": int(trainer.state.global_step),
             "stopping": _stopping_record(cfg, stopper),
-            "versions": _versions(),
+            "versions": versions(),
         }
         _save_model_dir(out, model, processor, record, overwrite)
     trainer.accelerator.wait_for_everyone()
@@ -265,12 +262,6 @@ def _save_model_dir(out: Path, model: Any, processor: Any, record: dict, overwri
         (tmp / FINETUNE_JSON).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
 
     write_stage_dir(out, fill, overwrite=overwrite, required=FINETUNE_JSON)
-
-
-def _versions() -> dict[str, str]:
-    from icu_unlearn.stage import versions
-
-    return versions()
 
 
 # ----------------------------------------------------------------------------------------------- unlearning
@@ -378,7 +369,7 @@ def run_stage(
         history=history,
     )
     record["steps"] = steps
-    if _is_main():
+    if is_main():
         write_stage(final, model, masks, method.artifacts(), record, overwrite=overwrite)
     _barrier()
     model.eval()

@@ -11,8 +11,8 @@ Determinism policy (the same on every machine, whatever the caller's environment
 * **hermetic**: no hub, no telemetry, no GPU; every cache a library writes (Hugging Face datasets and hub,
   matplotlib, XDG) goes to pytest's temporary dir of the session, never to the home directory.
 
-The header of the run prints the package versions, the thread count and the CPU capability; the summary at
-the end prints the fixture data hash and the vanilla model's stopping step and scores, so that two machines'
+The header of the run (or, under ``-q``, the summary) prints the package versions, the thread count and the
+CPU capability; the summary at the end prints the fixture data hash and the vanilla model's stopping step and scores, so that two machines'
 logs can be compared line by line.
 """
 
@@ -98,5 +98,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     """The fixtures' identity: data hash, and the vanilla model's stopping step and scores (if built)."""
     from tests.fixtures_unlearn import FIXTURE_FACTS
 
+    if config.get_verbosity() < 0:  # ``-q`` hides the header: print it here instead
+        for line in pytest_report_header(config):
+            terminalreporter.write_line(line)
     for key, value in FIXTURE_FACTS.items():
         terminalreporter.write_line(f"icu-bench fixture {key}: {value}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from icu_tasks import bootstrap as bs
 from icu_tasks import icu_metrics as im
+from icu_tasks.continual import ContinualRun
 
 NAN = math.nan
 
@@ -45,10 +48,10 @@ def test_historical_forgetting_preservation_hand_computed():
     assert hfp.notes == ()
 
 
-def test_historical_forgetting_preservation_is_not_clipped():
-    # task 1 comes back above its vanilla accuracy: (2,1): 1 - 0.9/0.6 = -0.5
+def test_historical_forgetting_preservation_is_clipped():
+    # task 1 comes back above its vanilla accuracy: (2,1): 1 - 0.9/0.6 = -0.5 -> clipped to 0 (normalised f)
     a = np.array([[0.6, 0.4], [0.0, 0.4], [0.9, 0.0]])
-    assert im.historical_forgetting_preservation(a).value == pytest.approx(-0.5)
+    assert im.historical_forgetting_preservation(a).value == pytest.approx(0.0)
 
 
 def test_rebound_hand_computed():
@@ -79,6 +82,8 @@ def test_task_unknown_to_vanilla_is_excluded_and_named():
     fe = im.forgetting_effectiveness(a)
     assert fe.value == pytest.approx((0.75 + 1.0) / 2)  # k=2 left out
     assert any("task(s) 2" in n and "did not know" in n for n in fe.notes)
+    a[0, 1] = 0.05  # known, but below the margin A[0][j] - B[0] >= 0.1: excluded as well
+    assert im.forgetting_effectiveness(a).value == pytest.approx((0.75 + 1.0) / 2)
     # HFP pairs left: (2,1) = 0.5, (3,1) = 0.75 -> 0.625; rebound: (2,1) = 0.2, (3,1) = 0 -> 0.1
     assert im.historical_forgetting_preservation(a).value == pytest.approx(0.625)
     assert im.rebound(a).value == pytest.approx(0.1)
@@ -171,3 +176,158 @@ def test_fluency_is_mean_entropy_of_answers():
     expected = ((2 / 3 * math.log2(3) + 4 / 3) / 2 + 0.0) / 2  # 0.597493...
     assert im.fluency(["a b c d", "a a a a"]) == pytest.approx(expected)
     assert math.isnan(im.fluency([]))
+
+
+def test_base_rate_normalises_and_over_forgetting_is_reported_apart():
+    a = np.array([[0.8, 0.5], [0.35, 0.5], [0.1, 0.2]])
+    # B[0] = 0.2: denominators A[0][j] - B[0] = 0.6 (task 1), 0.3 (task 2)
+    # FE: k=1: (0.8 - 0.35)/0.6 = 0.75; k=2: (0.5 - 0.2)/0.3 = 1.0 -> 0.875
+    assert im.forgetting_effectiveness(a, 0.2).value == pytest.approx(0.875)
+    # HFP: (2,1): (0.8 - 0.1)/0.6 = 1.1667 -> clipped to 1 (going below the base rate is not rewarded)
+    assert im.historical_forgetting_preservation(a, 0.2).value == pytest.approx(1.0)
+    # over-forgetting: (1,1): max(0, 0.2 - 0.35) = 0; (2,1): 0.2 - 0.1 = 0.1; (2,2): 0.2 - 0.2 = 0 -> 0.1/3
+    assert im.over_forgetting(a, 0.2).value == pytest.approx(0.1 / 3)
+    assert im.over_forgetting(a).value == 0.0  # B[0] = 0 (no holdout): nothing is below it
+    # collateral: only (1,2): (0.5 - 0.5)/0.3 = 0
+    assert im.collateral(a, 0.2).value == pytest.approx(0.0)
+    # f matrix: row 0 all 0; row 1: 0.75, 0; row 2: clip(0.7/0.6) = 1, 1.0
+    np.testing.assert_allclose(im.normalised_forgetting(a, 0.2), [[0, 0], [0.75, 0], [1, 1]])
+    # B[0] = 0.45: task 2's margin 0.5 - 0.45 = 0.05 < 0.1 -> excluded; FE k=1: (0.8 - 0.35)/0.35 > 1 -> 1
+    fe = im.forgetting_effectiveness(a, 0.45)
+    assert fe.value == pytest.approx(1.0)
+    assert any("task(s) 2" in n and "base rate" in n for n in fe.notes)
+
+
+def test_collateral_hand_computed():
+    # cells k >= 1, j > k of f = 1 - A[k][j]/A[0][j] (B[0] = 0), task 4 (never requested) included:
+    # (1,2): 1 - 0.5/0.5 = 0; (1,3): 1 - 0.9/1.0 = 0.1; (1,4): 1 - 0.6/0.6 = 0; (2,3): 1 - 1.0/1.0 = 0;
+    # (2,4): 1 - 0.5/0.6 = 1/6; (3,4): 0 -> (0.1 + 1/6)/6 = 2/45
+    assert im.collateral(A).value == pytest.approx(2 / 45)
+
+
+def test_retained_utility_final():
+    # RU_3 = (0.4/0.8 + 0.45/0.5)/2 = 0.7
+    ru = im.retained_utility_final(R, U)
+    assert (ru.value, ru.stage) == (pytest.approx(0.7), 3)
+    r, u = R.copy(), U.copy()
+    r[3] = u[3] = NAN  # partial run: the last scored stage stands in, RU_2 = (0.7/0.8 + 0.4/0.5)/2 = 0.8375
+    ru = im.retained_utility_final(r, u)
+    assert (ru.value, ru.stage) == (pytest.approx(0.8375), 2)
+    assert any("RU_final is RU_2" in n for n in ru.notes)
+
+
+def test_icu_score_is_a_harmonic_mean():
+    # FE 0.85, HFP 1.75/3, RU_final 0.7 (the tests above): 3 / (1/0.85 + 3/1.75 + 1/0.7) = 0.69455...
+    assert im.icu_score(0.85, 1.75 / 3, 0.7).value == pytest.approx(3 / (1 / 0.85 + 3 / 1.75 + 1 / 0.7))
+    # no HFP (one stage): 2 / (1/0.75 + 1/0.875) = 0.80769...
+    single = im.icu_score(0.75, NAN, 0.875)
+    assert single.value == pytest.approx(2 / (1 / 0.75 + 1 / 0.875))
+    assert "HFP undefined" in single.notes[0]
+    assert im.icu_score(1.0, 1.0, 0.0).value == 0.0
+    assert math.isnan(im.icu_score(NAN, 1.0, 1.0).value)
+
+
+def _headline(a: np.ndarray, r: np.ndarray, u: np.ndarray) -> float:
+    ru_final = im.retained_utility_final(r, u).value
+    return im.icu_score(
+        im.forgetting_effectiveness(a).value, im.historical_forgetting_preservation(a).value, ru_final
+    ).value
+
+
+A0 = [0.9, 0.8, 0.9]
+R0, U0 = 0.8, 0.6
+
+
+def test_collapsed_run_scores_low():
+    # after stage 1 the model answers nothing: A = 0, R = 0, U = 0 -> FE = HFP = 1 (the old definitions' win)
+    # but RU_final = 0, so the harmonic mean is 0
+    a = np.array([A0, [0, 0, 0], [0, 0, 0], [0, 0, 0]])
+    r, u = np.array([R0, 0, 0, 0]), np.array([U0, 0, 0, 0])
+    assert im.forgetting_effectiveness(a).value == 1.0
+    assert im.historical_forgetting_preservation(a).value == 1.0
+    assert _headline(a, r, u) <= 0.1
+
+
+def test_do_nothing_run_scores_low():
+    # A[k] = A[0], R = R[0], U = U[0]: every f = 0 -> FE = HFP = 0, RU_final = 1 -> headline 0
+    a = np.array([A0] * 4)
+    r, u = np.full(4, R0), np.full(4, U0)
+    assert im.retained_utility_final(r, u).value == 1.0
+    assert _headline(a, r, u) <= 0.1
+
+
+def test_good_run_scores_high():
+    # requested tasks (j <= k) go to 0, later tasks untouched; R = 0.75 after every stage, U unchanged
+    # FE = HFP = 1, collateral 0, RU_final = (0.75/0.8 + 1)/2 = 0.96875 -> 3 / (1 + 1 + 1/0.96875) = 0.98936...
+    a = np.array([A0, [0, 0.8, 0.9], [0, 0, 0.9], [0, 0, 0]])
+    r, u = np.array([R0, 0.75, 0.75, 0.75]), np.full(4, U0)
+    assert im.collateral(a).value == 0.0
+    assert _headline(a, r, u) == pytest.approx(3 / (2 + 1 / 0.96875))
+    assert _headline(a, r, u) >= 0.9
+
+
+def _item_run(scale: int = 1) -> ContinualRun:
+    """A 2-stage run built from per-item 0/1 scores (each item list repeated ``scale`` times)."""
+
+    def arr(bits: str) -> np.ndarray:
+        return np.array([float(b) for b in bits] * scale)
+
+    # forget items [view][k][j - 1]; VQA A = [[.75, 1, .75], [.25, .75, .75], [.25, 0, .75]]
+    forget = {
+        "vqa": [[arr("1110"), arr("1111"), arr("1101")], [arr("0010"), arr("1110"), arr("1110")],
+                [arr("0001"), arr("0000"), arr("1101")]],
+        "qa": [[arr("1111"), arr("1101"), arr("1111")], [arr("0000"), arr("1101"), arr("1111")],
+               [arr("0100"), arr("0001"), arr("1110")]],
+    }  # fmt: skip
+    retain = {"vqa": [arr("1111"), arr("1110"), arr("1100")], "qa": [arr("1111"), arr("1101"), arr("1110")]}
+    utility = [arr("1101"), arr("1101"), arr("1001")]
+    pooled_retain = [np.concatenate([retain["vqa"][k], retain["qa"][k]]) for k in range(3)]
+    return ContinualRun(
+        root=Path("synthetic"),
+        name="synthetic",
+        method="synthetic",
+        metric="contains",
+        forget={v: np.array([[c.mean() for c in row] for row in rows]) for v, rows in forget.items()},
+        retain=np.array([x.mean() for x in pooled_retain]),
+        retain_by_view={v: np.array([x.mean() for x in xs]) for v, xs in retain.items()},
+        utility=np.array([x.mean() for x in utility]),
+        fluency=np.full(3, NAN),
+        n_samples=[40 * scale] * 3,
+        forget_items=forget,
+        retain_items=retain,
+        utility_items=utility,
+    )
+
+
+def test_bootstrap_intervals_contain_the_point_estimates():
+    run = _item_run()
+    np.testing.assert_allclose(run.forget["vqa"], [[0.75, 1, 0.75], [0.25, 0.75, 0.75], [0.25, 0, 0.75]])
+    # pooled cell (1,1): VQA 0010 + QA 0000 -> 1/8
+    assert bs.pooled_forget(run)[1, 0] == pytest.approx(1 / 8)
+    point = bs.run_metrics(run)
+    ci = bs.bootstrap(run, n_boot=300, seed=1)
+    for view in bs.FORGET_VIEWS:
+        A = run.forget[view] if view != bs.POOLED else bs.pooled_forget(run)
+        lo, hi = ci.forget[view][..., 0], ci.forget[view][..., 1]
+        assert ((lo <= A + 1e-12) & (A <= hi + 1e-12)).all(), view
+    for key in ("fe_vqa", "fe_pooled", "hfp_pooled", "ru", "ru_final", "icu"):
+        lo, hi = ci.metrics[key]
+        assert lo <= point[key].value <= hi, key
+    assert ci.forget["vqa"][0, 1].tolist() == [1.0, 1.0]  # a cell of all-correct items cannot vary
+
+
+def test_bootstrap_is_seeded_and_shrinks_with_more_items():
+    run = _item_run()
+    a, b = bs.bootstrap(run, n_boot=200, seed=7), bs.bootstrap(run, n_boot=200, seed=7)
+    assert a.metrics == b.metrics
+    np.testing.assert_array_equal(a.forget["qa"], b.forget["qa"])
+    assert bs.bootstrap(run, n_boot=200, seed=8).metrics != a.metrics
+    big = bs.bootstrap(_item_run(scale=25), n_boot=200, seed=7)  # same proportions, 25x the items
+
+    def width(x: np.ndarray | tuple[float, float]) -> float:
+        return float(x[1] - x[0])
+
+    assert width(big.forget["vqa"][1, 0]) < width(a.forget["vqa"][1, 0])
+    for key in ("fe_pooled", "ru_final", "icu"):
+        assert width(big.metrics[key]) < width(a.metrics[key]), key
+    assert bs.bootstrap(run, n_boot=0) is None

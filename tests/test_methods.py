@@ -2,23 +2,27 @@
 
 Per method (a thin subclass of :class:`MethodTester`), stage 1 forgets forget task 1 of the small data set,
 starting from the session's vanilla model (which knows every group to >= 0.9 teacher-forced exact match: the
-fixture's stopping rule). What is measured is the *method*, relative to what the vanilla model knew:
+fixture's stopping rule). What is measured is the *method*, relative to what the vanilla model knew, at the
+same amount of forgetting for every method:
 
-* **known items forgotten** — of the task-1 items the vanilla model answers correctly (teacher forcing: the
-  argmax is the gold token at every answer position), at most ``KEPT_MAX`` may still be answered;
-* **forget NLL rises** — the mean answer NLL on task 1 rises by at least ``FORGET_NLL_RISE`` nats/token: a
-  continuous measure that a method which only nudges the model fails;
+* **forgets within its budget** — a training stage runs with :class:`icu_unlearn.knowledge.StopWhenForgotten`:
+  it stops as soon as at most ``STOP_KEPT`` of the task-1 items the vanilla model knew are still known
+  (teacher forcing: the argmax is the gold token at every answer position). The test fails if the step cap
+  comes first, and re-measures the stopped model independently;
+* **forget NLL rises** — by then the mean answer NLL on task 1 has risen by at least ``FORGET_NLL_RISE``
+  nats/token (a continuous measure, not only a flipped argmax);
 * methods with a retain term (GA-Diff, KL-Min, NPO-Diff, MMUnlearner) keep at least ``RETAIN_KEPT_MIN`` of the
   retain-eval items the vanilla model knew, and their retain NLL rises less than ``SELECTIVITY`` x the forget
-  NLL rise. GA and NPO have no retain term and no retain claim is made.
+  NLL rise. GA and NPO have no retain term and no retain claim is made;
+* MANU is training-free: it must act on the forget task (``MANU_KEPT_MAX``, ``MANU_NLL_RISE``).
 
-Each threshold has the measured value and margin next to it. The stage configs are ``TEST_CONFIGS``, not the
-CLI defaults: a test must show that the mechanism forgets on this tiny model with a clear margin, in few
-steps; the CLI defaults are chosen for the benchmark (``docs/calibration.md`` once calibrated), not for speed.
+Thresholds and the values measured on two vanilla models are next to ``TEST_CONFIGS``. The stage configs are
+not the CLI defaults: the tests need each mechanism to reach the same forgetting level quickly and with a
+margin; the CLI defaults are chosen for the benchmark.
 
 The adapter (+ masks) written to the stage dir, reloaded with ``PeftModel.from_pretrained``, gives the same
 logits and greedy answers as the model at the end of training; stage 2 continues stage 1; MANU's masks
-accumulate and zero the pruned channels; the teacher-forced scores agree with greedy generation.
+accumulate and zero the pruned channels.
 """
 
 from __future__ import annotations
@@ -63,19 +67,30 @@ STAGE2_OVERRIDE = {"max_steps": 20}
 STOP_KEPT = 0.25
 #: ... checked every this many optimizer steps.
 CHECK_EVERY = 5
-#: MEASURED_TABLE
+# Measured at the stop on two vanilla models (A: the suite's fixture, 2 threads, stopped at step 550, knows
+# 30 of 32 task-1 items; B: the same recipe on 1 thread, step 475, knows 29) — step reached / task-1 kept /
+# forget NLL rise / retain-eval kept / retain NLL rise:
+#   ga           A 35 0.03 +5.19 (0.22 +2.60)   B 30 0.24 +3.14 (0.42 +1.03)
+#   npo          A 30 0.13 +1.73 (0.64 +0.28)   B 30 0.17 +2.11 (0.59 +0.43)
+#   ga_diff      A 55 0.17 +2.10  0.66 +0.27    B 65 0.21 +4.61  0.73 +0.52
+#   kl_min       A 65 0.17 +2.75  0.71 +0.31    B 75 0.21 +7.48  0.67 +0.94
+#   npo_diff     A 20 0.20 +1.37  0.86 +0.10    B 25 0.21 +1.57  0.87 +0.09
+#   mmunlearner  A 240 0.23 +1.72 0.72 +0.12    B 175 0.24 +1.60 0.95 +0.02
+#   manu (no stop) A 0.20 +0.76 (0.43 +0.70)    B 0.21 +0.72 (0.61 +0.32)
+# Margins: forget NLL rise >= 1.37 vs 0.5; retain kept >= 0.66 vs 0.5 (>= 23 of 142 items); retain/forget NLL
+# rise <= 0.13 vs 0.5; every stop well inside its cap; MANU kept <= 0.21 vs 0.4, NLL rise >= 0.72 vs 0.35.
 #: The task-1 answer NLL must have risen by at least this many nats per token by then.
 FORGET_NLL_RISE = 0.5
 #: Methods with a retain term keep at least this fraction of the retain-eval items the vanilla model knew...
 RETAIN_KEPT_MIN = 0.5
 #: ... and their retain-eval NLL rises by less than this fraction of the forget NLL rise.
 SELECTIVITY = 0.5
-#: MANU (training-free, no stopping rule) is held to selectivity, not to full forgetting: task 1 keeps at
-#: most this much...
+#: MANU (training-free, no stopping rule) is held to acting on the forget task: it keeps at most this much of
+#: the task-1 items the vanilla model knew...
 MANU_KEPT_MAX = 0.4
-#: ... at least this much less than retain-eval keeps...
-MANU_KEPT_GAP = 0.2
-#: ... and its forget NLL rises by at least this much, and more than retain's.
+#: ... and its forget NLL rises by at least this much. No selectivity claim: on a model this small the
+#: pruned neurons also carry retain knowledge (retain-eval NLL rose almost as much as the forget NLL on one
+#: of the two vanilla models measured below).
 MANU_NLL_RISE = 0.35
 SEVEN = ["ga", "ga_diff", "kl_min", "manu", "mmunlearner", "npo", "npo_diff"]
 
@@ -379,19 +394,17 @@ class TestMANU(MethodTester):
     method = "manu"
 
     def test_known_forget_items_are_forgotten(self, stage1, vanilla_knowledge):
-        """Pruning is selective: the forget task loses clearly more of what it knew than retain-eval."""
+        """Pruning acts on the forget task (a MANU that prunes nothing, or nothing that matters, fails)."""
         _, after, _ = stage1
-        forget = kept_fraction(after, vanilla_knowledge, "forget")
-        retain = kept_fraction(after, vanilla_knowledge, "retain")
-        assert forget <= MANU_KEPT_MAX and retain - forget >= MANU_KEPT_GAP, describe(
+        assert kept_fraction(after, vanilla_knowledge, "forget") <= MANU_KEPT_MAX, describe(
             after, vanilla_knowledge
         )
 
     def test_forget_nll_rises(self, stage1, vanilla_knowledge):
         _, after, _ = stage1
-        forget = nll_rise(after, vanilla_knowledge, "forget")
-        retain = nll_rise(after, vanilla_knowledge, "retain")
-        assert forget >= MANU_NLL_RISE and forget > retain, describe(after, vanilla_knowledge)
+        assert nll_rise(after, vanilla_knowledge, "forget") >= MANU_NLL_RISE, describe(
+            after, vanilla_knowledge
+        )
 
     def test_masks_zero_the_pruned_channels(self, stage1, small_data_dir):
         from icu_unlearn.models import read_masks

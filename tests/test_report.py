@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from icu_tasks import hooks
 from icu_tasks.continual import load_run
 from icu_tasks.plots import CURVE_SIZE, DPI, FIRST_TASK_SIZE, HEATMAP_SIZE
 from icu_tasks.report import write_report
+from tests.lmms_eval_output import doc as _doc
+from tests.lmms_eval_output import write_lmms_eval_output
 from tests.subprocess_env import subprocess_env
 
 N_DOCS = 4  # docs per (task, view) cell: accuracies are multiples of 1/4
@@ -53,14 +54,16 @@ UTIL = [0.75, 0.75, 0.5, 0.5]
 # Retain pools both views (4 docs each): R = (R_VQA + R_QA) / 2 = [0.875, 0.75, 0.625, 0.5].
 R_POOLED = [0.875, 0.75, 0.625, 0.5]
 
-# The metrics of the full run (stages 0..3 scored), worked out by hand from the tables above.
-# FE = mean_k clip(1 - A[k][k] / A[0][k], 0, 1)
+# The metrics of the full run (stages 0..3 scored), worked out by hand from the tables above. No holdout split
+# is scored, so the base rate B[0] = 0 and f[k][j] = clip(1 - A[k][j] / A[0][j], 0, 1); every A[0][j] >= 0.5
+# clears the 0.1 margin.
+# FE = mean_k f[k][k]
 #   VQA: k=1: 1 - 0.25/0.75 = 2/3; k=2: 1 - 0/1 = 1; k=3: 1 - 0/1 = 1          -> (2/3 + 2)/3 = 8/9
 #   QA:  k=1: 1 - 0.25/0.5 = 0.5; k=2: 1 - 0.25/1 = 0.75; k=3: 1 - 0.75/0.5 = -0.5, clipped to 0
 #                                                                  -> (0.5 + 0.75 + 0)/3 = 5/12
-# HFP = mean over (k, j<k) of 1 - A[k][j] / A[0][j], pairs (2,1), (3,1), (3,2)
+# HFP = mean over (k, j<k) of f[k][j], pairs (2,1), (3,1), (3,2)
 #   VQA: 1 - 0.5/0.75 = 1/3; 1 - 0/0.75 = 1; 1 - 0.25/1 = 0.75                -> (25/12)/3 = 25/36
-#   QA:  1 - 0.75/0.5 = -0.5; 1 - 0.25/0.5 = 0.5; 1 - 0.5/1 = 0.5              -> 0.5/3 = 1/6
+#   QA:  1 - 0.75/0.5 = -0.5 -> clipped to 0; 1 - 0.25/0.5 = 0.5; 1 - 0.5/1 = 0.5 -> 1/3
 # rebound = mean over the same pairs of max(0, A[k][j] - A[j][j])
 #   VQA: 0.5 - A[1][1]=0.25 = 0.25; max(0, 0 - 0.25) = 0; 0.25 - A[2][2]=0 = 0.25 -> 0.5/3 = 1/6
 #   QA:  0.75 - 0.25 = 0.5; max(0, 0.25 - 0.25) = 0; 0.5 - A[2][2]=0.25 = 0.25  -> 0.75/3 = 1/4
@@ -69,11 +72,30 @@ R_POOLED = [0.875, 0.75, 0.625, 0.5]
 #   RU = (39 + 29 + 26)/42/3 = 94/126 = 47/63
 # stability = 1 - mean_k |RU_k - RU_{k-1}| (RU_0 = 1 = 42/42): swings 3/42, 10/42, 3/42
 #   -> 1 - (16/42)/3 = 1 - 8/63 = 55/63; worst stage 2, swing 10/42 = 5/21
+# RU_final = RU_3 = 26/42 = 13/21
+# collateral = mean over k >= 1, j > k (task 4 included) of f[k][j]: 6 cells (1,2) (1,3) (1,4) (2,3) (2,4) (3,4)
+#   VQA: 1 - 1/1 = 0; 0; 1 - 0.75/0.75 = 0; 1 - 0.75/1 = 0.25; 0; 1 - 0.5/0.75 = 1/3 -> (7/12)/6 = 7/72
+#   QA:  0; 1 - 0.5/0.5 = 0; 0; 0; 0; 1 - 0.75/1 = 0.25                          -> 0.25/6 = 1/24
+# pooled view (4 + 4 items per cell, so the mean of the two tables):
+#   A0 = [0.625, 1, 0.75, 0.875], A1 = [0.25, 1, ...], A2 = [0.625, 0.125, ...], A3 = [0.125, 0.375, 0.375, ...]
+#   FE = (1 - 0.25/0.625 = 0.6; 1 - 0.125/1 = 0.875; 1 - 0.375/0.75 = 0.5)/3 = 1.975/3 = 79/120
+#   HFP = (1 - 0.625/0.625 = 0; 1 - 0.125/0.625 = 0.8; 1 - 0.375/1 = 0.625)/3 = 1.425/3 = 19/40
+# ICU = harmonic mean of FE, HFP and RU_final = 3 / (1/FE + 1/HFP + 21/13)
+#   VQA: 3 / (9/8 + 36/25 + 21/13); QA: 3 / (12/5 + 3 + 21/13); pooled (the headline): 3 / (120/79 + 40/19 + 21/13)
 EXPECTED_FULL = {
+    "icu": 3 / (120 / 79 + 40 / 19 + 21 / 13),
+    "icu_vqa": 3 / (9 / 8 + 36 / 25 + 21 / 13),
+    "icu_qa": 3 / (12 / 5 + 3 + 21 / 13),
+    "fe_pooled": 79 / 120,
+    "hfp_pooled": 19 / 40,
+    "collateral_vqa": 7 / 72,
+    "collateral_qa": 1 / 24,
+    "over_forgetting_vqa": 0.0,
+    "ru_final": 13 / 21,
     "fe_vqa": 8 / 9,
     "fe_qa": 5 / 12,
     "hfp_vqa": 25 / 36,
-    "hfp_qa": 1 / 6,
+    "hfp_qa": 1 / 3,
     "rebound_vqa": 1 / 6,
     "rebound_qa": 1 / 4,
     "ru": 47 / 63,
@@ -84,13 +106,20 @@ EXPECTED_FULL = {
 RU_PER_STAGE = [1.0, 39 / 42, 29 / 42, 26 / 42]
 # The partial run: the same tables, stage 3 not scored (a NaN row), so only stages 1..2 count.
 #   FE VQA (2/3 + 1)/2 = 5/6; FE QA (0.5 + 0.75)/2 = 5/8; HFP and rebound: only the pair (2,1):
-#   HFP VQA 1/3, HFP QA -0.5 (not clipped); rebound VQA 0.25, QA 0.5;
+#   HFP VQA 1/3, HFP QA -0.5 clipped to 0; rebound VQA 0.25, QA 0.5;
 #   RU = (39/42 + 29/42)/2 = 68/84 = 17/21; stability = 1 - (3/42 + 10/42)/2 = 1 - 13/84 = 71/84, worst 2
+#   RU_final = RU_2 = 29/42 (stage 3 not scored: the last scored stage stands in)
+#   collateral over (1,2) (1,3) (1,4) (2,3) (2,4): VQA 0.25/5 = 0.05 (from (2,3)); QA 0
+#   pooled HFP: only (2,1): 1 - 0.625/0.625 = 0 -> ICU (pooled) = 0 (the harmonic mean with a 0 part)
 EXPECTED_PARTIAL = {
+    "icu": 0.0,
+    "ru_final": 29 / 42,
+    "collateral_vqa": 0.05,
+    "collateral_qa": 0.0,
     "fe_vqa": 5 / 6,
     "fe_qa": 5 / 8,
     "hfp_vqa": 1 / 3,
-    "hfp_qa": -0.5,
+    "hfp_qa": 0.0,
     "rebound_vqa": 0.25,
     "rebound_qa": 0.5,
     "ru": 17 / 21,
@@ -98,45 +127,6 @@ EXPECTED_PARTIAL = {
     "worst_stage": 2,
     "worst_stage_swing": 5 / 21,
 }
-MODEL_ARGS = "pretrained=/models/icu/vanilla,adapter=RUN/stage_k,batch_size=8"
-
-
-class _Task:
-    """The attributes ``_process_document_results`` reads from an lmms-eval Task, wired to the real hooks."""
-
-    class config:  # noqa: N801 - mirrors Task.config
-        repeats = 1
-
-    process_results = staticmethod(hooks.process_results)
-    doc_to_target = staticmethod(hooks.doc_to_target)
-
-
-class _McTask(_Task):
-    process_results = staticmethod(hooks.mc_process_results)
-    doc_to_target = staticmethod(hooks.mc_doc_to_target)
-
-
-def _doc(task: str, split: str, view: str, forget_task: int, i: int) -> dict:
-    answer = f"value {task} {forget_task} {i}"
-    return {
-        "id": f"{split}-{view}-{forget_task}-{i}",
-        "profile_id": f"p{forget_task}-{i}",
-        "domain": "medical" if i % 2 else "labor",
-        "field": "address",
-        "view": view,
-        "question": f"What is the address of person {i}?",
-        "answer": answer,
-        "choices": [answer, "wrong a", "wrong b", "wrong c"],
-        "image": f"images/p{forget_task}-{i}_address.png" if view == "vqa" else None,
-        "forget_task": forget_task,
-        "split": split,
-    }
-
-
-def _prediction(doc: dict, correct: bool, i: int) -> str:
-    if not correct:
-        return "I do not know this person at all"
-    return doc["answer"] if i % 2 == 0 else f"It is {doc['answer']}."  # exact match only for even i
 
 
 def _stage_docs(k: int) -> dict[str, list[tuple[dict, bool]]]:
@@ -156,89 +146,6 @@ def _stage_docs(k: int) -> dict[str, list[tuple[dict, bool]]]:
     n_right = round(UTIL[k] * N_DOCS)
     tasks["icu_utility"] = [(_doc("u", "utility", "vqa", 0, i), i < n_right) for i in range(N_DOCS)]
     return tasks
-
-
-def write_lmms_eval_output(
-    out: Path, tasks: dict, date: str, model_args: str = MODEL_ARGS, mc: bool = False
-) -> Path:
-    """Write one evaluation's results JSON + samples JSONL the way the lmms-eval CLI does; returns the folder."""
-    from lmms_eval.api.instance import Instance
-    from lmms_eval.evaluator import _process_document_results
-    from lmms_eval.loggers import EvaluationTracker
-
-    tracker = EvaluationTracker(output_path=str(out))
-    tracker.general_config_tracker.log_experiment_args(
-        model_source="icu_hf",
-        model_args=model_args,
-        system_instruction=None,
-        chat_template=None,
-        fewshot_as_multiturn=False,
-    )
-    samples, results = {}, {}
-    for task, docs in tasks.items():
-        logged, scores = [], []
-        for doc_id, (doc, correct) in enumerate(docs):
-            meta = {"task": task, "doc_id": doc_id, "repeats": 1}
-            if mc:
-                lls = [(-1.0 if (c == doc["answer"]) == correct else -5.0, False) for c in doc["choices"]]
-                reqs = [
-                    Instance(
-                        "loglikelihood",
-                        (doc["question"], c, lambda d: [], doc_id, task, "test"),
-                        idx=i,
-                        metadata=meta,
-                    )
-                    for i, c in enumerate(doc["choices"])
-                ]
-                for req, ll in zip(reqs, lls, strict=True):
-                    req.resps, req.filtered_resps["none"] = [ll], ll
-            else:
-                pred = _prediction(doc, correct, doc_id)
-                gen_kwargs = {"max_new_tokens": 32, "until": ["\n"]}
-                req = Instance(
-                    "generate_until",
-                    (doc["question"], gen_kwargs, lambda d: [], doc_id, task, "test"),
-                    idx=0,
-                    metadata=meta,
-                )
-                req.resps, req.filtered_resps["none"] = [pred], pred
-                reqs = [req]
-            for req in reqs:
-                req.doc = doc
-            processed = _process_document_results(
-                (doc_id, doc, reqs),
-                task=_McTask if mc else _Task,
-                filter_key="none",
-                reasoning_tags=None,
-                log_samples=True,
-            )
-            logged.append(processed.logged_sample)
-            scores.append(processed.metrics)
-        samples[task] = logged
-        metric_names = list(scores[0])
-        results[task] = (
-            {"alias": task}
-            | {f"{m},none": float(np.mean([s[m][m] for s in scores])) for m in metric_names}
-            | {f"{m}_stderr,none": "N/A" for m in metric_names}
-        )
-    n = {t: {"original": len(d), "effective": len(d)} for t, d in tasks.items()}
-    aggregated = {
-        "results": results,
-        "group_subtasks": {t: [] for t in tasks},
-        "configs": {
-            t: {"task": t, "output_type": "multiple_choice" if mc else "generate_until"} for t in tasks
-        },
-        "versions": dict.fromkeys(tasks, 0.1),
-        "n-shot": dict.fromkeys(tasks, 0),
-        "higher_is_better": {t: dict.fromkeys(results[t], True) for t in tasks},
-        "n-samples": n,
-        "config": {"model": "icu_hf", "model_args": model_args, "batch_size": "8"},
-        "date": date,
-    }
-    tracker.save_results_aggregated(results=aggregated, samples=samples, datetime_str=date)
-    for task in aggregated["configs"]:
-        tracker.save_results_samples(task_name=task, samples=samples[task])
-    return Path(out) / tracker.general_config_tracker.model_name_sanitized
 
 
 def _make_run(root: Path, name: str, method: str, stages_scored: range, stages: int = 3) -> Path:
@@ -287,6 +194,10 @@ def test_matrices_from_samples(runs):
     np.testing.assert_allclose(run.retain, R_POOLED)
     np.testing.assert_allclose(run.utility, UTIL)
     assert run.missing == [] and run.notes == []
+    # the per-item scores behind each mean are kept (for the bootstrap): A[1][1] VQA = 0.25 -> docs 1, 0, 0, 0
+    assert run.forget_items["vqa"][1][0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert run.utility_items[0].tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert np.isnan(run.holdout["vqa"]).all()  # no holdout split in these files
     assert run.n_samples == [4 * N_DOCS + 4 * N_DOCS + N_DOCS + N_DOCS + N_DOCS] * 4  # 44 per stage
     np.testing.assert_allclose(run.fluency[0], FLUENCY_STAGE0)
 
@@ -377,20 +288,37 @@ def test_report_files_and_figures(runs, tmp_path):
     assert partial["forget"]["vqa"][3] == [None] * 4
     assert any("skipped stage(s) 3" in n for n in partial["metric_notes"]["fe_vqa"])
     md = (out / "report.md").read_text()
-    # the table row: FE VQA/QA, HFP VQA/QA, rebound VQA/QA, RU, stability, worst stage (see EXPECTED_*)
+    # the table row: ICU, FE VQA/QA, HFP VQA/QA, rebound VQA/QA, collateral VQA/QA, RU, RU final, stability,
+    # worst stage (see EXPECTED_*; ICU full = 3 / (120/79 + 40/19 + 21/13) = 0.5726)
     assert (
-        "| npo-demo | npo_diff | 3/3 | 0.889 | 0.417 | 0.694 | 0.167 | 0.167 | 0.250 | 0.746 | 0.873 | 2 (Δ 0.238) |"
-        in md
+        "| npo-demo | npo_diff | 3/3 | 0.573 | 0.889 | 0.417 | 0.694 | 0.333 | 0.167 | 0.250 | 0.097 | 0.042 "
+        "| 0.746 | 0.619 | 0.873 | 2 (Δ 0.238) |" in md
     )
     assert (
-        "| ga-demo | ga | 2/3 | 0.833 | 0.625 | 0.333 | -0.500 | 0.250 | 0.500 | 0.810 | 0.845 | 2 (Δ 0.238) |"
-        in md
+        "| ga-demo | ga | 2/3 | 0.000 | 0.833 | 0.625 | 0.333 | 0.000 | 0.250 | 0.500 | 0.050 | 0.000 "
+        "| 0.810 | 0.690 | 0.845 | 2 (Δ 0.238) |" in md
     )
+    assert "no holdout split scored: base rate B[0] = 0" in md
+    # every cell and headline metric carries its bootstrap interval, and the interval holds the estimate
+    ci = full["intervals"]
+    assert ci["n_boot"] == 1000 and ci["seed"] == 0
+    for key in ("icu", "fe_vqa", "hfp_qa", "ru", "ru_final", "stability"):
+        lo, hi = ci["metrics"][key]
+        assert lo <= full["metrics"][key] <= hi, key
+    for view in ("vqa", "qa", "pooled"):
+        for row, ci_row in zip(full["forget"][view], ci["forget"][view], strict=True):
+            assert all(lo <= a <= hi for a, (lo, hi) in zip(row, ci_row, strict=True))
+    assert ci["forget"]["vqa"][1][1] == [1.0, 1.0]  # A[1][2] = 1: four right answers, no variation
+    assert f"| 0.889 [{ci['metrics']['fe_vqa'][0]:.2f}, {ci['metrics']['fe_vqa'][1]:.2f}] |" in md
+    # the full matrix, future tasks included: row k = 1 has all four tasks
+    assert "| 1 | 0.25 [" in md and "| j=4 |" in md
     for run in report["runs"]:
         figs = run["figures"]
         _png(out / figs["forget_vqa"], HEATMAP_SIZE)
         _png(out / figs["forget_qa"], HEATMAP_SIZE)
         _png(out / figs["retain_utility"], CURVE_SIZE)
+        for view in ("vqa", "qa", "pooled"):
+            _png(out / figs[f"collateral_{view}"], HEATMAP_SIZE)
         assert f"]({figs['forget_vqa']})" in md
     _png(out / "first_task.png", FIRST_TASK_SIZE)
     assert not list(out.glob(".*.tmp"))
@@ -417,7 +345,10 @@ def test_cli_report_default_out(runs, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (runs["full"] / "report" / "report.md").is_file()
     # the hand-computed metrics of EXPECTED_FULL, rounded as printed
-    assert "fe_vqa=0.889, fe_qa=0.417, hfp_vqa=0.694, hfp_qa=0.167, ru=0.746, stability=0.873" in proc.stdout
+    assert (
+        "icu=0.573, fe_vqa=0.889, fe_qa=0.417, hfp_vqa=0.694, hfp_qa=0.333, ru=0.746, ru_final=0.619, "
+        "stability=0.873" in proc.stdout
+    )
 
 
 def test_cli_errors_are_one_line_and_write_nothing(runs, tmp_path):
@@ -447,3 +378,29 @@ def test_damaged_files_and_odd_stage_records_are_noted(tmp_path):
     np.testing.assert_allclose(run.A_vqa[2], A_VQA[2])
     assert any("unreadable results file" in n for n in run.notes)
     assert any("stage 2 forgot task(s) [5]" in n for n in run.notes)
+
+
+def test_holdout_split_sets_the_base_rate(tmp_path):
+    # stage 0 and 1 of the tables above plus a holdout split (never-seen profiles): B VQA = 1/4, B QA = 2/4
+    run_dir = tmp_path / "h"
+    for k in range(2):
+        docs = _stage_docs(k)
+        for view, n_right in (("vqa", 1), ("qa", 2)):
+            docs[f"icu_holdout_{view}"] = [
+                (_doc("h", "holdout", view, 0, i), i < n_right) for i in range(N_DOCS)
+            ]
+        write_lmms_eval_output(run_dir / "eval" / f"stage_{k}", docs, date=f"20260101_00000{k}")
+    run = load_run(run_dir)
+    assert run.holdout["vqa"].tolist() == [0.25, 0.25] and run.holdout["qa"].tolist() == [0.5, 0.5]
+    report = write_report([run], tmp_path / "out", n_boot=50)
+    s = report["runs"][0]
+    assert s["base_rate"] == {"vqa": 0.25, "qa": 0.5, "pooled": 0.375}  # pooled: 3 of 8 holdout items
+    m = s["metrics"]
+    # FE VQA: (A[0][1] - B) / (A[0][1] - B) with A[1][1] = B: (0.75 - 0.25)/(0.75 - 0.25) = 1 (2/3 with B = 0)
+    assert m["fe_vqa"] == pytest.approx(1.0)
+    # QA: A[0][1] - B = 0.5 - 0.5 = 0 < 0.1 -> task 1 excluded, FE undefined; A[1][1] = 0.25 is 0.25 below B
+    assert m["fe_qa"] is None and any("did not know" in n for n in s["metric_notes"]["fe_qa"])
+    assert m["over_forgetting_qa"] == pytest.approx(0.25)
+    # pooled: A[0][1] = 5/8, A[1][1] = 2/8, B = 3/8 -> (5/8 - 2/8)/(5/8 - 3/8) = 1.5, clipped to 1
+    assert m["fe_pooled"] == pytest.approx(1.0)
+    assert not any("no holdout split" in n for n in s["notes"])

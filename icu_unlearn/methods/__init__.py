@@ -1,4 +1,10 @@
-"""Registry of unlearning methods: ``register_method``, ``get_method(name)``, ``list_methods()``.
+"""Unlearning methods: the registry, the method interface and the seven built-in methods.
+
+What lives here: :mod:`~icu_unlearn.methods.base` (``UnlearningMethod``, ``MethodConfig``, ``RetainConfig``,
+``StepContext`` and the shared loss helpers), :mod:`~icu_unlearn.methods.registry` (``register_method``,
+``get_method``, ``list_methods``, ``build_method``, ``canonical_name``, re-exported here) and one module per
+method (GA, GA-Diff, KL-Min, NPO, NPO-Diff, MMUnlearner, MANU). A method knows nothing of the pipeline: it
+gets a model, batches and a :class:`StepContext`, and returns a loss.
 
 Names are lower case with underscores; lookups also accept the paper spellings (``"GA-Diff"``, ``"NPO Diff"``,
 ``"KL-Min"``). An unknown name raises :class:`icu_tasks.errors.ConfigError` naming the closest known one.
@@ -7,61 +13,16 @@ Importing this package registers the seven built-in methods and imports no torch
 
 from __future__ import annotations
 
-import difflib
-import re
-
-from icu_tasks.errors import ConfigError
-from icu_unlearn.methods.base import MethodConfig, RetainConfig, StepContext, UnlearningMethod
-
-_REGISTRY: dict[str, type[UnlearningMethod]] = {}
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def canonical_name(name: str) -> str:
-    """``"GA-Diff"`` → ``"ga_diff"``: lower case, runs of ``-``/space/``_`` become one underscore."""
-    return re.sub(r"[\s\-_]+", "_", str(name).strip().lower())
-
-
-def register_method(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
-    """Register a method class under ``cls.name`` (usable as a class decorator); names must be unique."""
-    if not (isinstance(cls, type) and issubclass(cls, UnlearningMethod)):
-        raise TypeError(f"{cls!r} is not an UnlearningMethod subclass")
-    if not _NAME_RE.match(cls.name or ""):
-        raise ValueError(f"method name {cls.name!r} must match {_NAME_RE.pattern}")
-    if not (isinstance(cls.config_class, type) and issubclass(cls.config_class, MethodConfig)):
-        raise TypeError(f"{cls.__name__}.config_class must be a MethodConfig subclass")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(
-            f"a method called '{cls.name}' is already registered ({_REGISTRY[cls.name].__name__})"
-        )
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def get_method(name: str) -> type[UnlearningMethod]:
-    """The method class registered as ``name``; unknown → ConfigError with the closest name."""
-    key = canonical_name(name)
-    if key in _REGISTRY:
-        return _REGISTRY[key]
-    known = list_methods()
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise ConfigError(f"unknown unlearning method '{name}'{hint} (known: {', '.join(known)})")
-
-
-def list_methods() -> list[str]:
-    """Registered method names, sorted."""
-    return sorted(_REGISTRY)
-
-
-def build_method(name: str, **hyper_parameters: object) -> UnlearningMethod:
-    """An instance of method ``name`` with its config built from ``hyper_parameters`` (validated)."""
-    cls = get_method(name)
-    return cls(cls.config_class.from_dict(hyper_parameters))
-
-
 # The built-in methods register themselves on import (one module per method).
-from icu_unlearn.methods import ga, ga_diff, kl_min, manu, mmunlearner, npo, npo_diff  # noqa: E402, F401
+from icu_unlearn.methods import ga, ga_diff, kl_min, manu, mmunlearner, npo, npo_diff  # noqa: F401
+from icu_unlearn.methods.base import MethodConfig, RetainConfig, StepContext, UnlearningMethod
+from icu_unlearn.methods.registry import (
+    build_method,
+    canonical_name,
+    get_method,
+    list_methods,
+    register_method,
+)
 
 __all__ = [
     "MethodConfig",

@@ -25,13 +25,12 @@ stays cheap; the heavy imports happen inside the hooks.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from icu_tasks.errors import ConfigError
+from icu_tasks.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     import torch
@@ -48,8 +47,9 @@ LM_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|u
 class MethodConfig:
     """Hyper-parameters every method has: the optimisation of one stage and the LoRA adapter it trains.
 
-    Defaults are for the tiny model on 2 CPU cores (measured: ``reference/tiny_model.md``); the reference
-    recipe for 7B models is lr 1e-5…2e-5, batch 4, one epoch over the task, LoRA r=16, α=16, dropout 0.05.
+    Defaults are for the tiny model on 2 CPU cores (calibrated defaults are documented in the README); the
+    MLLMU-Bench recipe for 7B models is lr 1e-5…2e-5, batch 4, one epoch over the task, LoRA r=16, α=16,
+    dropout 0.05.
 
     Attributes:
         learning_rate: AdamW learning rate of the LoRA parameters (> 0).
@@ -101,9 +101,7 @@ class MethodConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         for key in values:
             if key not in names:
-                hint = difflib.get_close_matches(key, sorted(names), n=1)
-                extra = f"; did you mean '{hint[0]}'?" if hint else ""
-                raise ConfigError(f"{cls.__name__} has no hyper-parameter '{key}'{extra}")
+                raise ConfigError(f"{cls.__name__} has no hyper-parameter '{key}'{did_you_mean(key, names)}")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +188,26 @@ class UnlearningMethod:
 def forward_logits(model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
     """Logits of ``model`` on model inputs (``labels`` are not passed: losses are computed by us)."""
     return model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+
+
+def retain_nll(
+    model: torch.nn.Module, batch: dict[str, Any], weight: float, logits: torch.Tensor | None = None
+) -> torch.Tensor | float:
+    """The retain term ``weight · L_NLL(retain)`` of GA-Diff, KL-Min, NPO-Diff and MMUnlearner.
+
+    ``batch["retain"]`` holds the retain-train inputs (never retain-eval); ``logits`` are the model's logits
+    on them when the caller already has them (KL-Min reuses them for its KL term), else they are computed
+    here. Returns ``0.0`` when the batch has no retain inputs. A zero ``weight`` is not skipped here: GA-Diff,
+    KL-Min and NPO-Diff skip the call (no forward pass); MMUnlearner's retain step returns the zero term.
+    """
+    from icu_unlearn import losses
+
+    retain = batch.get("retain")
+    if retain is None:
+        return 0.0
+    if logits is None:
+        logits = forward_logits(model, retain)
+    return weight * losses.nll_loss(logits, retain["labels"])
 
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")

@@ -1,7 +1,7 @@
 """GA — gradient ascent on the forget set: minimise ``−L_NLL(forget)``.
 
 The simplest baseline (MLLMU-Bench, TOFU). With no retain term it has no middle ground: once the forget task
-is gone, everything else degrades too (measured on the tiny model, ``reference/tiny_model.md``).
+is gone, everything else degrades too (see the README's measured results).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from icu_unlearn.methods import register_method
 from icu_unlearn.methods.base import MethodConfig, StepContext, UnlearningMethod, forward_logits
+from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
     import torch
@@ -18,11 +18,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class GAConfig(MethodConfig):
-    """GA hyper-parameters: only the shared ones (:class:`MethodConfig`).
-
-    Default lr 4e-4 (tiny model, 50 steps of 8): task 1 QA 0.88 → 0.19; 5e-4 already collapses the retain
-    set, 3e-4 forgets only half.
-    """
+    """GA hyper-parameters: only the shared ones (:class:`MethodConfig`); tiny-model defaults (README)."""
 
     learning_rate: float = 4e-4
 

@@ -1,6 +1,7 @@
 """MANU — training-free unlearning by pruning the MLP neurons most specific to the forget set.
 
-Recipe (MANU, ACL 2025; ``reference/unlearning.md``):
+Recipe (MANU, "Modality-Aware Neuron Pruning for Unlearning in Multimodal Large Language
+Models", ACL 2025):
 
 1. Forward hooks on MLP outputs of the last ``last_layers`` layers of each tower: the vision encoder's
    ``fc1/fc2`` fed image+text passes (the VQA view), the language model's ``gate/up/down_proj`` fed text-only
@@ -21,7 +22,7 @@ neuron's output row and bias exactly as weight surgery would, without touching t
 dir still carries the parent's adapter (or an identity LoRA at stage 1) so it is complete on its own.
 
 On a 3.6 M-parameter model the facts live in few, shared neurons, so MANU barely separates forget from retain
-(``reference/tiny_model.md``); that is a finding, not a bug.
+(see the README's measured results); that is a finding, not a bug.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn.methods import register_method
 from icu_unlearn.methods.base import MethodConfig, UnlearningMethod, _non_negative, _positive
+from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
     import torch

@@ -254,11 +254,13 @@ def remove_masks(model) -> None:
 # ----------------------------------------------------------------------------------------------- adapters
 
 
-def _same_base(recorded: str | None, actual: str) -> bool:
-    """Whether the adapter's ``base_model_name_or_path`` names the loaded model.
+def same_base(recorded: str | None, actual: str) -> bool:
+    """Whether a recorded base model (an adapter's ``base_model_name_or_path``, a ``stage.json``'s
+    ``base_model``) names the model at ``actual``; nothing recorded matches anything.
 
-    Paths are compared resolved. A recorded path that no longer exists (a run moved to another machine) is
-    accepted when its last component matches.
+    The one rule for comparing base-model paths. Paths are compared resolved. A recorded path that no longer
+    exists (a run moved to another machine) is accepted when its last component matches; otherwise (hub ids)
+    the two names must be equal.
     """
     if not recorded:
         return True
@@ -276,7 +278,7 @@ def check_adapter_files(stage_dir: str | os.PathLike, base: str | os.PathLike | 
     The weights must be safetensors (``adapter_model.bin`` is refused), the config readable, and when ``base``
     is given the stage must have been trained on it: by content when its ``stage.json`` records the base's
     ``base_model_id`` (:mod:`icu_unlearn.identity`: a copied or moved model still matches), else — an old record
-    or a foreign adapter — by the config's ``base_model_name_or_path`` (see :func:`_same_base`). Cheap: callers
+    or a foreign adapter — by the config's ``base_model_name_or_path`` (see :func:`same_base`). Cheap: callers
     run it before loading a base model, so a wrong stage dir fails at once.
     """
     from icu_unlearn.identity import stage_matches_base
@@ -297,7 +299,7 @@ def check_adapter_files(stage_dir: str | os.PathLike, base: str | os.PathLike | 
     recorded = config.get("base_model_name_or_path")
     if not base or stage_matches_base(stage, base):
         return config
-    if not _same_base(recorded, str(base)):
+    if not same_base(recorded, str(base)):
         raise StageError(f"adapter {stage} was trained on base model {recorded}, not on {base}")
     return config
 

@@ -5,7 +5,7 @@ No model can be downloaded here, so ICU-Bench builds its own vision-language mod
 byte-level BPE tokenizer trained with ``tokenizers`` on the benchmark's own text. The result is an ordinary
 Hugging Face model dir (safetensors weights, processor, chat template) that reloads offline with
 ``AutoModelForImageTextToText`` / ``AutoProcessor``. The recipe (sizes, the CLS/feature-count pitfall, why the
-slow image processor) is measured in ``shared/reference/tiny_model.md``.
+slow image processor) is summarised in the README.
 
 Same seed and same corpus → byte-identical weights and tokenizer.
 """
