@@ -23,8 +23,18 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_field(parser: argparse._ActionsContainer, f: dataclasses.Field, defaults: dict[str, Any]) -> None:
-    """One ``--flag`` for a config field; ``defaults`` maps each owner (method / command) to its default."""
+def _add_field(
+    parser: argparse._ActionsContainer,
+    f: dataclasses.Field,
+    defaults: dict[str, Any],
+    ignored_by: tuple[str, ...] = (),
+    name_owners: bool = True,
+) -> None:
+    """One ``--flag`` for a config field; ``defaults`` maps each owner (method / command) to its default.
+
+    The help is the field's ``metadata["help"]`` then its default(s) and, with ``name_owners``, the owners
+    that have the flag; ``ignored_by`` names those of them that accept it without using it.
+    """
     default = next(iter(defaults.values()))
     flags = [_flag(f.name), *ALIASES.get(f.name, [])]
     kwargs: dict[str, Any] = {"dest": f"hp_{f.name}", "default": argparse.SUPPRESS}
@@ -36,9 +46,15 @@ def _add_field(parser: argparse._ActionsContainer, f: dataclasses.Field, default
         kwargs.update(type=type(default), metavar=type(default).__name__.upper())
     values = {json.dumps(v) for v in defaults.values()}
     if len(values) == 1:
-        kwargs["help"] = f"default {values.pop()} ({', '.join(defaults)})"
+        note = f"default {values.pop()}"
+        if name_owners:
+            note += f"; methods: {', '.join(defaults)}"
     else:
-        kwargs["help"] = "default " + ", ".join(f"{k} {json.dumps(v)}" for k, v in defaults.items())
+        note = "default " + ", ".join(f"{k} {json.dumps(v)}" for k, v in defaults.items())
+    if ignored_by:
+        note += f"; unused by training-free {', '.join(ignored_by)}"
+    text = f"{f.metadata.get('help', '').strip()} ({note})".strip()
+    kwargs["help"] = text.replace("%", "%%")
     parser.add_argument(*flags, **kwargs)
 
 
@@ -52,6 +68,15 @@ def _method_fields() -> dict[str, tuple[dataclasses.Field, dict[str, Any]]]:
         for f in dataclasses.fields(cfg):
             out.setdefault(f.name, (f, {}))[1][name] = getattr(cfg, f.name)
     return out
+
+
+def _ignored_by(f: dataclasses.Field, methods: dict[str, Any]) -> tuple[str, ...]:
+    """The training-free methods among ``methods`` when ``f`` is an optimisation field (they accept it unused)."""
+    from icu_unlearn.methods import get_method
+
+    if not f.metadata.get("training"):
+        return ()
+    return tuple(name for name in methods if not get_method(name).trains)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = FinetuneConfig()
     group = ft.add_argument_group("hyper-parameters (defaults: the tiny-model recipe)")
     for f in dataclasses.fields(FinetuneConfig):
-        _add_field(group, f, {"fine-tune": getattr(defaults, f.name)})
+        _add_field(group, f, {"fine-tune": getattr(defaults, f.name)}, name_owners=False)
     ft.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     ft.add_argument("--overwrite", action="store_true", help="replace an existing --out dir")
     ft.add_argument(
@@ -110,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     group = un.add_argument_group("hyper-parameters (only those of the chosen method are accepted)")
     for f, defaults in _method_fields().values():
-        _add_field(group, f, defaults)
+        _add_field(group, f, defaults, _ignored_by(f, defaults))
     un.set_defaults(func=_unlearn)
 
     me = subparsers.add_parser("methods", help="list the unlearning methods and their hyper-parameters")

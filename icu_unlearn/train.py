@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,24 +58,55 @@ class FinetuneConfig:
         check_every: optimizer steps between two checks of the stopping rule.
     """
 
-    mode: str = "full"
-    learning_rate: float = 2e-3
-    vision_learning_rate: float = 5e-4
-    vision_weight_decay: float = 0.1
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    max_steps: int = 800
-    vqa_repeat: int = 3
-    warmup_steps: int = 40
-    lr_scheduler: str = "constant_with_warmup"
-    max_grad_norm: float = 1.0
-    lora_r: int = 16
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.05
-    lora_target_modules: str = LM_LORA_TARGETS
-    seed: int = 0
-    stop_at_accuracy: float = 0.0
-    check_every: int = 50
+    mode: str = field(
+        default="full",
+        metadata={
+            "help": "full (every weight; what a random tiny model needs) or lora (LoRA on the language model, merged at the end)."
+        },
+    )
+    learning_rate: float = field(
+        default=2e-3,
+        metadata={
+            "help": "AdamW learning rate of the language model (and of the LoRA weights in lora mode)."
+        },
+    )
+    vision_learning_rate: float = field(
+        default=5e-4, metadata={"help": "learning rate of the vision tower and projector (full mode)."}
+    )
+    vision_weight_decay: float = field(
+        default=0.1,
+        metadata={"help": "weight decay of the vision tower and projector (without it VQA never learns)."},
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "weight decay of the language model."})
+    batch_size: int = field(default=64, metadata={"help": "global batch size."})
+    max_steps: int = field(
+        default=800, metadata={"help": "optimizer steps (a cap when --stop-at-accuracy is set)."}
+    )
+    vqa_repeat: int = field(
+        default=3, metadata={"help": "how often each image (VQA) row appears in an epoch."}
+    )
+    warmup_steps: int = field(default=40, metadata={"help": "linear warm-up steps before the schedule."})
+    lr_scheduler: str = field(
+        default="constant_with_warmup",
+        metadata={"help": "a transformers scheduler name (linear, cosine, constant...)."},
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank of lora mode."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling alpha of lora mode."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout of lora mode."})
+    lora_target_modules: str = field(
+        default=LM_LORA_TARGETS, metadata={"help": "regex of the module names that get LoRA in lora mode."}
+    )
+    seed: int = field(default=0, metadata={"help": "seeds initialisation, data order and dropout."})
+    stop_at_accuracy: float = field(
+        default=0.0,
+        metadata={
+            "help": "stop once every split x view group reaches this teacher-forced exact match (0 = off)."
+        },
+    )
+    check_every: int = field(
+        default=50, metadata={"help": "optimizer steps between two checks of the stopping rule."}
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.stop_at_accuracy <= 1.0:

@@ -30,7 +30,7 @@ FIXTURE_FINETUNE = {
     "warmup_steps": 40,
     "seed": 0,
     "stop_at_accuracy": STOP_AT,
-    "check_every": 25,
+    "check_every": 50,
 }
 #: What the fixtures found in this session (printed at the end of the run by ``conftest.py``).
 FIXTURE_FACTS: dict[str, str] = {}

@@ -491,3 +491,28 @@ def test_method_classes_cover_the_registry():
     assert sorted(c.method for c in leaves) == SEVEN
     with_retain = {c.method for c in leaves if issubclass(c, RetainFloorTester)}
     assert with_retain == {n for n in SEVEN if get_method(n).uses_retain and get_method(n).trains}
+
+
+def test_every_config_field_has_help(capsys):
+    import dataclasses
+
+    from icu_unlearn.cli import build_parser
+    from icu_unlearn.train import FinetuneConfig
+
+    configs = [get_method(name).config_class for name in list_methods()] + [FinetuneConfig]
+    missing = [
+        f"{cfg.__name__}.{f.name}"
+        for cfg in configs
+        for f in dataclasses.fields(cfg)
+        if not str(f.metadata.get("help", "")).strip()
+    ]
+    assert missing == []
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["unlearn", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    (beta,) = [
+        f.metadata["help"] for f in dataclasses.fields(get_method("npo").config_class) if f.name == "beta"
+    ]
+    beta = " ".join(beta.split())
+    assert "inverse temperature" in beta and f"{beta} (default 0.5; methods: npo, npo_diff)" in out
+    assert "unused by training-free manu" in out

@@ -68,19 +68,55 @@ class MethodConfig:
         seed: seed of initialisation, sampling and data order.
     """
 
-    learning_rate: float = 2e-4
-    max_steps: int = 50
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    lr_scheduler: str = "linear"
-    lora_r: int = 16
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_target_modules: str = LM_LORA_TARGETS
-    seed: int = 0
+    learning_rate: float = field(
+        default=2e-4, metadata={"help": "AdamW learning rate of the LoRA parameters (> 0).", "training": True}
+    )
+    max_steps: int = field(
+        default=50,
+        metadata={
+            "help": "optimizer steps in the stage (>= 1); the forget set is cycled as often as needed.",
+            "training": True,
+        },
+    )
+    batch_size: int = field(
+        default=8,
+        metadata={
+            "help": "forget (and retain) examples per device per micro-batch (>= 1).",
+            "training": True,
+        },
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "micro-batches per optimizer step (>= 1).", "training": True}
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata={"help": "gradient clipping norm (0 disables clipping).", "training": True}
+    )
+    weight_decay: float = field(
+        default=0.0, metadata={"help": "AdamW weight decay (>= 0).", "training": True}
+    )
+    warmup_steps: int = field(
+        default=0, metadata={"help": "linear warm-up steps (>= 0) before the schedule.", "training": True}
+    )
+    lr_scheduler: str = field(
+        default="linear",
+        metadata={
+            "help": "learning-rate schedule after warm-up, a transformers scheduler name (linear, cosine, constant...).",
+            "training": True,
+        },
+    )
+    lora_r: int = field(
+        default=16,
+        metadata={
+            "help": "LoRA rank of a fresh stage-1 adapter (>= 1); later stages continue the parent's adapter."
+        },
+    )
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling alpha (> 0)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout in [0, 1)."})
+    lora_target_modules: str = field(
+        default=LM_LORA_TARGETS,
+        metadata={"help": "regex of the base model's module names that get LoRA (language model only)."},
+    )
+    seed: int = field(default=0, metadata={"help": "seed of initialisation, sampling and data order."})
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
@@ -113,11 +149,18 @@ class MethodConfig:
 class RetainConfig(MethodConfig):
     """A method with a retain term: ``retain_weight`` (λ ≥ 0) scales L_NLL on retain-train."""
 
-    retain_weight: float = 1.0
+    retain_weight: float = field(
+        default=1.0, metadata={"help": "weight lambda (>= 0) of the NLL term on retain-train."}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _non_negative(self, "retain_weight")
+
+
+def new_default(config: type, name: str, default: Any) -> Any:
+    """A subclass's own ``default`` for the field ``name`` it inherits from ``config``, keeping its help."""
+    return field(default=default, metadata=config.__dataclass_fields__[name].metadata)
 
 
 @dataclass

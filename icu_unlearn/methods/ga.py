@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from icu_unlearn.methods.base import MethodConfig, StepContext, UnlearningMethod, forward_logits
+from icu_unlearn.methods.base import MethodConfig, StepContext, UnlearningMethod, forward_logits, new_default
 from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class GAConfig(MethodConfig):
     """GA hyper-parameters: only the shared ones (:class:`MethodConfig`); tiny-model defaults (README)."""
 
-    learning_rate: float = 4e-4
+    learning_rate: float = new_default(MethodConfig, "learning_rate", 4e-4)
 
 
 @register_method

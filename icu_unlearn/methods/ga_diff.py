@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from icu_unlearn.methods.base import RetainConfig, StepContext, UnlearningMethod, forward_logits, retain_nll
+from icu_unlearn.methods.base import (
+    RetainConfig,
+    StepContext,
+    UnlearningMethod,
+    forward_logits,
+    new_default,
+    retain_nll,
+)
 from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -23,7 +30,7 @@ class GADiffConfig(RetainConfig):
     Defaults are for the tiny model; the calibrated defaults are documented in the README.
     """
 
-    learning_rate: float = 7e-4
+    learning_rate: float = new_default(RetainConfig, "learning_rate", 7e-4)
 
 
 @register_method

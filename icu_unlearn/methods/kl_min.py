@@ -14,7 +14,7 @@ with the adapter switched off.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from icu_unlearn.methods.base import (
@@ -23,6 +23,7 @@ from icu_unlearn.methods.base import (
     UnlearningMethod,
     _non_negative,
     forward_logits,
+    new_default,
     retain_nll,
 )
 from icu_unlearn.methods.registry import register_method
@@ -38,8 +39,10 @@ class KLMinConfig(RetainConfig):
     Defaults are for the tiny model; the calibrated defaults are documented in the README.
     """
 
-    learning_rate: float = 1e-3
-    kl_weight: float = 1.0
+    learning_rate: float = new_default(RetainConfig, "learning_rate", 1e-3)
+    kl_weight: float = field(
+        default=1.0, metadata={"help": "weight (>= 0) of the KL term to the parent stage on retain-train."}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

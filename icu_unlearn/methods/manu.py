@@ -64,15 +64,30 @@ class MANUConfig(MethodConfig):
         clamp: activations are clamped to ±clamp before the statistics.
     """
 
-    prune_fraction: float = 0.02
-    max_total_fraction: float = 0.2
-    last_layers: int = 3
-    calib_batches: int = 0
-    weights: dict[str, float] = field(
-        default_factory=lambda: {"abs": 2.0, "freq": 0.0, "var": 2.0, "rms": 2.0}
+    prune_fraction: float = field(
+        default=0.02, metadata={"help": "fraction of each group's channels pruned per stage, in (0, 1]."}
     )
-    freq_threshold: float = 0.1
-    clamp: float = 1e3
+    max_total_fraction: float = field(
+        default=0.2,
+        metadata={"help": "cap on the cumulative pruned fraction per group over all stages, in (0, 1]."},
+    )
+    last_layers: int = field(
+        default=3, metadata={"help": "how many of the last layers of each tower are candidates (>= 1)."}
+    )
+    calib_batches: int = field(
+        default=0,
+        metadata={"help": "at most this many batches per set (0 = as many as the smaller set has)."},
+    )
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"abs": 2.0, "freq": 0.0, "var": 2.0, "rms": 2.0},
+        metadata={"help": "score weights per statistic (abs, freq, var, rms), each >= 0."},
+    )
+    freq_threshold: float = field(
+        default=0.1, metadata={"help": "|a| above which a neuron counts as firing, for I_freq."}
+    )
+    clamp: float = field(
+        default=1e3, metadata={"help": "activations are clamped to +-clamp before the statistics."}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -21,7 +21,7 @@ entries salient (1e-15/1e-15 = 1 ≥ γ) without any evidence. The mask is saved
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from icu_unlearn.methods.base import (
@@ -31,6 +31,7 @@ from icu_unlearn.methods.base import (
     _non_negative,
     _positive,
     forward_logits,
+    new_default,
     retain_nll,
 )
 from icu_unlearn.methods.registry import register_method
@@ -58,11 +59,24 @@ class MMUnlearnerConfig(RetainConfig):
     preserve set, so the parameters that carry it are not salient).
     """
 
-    gamma: float = 1.0
-    fisher_batches: int = 0
-    preserve_forget_qa: bool = True
-    max_steps: int = 200
-    learning_rate: float = 1e-3
+    gamma: float = field(
+        default=1.0, metadata={"help": "saliency threshold gamma on the Fisher ratio (> 0)."}
+    )
+    fisher_batches: int = field(
+        default=0, metadata={"help": "at most this many batches per set for the Fisher estimates (0 = all)."}
+    )
+    preserve_forget_qa: bool = field(
+        default=True,
+        metadata={"help": "add the forget profiles' text-only QA to the preserve set (the reference does)."},
+    )
+    max_steps: int = field(
+        default=200,
+        metadata={
+            "help": "optimizer steps in the stage, forget and retain steps together (>= 1).",
+            "training": True,
+        },
+    )
+    learning_rate: float = new_default(RetainConfig, "learning_rate", 1e-3)
 
     def __post_init__(self) -> None:
         super().__post_init__()

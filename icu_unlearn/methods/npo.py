@@ -14,10 +14,17 @@ weights (same weights, adapter switched off), so the cost does not grow with the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from icu_unlearn.methods.base import MethodConfig, StepContext, UnlearningMethod, _positive, forward_logits
+from icu_unlearn.methods.base import (
+    MethodConfig,
+    StepContext,
+    UnlearningMethod,
+    _positive,
+    forward_logits,
+    new_default,
+)
 from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -31,8 +38,11 @@ class NPOConfig(MethodConfig):
     Defaults are for the tiny model (smoke-test scale): see the README's table of calibrated defaults.
     """
 
-    learning_rate: float = 4e-4
-    beta: float = 0.5
+    learning_rate: float = new_default(MethodConfig, "learning_rate", 4e-4)
+    beta: float = field(
+        default=0.5,
+        metadata={"help": "NPO inverse temperature beta (> 0): larger is closer to gradient ascent."},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -5,10 +5,17 @@ Reference model: the vanilla model M_0, as for :mod:`icu_unlearn.methods.npo` (r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from icu_unlearn.methods.base import RetainConfig, StepContext, UnlearningMethod, _positive, retain_nll
+from icu_unlearn.methods.base import (
+    RetainConfig,
+    StepContext,
+    UnlearningMethod,
+    _positive,
+    new_default,
+    retain_nll,
+)
 from icu_unlearn.methods.npo import npo_forget_loss
 from icu_unlearn.methods.registry import register_method
 
@@ -24,9 +31,12 @@ class NPODiffConfig(RetainConfig):
     measured are in the README).
     """
 
-    beta: float = 0.5
-    learning_rate: float = 7e-4
-    retain_weight: float = 3.0
+    beta: float = field(
+        default=0.5,
+        metadata={"help": "NPO inverse temperature beta (> 0): larger is closer to gradient ascent."},
+    )
+    learning_rate: float = new_default(RetainConfig, "learning_rate", 7e-4)
+    retain_weight: float = new_default(RetainConfig, "retain_weight", 3.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
