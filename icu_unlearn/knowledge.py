@@ -121,66 +121,68 @@ def format_scores(scores: Mapping[str, float]) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
 
 
-class StopWhenKnown(TrainerCallback):
-    """Stop training once every group's teacher-forced accuracy reaches ``target``.
+class _StopAtCheck(TrainerCallback):
+    """Every ``check_every`` optimizer steps (and at the last step) run :meth:`check`; stop when it says so.
 
-    Checked every ``check_every`` optimizer steps and at the last step. ``history`` keeps each check
-    (``{"step": s, "scores": {...}}``); ``reached_step`` is the step at which the target was met (``None``
-    until then). Every process of a data-parallel job scores the same synchronised weights, so all of them
-    take the same decision.
+    ``history`` keeps one record per check (``{"step": s, ...}``); ``reached_step`` is the step at which the
+    goal was met (``None`` until then). Every process of a data-parallel job checks the same synchronised
+    weights, so all of them take the same decision.
     """
 
-    def __init__(
-        self, groups: Mapping[str, Sequence[Example]], collator: Collator, target: float, check_every: int
-    ) -> None:
-        self.groups = dict(groups)
+    def __init__(self, collator: Collator, target: float, check_every: int) -> None:
         self.collator = collator
         self.target = float(target)
         self.check_every = int(check_every)
         self.history: list[dict[str, Any]] = []
         self.reached_step: int | None = None
+
+    def check(self, model: torch.nn.Module) -> tuple[dict[str, Any], bool]:
+        """What to record for this check, and whether the goal is met."""
+        raise NotImplementedError
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if step % self.check_every and step < state.max_steps:
+            return control
+        record, done = self.check(model)
+        self.history.append({"step": step, **record})
+        if done:
+            self.reached_step = step
+            control.should_training_stop = True
+        return control
+
+
+class StopWhenKnown(_StopAtCheck):
+    """Stop training once every group's teacher-forced accuracy reaches ``target`` (checks record
+    ``{"step", "scores"}``)."""
+
+    def __init__(
+        self, groups: Mapping[str, Sequence[Example]], collator: Collator, target: float, check_every: int
+    ) -> None:
+        super().__init__(collator, target, check_every)
+        self.groups = dict(groups)
 
     @property
     def last_scores(self) -> dict[str, float]:
         """The scores of the most recent check (empty before the first)."""
         return dict(self.history[-1]["scores"]) if self.history else {}
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        step = state.global_step
-        if step % self.check_every and step < state.max_steps:
-            return control
+    def check(self, model: torch.nn.Module) -> tuple[dict[str, Any], bool]:
         scores = group_accuracy(model, self.collator, self.groups)
-        self.history.append({"step": step, "scores": {k: round(v, 4) for k, v in scores.items()}})
-        if scores and min(scores.values()) >= self.target:
-            self.reached_step = step
-            control.should_training_stop = True
-        return control
+        done = bool(scores) and min(scores.values()) >= self.target
+        return {"scores": {k: round(v, 4) for k, v in scores.items()}}, done
 
 
-class StopWhenForgotten(TrainerCallback):
-    """Stop an unlearning stage once the teacher-forced accuracy on ``examples`` is at most ``target``.
-
-    Checked every ``check_every`` optimizer steps. ``history`` keeps each check (``{"step", "accuracy"}``);
-    ``reached_step`` is the step at which the target was met (``None`` if the stage ran to ``max_steps``).
-    """
+class StopWhenForgotten(_StopAtCheck):
+    """Stop an unlearning stage once the teacher-forced accuracy on ``examples`` is at most ``target``
+    (checks record ``{"step", "accuracy"}``; ``reached_step`` stays ``None`` if the stage runs to the cap)."""
 
     def __init__(
         self, examples: Sequence[Example], collator: Collator, target: float, check_every: int
     ) -> None:
+        super().__init__(collator, target, check_every)
         self.examples = list(examples)
-        self.collator = collator
-        self.target = float(target)
-        self.check_every = int(check_every)
-        self.history: list[dict[str, Any]] = []
-        self.reached_step: int | None = None
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        step = state.global_step
-        if step % self.check_every and step < state.max_steps:
-            return control
+    def check(self, model: torch.nn.Module) -> tuple[dict[str, Any], bool]:
         acc = accuracy(answer_scores(model, self.collator, self.examples))
-        self.history.append({"step": step, "accuracy": round(acc, 4)})
-        if acc <= self.target:
-            self.reached_step = step
-            control.should_training_stop = True
-        return control
+        return {"accuracy": round(acc, 4)}, acc <= self.target
