@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent
 
 
 def prepare(work: Path) -> tuple[Path, Path]:
-    from icu_tasks.generate import generate
+    from icu_tasks.data.generate import generate
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
     from icu_unlearn.train import FinetuneConfig, finetune
 

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from icu_tasks.dataset import validate
-from icu_tasks.generate import generate
+from icu_tasks.data.dataset import validate
+from icu_tasks.data.generate import generate
 
 TARGET_S = 300.0
 

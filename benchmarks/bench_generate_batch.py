@@ -24,7 +24,7 @@ from pathlib import Path
 def _requests(data_dir: Path, n: int):
     from lmms_eval.api.instance import Instance
 
-    from icu_tasks.dataset import open_data
+    from icu_tasks.data.dataset import open_data
     from icu_tasks.prompts import question_text
 
     data = open_data(data_dir)
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="icu_bench_batch_") as tmp:
         data_dir = args.data
         if data_dir is None:
-            from icu_tasks.generate import generate
+            from icu_tasks.data.generate import generate
 
             data_dir = Path(tmp) / "data"
             generate(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 def accuracy(model, processor, data, task: int = 1) -> dict[str, float]:
     """Exact match on forget task ``task`` and on retain-eval, per view."""
-    from icu_unlearn.data import examples_from_rows, quick_accuracy
+    from icu_unlearn.training_data import examples_from_rows, quick_accuracy
 
     out = {}
     for view in ("vqa", "qa"):
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/icu_bench_methods")
     args = ap.parse_args()
 
-    from icu_tasks.dataset import open_data
+    from icu_tasks.data.dataset import open_data
     from icu_unlearn.methods import build_method, list_methods
     from icu_unlearn.models import load_base
     from icu_unlearn.train import run_stage

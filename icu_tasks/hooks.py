@@ -50,12 +50,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from icu_tasks import metrics
+from icu_tasks import answer_metrics
+from icu_tasks.data.schema import MANIFEST_FILE, QA_FILE
 from icu_tasks.errors import DataError
 from icu_tasks.paths import DATA_ENV, default_data_dir
 from icu_tasks.prompts import question_text
 from icu_tasks.provenance import DATA_DIR_KEY, DATA_HASH_KEY
-from icu_tasks.schema import MANIFEST_FILE, QA_FILE
 
 #: Metric keys of the generate_until tasks and of the multiple-choice tasks, as named in the YAMLs.
 GENERATE_METRICS: tuple[str, ...] = ("exact_match", "contains", "rougeL_recall")
@@ -93,13 +93,13 @@ def _stat_key(root: Path) -> tuple:
 
 @functools.lru_cache(maxsize=4)
 def _open_cached(key: tuple):
-    from icu_tasks.dataset import open_data
+    from icu_tasks.data.dataset import open_data
 
     return open_data(Path(key[0]))
 
 
 def open_task_data():
-    """The :class:`icu_tasks.dataset.IcuData` at the current data dir, or raise :class:`DataUnavailable`."""
+    """The :class:`icu_tasks.data.dataset.IcuData` at the current data dir, or raise :class:`DataUnavailable`."""
     root = default_data_dir().resolve()
     where = f"${DATA_ENV}" if os.environ.get(DATA_ENV) else "the default ./data/icu; set $ICU_DATA_DIR"
     if not root.exists():
@@ -109,7 +109,7 @@ def open_task_data():
     try:
         return _open_cached(_stat_key(root))
     except DataError as err:
-        from icu_tasks import dataset
+        from icu_tasks.data import dataset
 
         problem = str(err).replace(f"; {dataset.HOW_TO_GENERATE}", "")  # ours below also says where to point
         raise DataUnavailable(f"invalid ICU-Bench data dir {root} ({problem}); {HOW_TO_GENERATE}") from err
@@ -237,9 +237,9 @@ def process_results(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str,
     prediction = "" if prediction is None else str(prediction)
     target = doc["answer"]
     payload = _payload(doc, prediction)
-    payload["exact_match"] = metrics.exact_match(prediction, target)
-    payload["contains"] = metrics.contains_match(prediction, target)
-    payload["rougeL_recall"] = metrics.rouge_l_recall(prediction, target)
+    payload["exact_match"] = answer_metrics.exact_match(prediction, target)
+    payload["contains"] = answer_metrics.contains_match(prediction, target)
+    payload["rougeL_recall"] = answer_metrics.rouge_l_recall(prediction, target)
     return {key: payload for key in GENERATE_METRICS}
 
 
@@ -276,8 +276,8 @@ def mc_process_results(doc: Mapping[str, Any], results: Sequence[Sequence[Any]])
     lls = [loglikelihood_of(r) for r in results]
     if len(lls) != len(choices):
         raise ValueError(f"doc {doc.get('id')!r}: {len(lls)} loglikelihoods for {len(choices)} choices")
-    payload = _payload(doc, choices[metrics.mc_prediction(lls)])
-    payload["mc_accuracy"] = metrics.mc_accuracy(lls, mc_doc_to_target(doc))
+    payload = _payload(doc, choices[answer_metrics.mc_prediction(lls)])
+    payload["mc_accuracy"] = answer_metrics.mc_accuracy(lls, mc_doc_to_target(doc))
     return {key: payload for key in MC_METRICS}
 
 

@@ -16,12 +16,12 @@ from icu_tasks.errors import IcuError, environment_message
 
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "icu_tasks.cli_data",
+    "icu_tasks.data.cli",
     "icu_tasks.cli_tasks",
     "icu_unlearn.cli_model",
     "icu_unlearn.cli_train",
     "icu_unlearn.cli_run",
-    "icu_tasks.cli_report",
+    "icu_tasks.continual.cli",
 )
 
 

@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from icu_tasks.generate import generate
+    from icu_tasks.data.generate import generate
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
     from icu_unlearn.pipeline import RunConfig, run
     from icu_unlearn.rundir import atomic_write_json

@@ -160,9 +160,9 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _print_check(model_dir: Any, data_dir: str, device: str | None) -> None:
-    from icu_tasks.dataset import open_data
-    from icu_unlearn.data import examples_from_rows, quick_accuracy
+    from icu_tasks.data.dataset import open_data
     from icu_unlearn.models import load_base
+    from icu_unlearn.training_data import examples_from_rows, quick_accuracy
 
     model, processor = load_base(model_dir, device=device)
     data = open_data(data_dir)

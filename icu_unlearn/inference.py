@@ -1,4 +1,4 @@
-"""Batched greedy generation and continuation log-likelihoods over :func:`icu_unlearn.prompting.encode`.
+"""Batched greedy generation and continuation log-likelihoods over :func:`icu_unlearn.encoding.encode`.
 
 Both the lmms-eval model class (``icu_hf``) and quick checks in training code call these, so a score computed
 in training is the score lmms-eval reports. Works with a plain HF model or a ``PeftModel`` (with mask hooks).
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn.prompting import IGNORE_INDEX, as_image_list, encode
+from icu_unlearn.encoding import IGNORE_INDEX, as_image_list, encode
 
 
 def _check(n: int, **lists: Sequence | None) -> None:

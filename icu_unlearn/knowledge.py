@@ -24,8 +24,8 @@ from transformers import TrainerCallback
 if TYPE_CHECKING:
     import torch
 
-    from icu_tasks.dataset import IcuData
-    from icu_unlearn.data import Collator, Example
+    from icu_tasks.data.dataset import IcuData
+    from icu_unlearn.training_data import Collator, Example
 
 #: Splits × views the fine-tune is checked on (a group without rows is skipped).
 CHECK_SPLITS = ("forget", "retain_train", "retain_eval", "utility")
@@ -95,7 +95,7 @@ def mean_nll(scores: Sequence[AnswerScore]) -> float:
 
 def check_groups(data: IcuData, splits: Sequence[str] = CHECK_SPLITS) -> dict[str, list[Example]]:
     """``"split/view"`` → the examples of that group (groups without rows are left out)."""
-    from icu_unlearn.data import examples_from_rows
+    from icu_unlearn.training_data import examples_from_rows
 
     groups: dict[str, list[Example]] = {}
     for split in splits:

@@ -8,7 +8,7 @@
 Registered through the ``lmms_eval.models`` entry point group (``icu_hf = icu_unlearn.lmms_model:MANIFEST`` in
 pyproject), so it works after ``pip install`` with no environment variable. The stage's PEFT adapter is applied
 *without merging* and its masks through forward hooks (:mod:`icu_unlearn.models.loading`); prompts go through
-the processor's chat template (:mod:`icu_unlearn.prompting`); generation is batched with left padding, one
+the processor's chat template (:mod:`icu_unlearn.encoding`); generation is batched with left padding, one
 ``generate`` call per batch (:mod:`icu_unlearn.inference`).
 
 model_args: ``pretrained`` (model dir, required), ``adapter`` (stage dir), ``batch_size`` (default 8),

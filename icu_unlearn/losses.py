@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from icu_unlearn.prompting import IGNORE_INDEX
+from icu_unlearn.encoding import IGNORE_INDEX
 
 
 def _shift(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

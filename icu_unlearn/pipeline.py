@@ -159,8 +159,8 @@ def _run_locked(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """The body of :func:`run` once its inputs are validated and the run dir is locked."""
-    from icu_tasks.continual import load_run
-    from icu_tasks.report import write_report
+    from icu_tasks.continual.report import write_report
+    from icu_tasks.continual.results import load_run
     from icu_unlearn.lmms_model import IcuHF
     from icu_unlearn.methods import build_method
     from icu_unlearn.models import load_base

@@ -49,7 +49,7 @@ def check_stage_inputs(
     dry_run: bool = False,
 ) -> StageInputs:
     """Validate a stage's inputs; ``dry_run`` skips the output checks and a parent that does not exist yet."""
-    from icu_tasks.dataset import open_data
+    from icu_tasks.data.dataset import open_data
     from icu_unlearn.identity import check_base_data
     from icu_unlearn.models.loading import resolve_model_dir
     from icu_unlearn.stage import check_parent, check_writable, stage_dir
@@ -126,7 +126,7 @@ def check_run_inputs(
     config: Any, run_dir: Any, *, overwrite: bool, allow_data_mismatch: bool
 ) -> tuple[Any, dict]:
     """Validate an ``icu-bench run``; returns the opened data and the ``run.json`` record to write."""
-    from icu_tasks.dataset import open_data
+    from icu_tasks.data.dataset import open_data
     from icu_unlearn.identity import check_base_data, model_id
     from icu_unlearn.methods import build_method
     from icu_unlearn.models.loading import resolve_model_dir

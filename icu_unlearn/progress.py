@@ -59,7 +59,7 @@ def train_quietly(
     callbacks: list | None = None,
 ) -> Any:
     """Run the shared ``IcuTrainer`` loop quietly; returns the trainer (``history`` holds the logged losses)."""
-    from icu_unlearn.callbacks import IcuTrainer, quiet_transformers
+    from icu_unlearn.trainer import IcuTrainer, quiet_transformers
 
     with quiet_transformers(), no_pin_memory_warning():
         trainer = IcuTrainer(

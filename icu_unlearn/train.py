@@ -1,6 +1,6 @@
 """Fine-tune (→ the vanilla model, stage 0) and unlearning stages (stage K from stage K−1 → ``RUN/stage_K``).
 
-Both run on the shared :class:`~icu_unlearn.callbacks.IcuTrainer` (a transformers ``Trainer``), are seeded, show
+Both run on the shared :class:`~icu_unlearn.trainer.IcuTrainer` (a transformers ``Trainer``), are seeded, show
 tqdm progress, and work unchanged under ``accelerate launch --num_processes N`` (data parallel; the configured
 batch size is the global one, split over the processes; only the main process writes).
 """
@@ -134,8 +134,8 @@ def _lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) 
     """Wrap ``model`` with a fresh LoRA adapter; a pattern that matches nothing is a ConfigError."""
     from peft import LoraConfig, get_peft_model
 
-    from icu_unlearn.callbacks import quiet_transformers
     from icu_unlearn.stage import check_lora_targets
+    from icu_unlearn.trainer import quiet_transformers
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
     try:
@@ -181,12 +181,12 @@ def finetune(
     import torch
     from transformers import set_seed
 
-    from icu_tasks.dataset import open_data
-    from icu_unlearn.callbacks import NLLObjective, training_arguments
-    from icu_unlearn.data import Collator, ExampleDataset, finetune_examples
+    from icu_tasks.data.dataset import open_data
     from icu_unlearn.models import load_base
     from icu_unlearn.progress import train_quietly
     from icu_unlearn.stage import check_changed, check_writable, snapshot_trainable, versions, weight_changes
+    from icu_unlearn.trainer import NLLObjective, training_arguments
+    from icu_unlearn.training_data import Collator, ExampleDataset, finetune_examples
 
     cfg = config or FinetuneConfig()
     out = Path(out_dir)
@@ -354,10 +354,10 @@ def run_stage(
     # Heavy imports only after the cheap checks: bad input fails in well under a second.
     from transformers import set_seed
 
-    from icu_unlearn.callbacks import quiet_transformers
-    from icu_unlearn.data import stage_data
     from icu_unlearn.models import apply_masks, load_base, load_stage, read_masks, remove_masks
     from icu_unlearn.stage import check_new_masks, mask_summary, stage_record, write_stage
+    from icu_unlearn.trainer import quiet_transformers
+    from icu_unlearn.training_data import stage_data
 
     cfg = method.config
     set_seed(cfg.seed)
@@ -414,10 +414,10 @@ def _train_stage(
 
     The loss shows in the progress bar, not as printed dicts (:func:`icu_unlearn.progress.train_quietly`).
     """
-    from icu_unlearn.callbacks import training_arguments
-    from icu_unlearn.data import PairedDataset
     from icu_unlearn.progress import train_quietly
     from icu_unlearn.stage import check_changed, snapshot_trainable, weight_changes
+    from icu_unlearn.trainer import training_arguments
+    from icu_unlearn.training_data import PairedDataset
 
     cfg = method.config
     model.train()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from icu_tasks.generate import generate
+from icu_tasks.data.generate import generate
 
 #: Scale of the shared small set: 12 medical + 12 labor profiles, 3 forget tasks of 2 profiles
 #: (each task one medical + one labor), 18 retain profiles (9 retain_train, 9 retain_eval).

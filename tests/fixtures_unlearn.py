@@ -77,8 +77,8 @@ class Knowledge:
 
 def probe_examples(data_dir: Path, task: int = 1) -> dict[str, dict[str, list]]:
     """The examples the method tests probe: forget task ``task`` and retain-eval, per view."""
-    from icu_tasks.dataset import open_data
-    from icu_unlearn.data import examples_from_rows
+    from icu_tasks.data.dataset import open_data
+    from icu_unlearn.training_data import examples_from_rows
 
     data = open_data(data_dir)
     return {
@@ -89,8 +89,8 @@ def probe_examples(data_dir: Path, task: int = 1) -> dict[str, dict[str, list]]:
 
 def measure_knowledge(model, processor, data_dir: Path) -> Knowledge:
     """Teacher-forced scores of ``model`` on the probe groups (one forward pass per batch)."""
-    from icu_unlearn.data import Collator
     from icu_unlearn.knowledge import answer_scores
+    from icu_unlearn.training_data import Collator
 
     collator = Collator(processor)
     groups = probe_examples(data_dir)

@@ -140,7 +140,7 @@ def parents(
     tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, small_data_dir: Path
 ) -> dict[str, Path]:
     """Stage-1 dirs that must not be accepted as ``--from`` of stage 2 on (tiny model, small data), plus a good one."""
-    from icu_tasks.generate import generate
+    from icu_tasks.data.generate import generate
     from tests.fixtures_data import SMALL_SCALE
 
     root = tmp_path_factory.mktemp("parents")
@@ -191,7 +191,7 @@ def test_good_parent_stage_is_accepted(
     parents: dict[str, Path], tiny_model_dir: Path, small_data_dir: Path
 ) -> None:
     """The control of the cases above: the unmodified stage 1 passes the same checks."""
-    from icu_tasks.dataset import open_data
+    from icu_tasks.data.dataset import open_data
     from icu_unlearn.stage import check_parent
 
     record = check_parent(parents["good"], 2, open_data(small_data_dir).data_hash, str(tiny_model_dir))

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from icu_tasks import schema
-from icu_tasks.dataset import open_data, validate
+from icu_tasks.data import schema
+from icu_tasks.data.dataset import open_data, validate
 from icu_tasks.errors import ConfigError, DataError
 from icu_unlearn.cli import main
 from tests.fixtures_data import SMALL_TASKS

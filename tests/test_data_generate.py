@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from icu_tasks import schema, utility
+from icu_tasks.data import schema, utility
+from icu_tasks.data.generate import GenerateConfig, expected_counts, generate
 from icu_tasks.errors import ConfigError
-from icu_tasks.generate import GenerateConfig, expected_counts, generate
 from tests.fixtures_data import SMALL_PROFILES, SMALL_PROFILES_PER_TASK, SMALL_SCALE, SMALL_TASKS
 
 
@@ -96,8 +96,8 @@ def test_splits_are_disjoint_balanced_and_cover_every_profile(small_data_dir):
 
 def test_full_scale_split_plan_without_rendering():
     """The split plan at full scale (no images rendered): 100 tasks of 5, each 3+2 or 2+3 by domain."""
-    from icu_tasks.generate import assign_splits
-    from icu_tasks.profiles import make_profiles
+    from icu_tasks.data.generate import assign_splits
+    from icu_tasks.data.profiles import make_profiles
 
     cfg = GenerateConfig()
     plan = assign_splits(make_profiles(500, cfg.seed), cfg)

@@ -7,9 +7,9 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from icu_tasks import schema, utility
-from icu_tasks.profiles import make_profiles
-from icu_tasks.questions import ChoicePools, choices_for, question, row_rng
+from icu_tasks.data import schema, utility
+from icu_tasks.data.profiles import make_profiles
+from icu_tasks.data.questions import ChoicePools, choices_for, question, row_rng
 
 
 @pytest.fixture(scope="module")

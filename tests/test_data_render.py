@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from icu_tasks import schema
-from icu_tasks.portrait import N_COMBOS, combo, portrait
-from icu_tasks.profiles import make_profiles
-from icu_tasks.render import MASK_COLOR, mask_layout, render_document, render_views
+from icu_tasks.data import schema
+from icu_tasks.data.portrait import N_COMBOS, combo, portrait
+from icu_tasks.data.profiles import make_profiles
+from icu_tasks.data.render import MASK_COLOR, mask_layout, render_document, render_views
 
 SIZES = (160, 448)  # the tests' small size and the default
 

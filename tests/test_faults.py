@@ -166,7 +166,7 @@ def test_disk_full_inside_safetensors(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_disk_full_while_generating_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import icu_tasks.generate as gen
+    import icu_tasks.data.generate as gen
     from tests.fixtures_data import SMALL_SCALE
 
     monkeypatch.setattr(gen.pq, "write_table", _raise_enospc)

@@ -43,12 +43,12 @@ def test_stopping_rule_held_on_every_group(vanilla_model_dir):
 @pytest.mark.slow
 def test_teacher_forced_agrees_with_greedy_generation(vanilla_model_dir, small_data_dir):
     """The one-forward-pass score the fixture and the method tests use agrees with what lmms-eval scores."""
-    from icu_tasks.dataset import open_data
-    from icu_tasks.metrics import exact_match
-    from icu_unlearn.data import Collator, examples_from_rows, load_image
+    from icu_tasks.answer_metrics import exact_match
+    from icu_tasks.data.dataset import open_data
     from icu_unlearn.inference import generate_texts
     from icu_unlearn.knowledge import answer_scores
     from icu_unlearn.models import load_base
+    from icu_unlearn.training_data import Collator, examples_from_rows, load_image
 
     model, processor = load_base(vanilla_model_dir, device="cpu")
     data = open_data(small_data_dir)
@@ -107,7 +107,7 @@ def test_vanilla_dir_is_a_plain_reloadable_model(vanilla_model_dir, tiny_model_d
 def _qa_rows(data_dir: Path) -> list[dict]:
     import pyarrow.parquet as pq
 
-    from icu_tasks.schema import QA_FILE
+    from icu_tasks.data.schema import QA_FILE
 
     return pq.read_table(data_dir / QA_FILE).to_pylist()
 
@@ -225,9 +225,9 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, tiny_model_dir, small_data_
 def test_vqa_repeat_lists_image_rows_that_many_times(small_data_dir):
     from collections import Counter
 
-    from icu_tasks.dataset import open_data
+    from icu_tasks.data.dataset import open_data
     from icu_tasks.errors import DataError
-    from icu_unlearn.data import finetune_examples
+    from icu_unlearn.training_data import finetune_examples
 
     data = open_data(small_data_dir)
     once, twice = finetune_examples(data), finetune_examples(data, vqa_repeat=2)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from icu_tasks import bootstrap as bs
-from icu_tasks import icu_metrics as im
-from icu_tasks.continual import ContinualRun
+from icu_tasks.continual import bootstrap as bs
+from icu_tasks.continual import metrics as im
+from icu_tasks.continual.results import ContinualRun
 
 NAN = math.nan
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from icu_tasks.data.schema import QA_FILE
 from icu_tasks.paths import task_yamls_dir
 from icu_tasks.prompts import question_text
-from icu_tasks.schema import QA_FILE
 from tests.subprocess_env import subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -221,7 +221,7 @@ def test_hand_checks_themselves():
 def test_cli_answers_equal_direct_generation(cli_run, small_data_dir, vanilla_model_dir):
     """What the CLI scored (YAML → hooks → icu_hf) is what the model answers to question_text(row) and the
     row's image when called directly, i.e. the prompt and image the training code uses."""
-    from icu_tasks.dataset import open_data
+    from icu_tasks.data.dataset import open_data
     from icu_unlearn.inference import generate_texts
     from icu_unlearn.models.loading import load_base
 

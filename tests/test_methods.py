@@ -182,8 +182,8 @@ def test_registry_import_does_not_import_torch():
 
 def _probe_inputs(processor, data_dir: Path):
     """A fixed batch (two VQA + two QA questions of task 1, with answers) for logit comparisons."""
-    from icu_tasks.dataset import open_data
-    from icu_unlearn.data import Collator, examples_from_rows
+    from icu_tasks.data.dataset import open_data
+    from icu_unlearn.training_data import Collator, examples_from_rows
 
     data = open_data(data_dir)
     rows = data.forget(1, view="vqa")[:2] + data.forget(1, view="qa")[:2]
@@ -201,8 +201,8 @@ def _reload(vanilla: Path, stage: Path):
     """Base + stage adapter through PEFT itself (not our loader), plus the stage's masks."""
     from peft import PeftModel
 
-    from icu_unlearn.callbacks import quiet_transformers
     from icu_unlearn.models import apply_masks, load_base, read_masks
+    from icu_unlearn.trainer import quiet_transformers
 
     base, processor = load_base(vanilla, device="cpu")
     with quiet_transformers():  # PEFT calls a transformers API that warns about its own deprecation
@@ -229,10 +229,10 @@ class MethodTester:
     @classmethod
     def stage1(cls, vanilla_model_dir, small_data_dir, vanilla_knowledge, tmp_path_factory):
         """Stage 1 of the method, stopped once the known task-1 items are forgotten (training methods)."""
-        from icu_unlearn.data import Collator
         from icu_unlearn.knowledge import StopWhenForgotten
         from icu_unlearn.models import load_base
         from icu_unlearn.train import run_stage
+        from icu_unlearn.training_data import Collator
         from tests.fixtures_unlearn import probe_examples
 
         run = tmp_path_factory.mktemp(f"run_{cls.method}")
@@ -294,9 +294,9 @@ class MethodTester:
     def test_reloaded_adapter_reproduces_outputs(self, stage1, vanilla_model_dir, small_data_dir):
         import torch
 
-        from icu_tasks.dataset import open_data
-        from icu_unlearn.data import examples_from_rows, load_image
+        from icu_tasks.data.dataset import open_data
         from icu_unlearn.inference import generate_texts
+        from icu_unlearn.training_data import examples_from_rows, load_image
 
         result, _, _ = stage1
         reloaded, processor = _reload(vanilla_model_dir, result.path)

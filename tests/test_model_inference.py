@@ -7,12 +7,12 @@ import copy
 import pytest
 import torch
 
-from icu_tasks.dataset import open_data
+from icu_tasks.data.dataset import open_data
 from icu_tasks.errors import ConfigError
 from icu_tasks.prompts import question_text
+from icu_unlearn.encoding import IGNORE_INDEX, encode, render_sample
 from icu_unlearn.inference import generate_texts, loglikelihoods
 from icu_unlearn.models.loading import load_base
-from icu_unlearn.prompting import IGNORE_INDEX, encode, render_sample
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from lmms_eval.api.instance import Instance
 
-from icu_tasks.dataset import open_data
+from icu_tasks.data.dataset import open_data
 from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.prompts import question_text
 from icu_unlearn.lmms_model import IcuHF

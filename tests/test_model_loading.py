@@ -12,6 +12,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from icu_tasks.errors import ConfigError, StageError
+from icu_unlearn.encoding import encode
 from icu_unlearn.models.loading import (
     apply_masks,
     load_base,
@@ -22,7 +23,6 @@ from icu_unlearn.models.loading import (
     unload_stage,
 )
 from icu_unlearn.models.tiny import TinyConfig, build_tiny_model, builtin_corpus
-from icu_unlearn.prompting import encode
 from tests.fixtures_model import make_random_adapter
 
 MLP = "model.language_model.layers.1.mlp.up_proj"

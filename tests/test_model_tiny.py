@@ -11,8 +11,8 @@ from PIL import Image
 
 from icu_tasks.errors import ConfigError
 from icu_unlearn.cli import main
+from icu_unlearn.encoding import encode
 from icu_unlearn.models.tiny import TinyConfig, build_tiny_model, builtin_corpus, create_tiny_model
-from icu_unlearn.prompting import encode
 
 
 def _sha(path) -> str:
@@ -78,7 +78,7 @@ def test_size_matches_the_measured_recipe(tiny_model_dir):
 def test_tokenizer_covers_the_benchmark_text(tiny_model_dir, small_data_dir):
     from transformers import AutoTokenizer
 
-    from icu_tasks.dataset import open_data
+    from icu_tasks.data.dataset import open_data
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     row = open_data(small_data_dir).rows(view="qa")[0]

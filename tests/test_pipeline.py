@@ -51,7 +51,7 @@ def _run_cmd(vanilla: Path, data: Path, out: Path) -> list[str]:
 
 
 def _matrices(run_dir: Path) -> dict[str, np.ndarray]:
-    from icu_tasks.continual import load_run
+    from icu_tasks.continual.results import load_run
 
     run = load_run(run_dir)
     assert not run.missing, run.missing

@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from icu_tasks import hooks
+from icu_tasks.data.schema import QUESTIONS
 from icu_tasks.errors import DataError
 from icu_tasks.prompts import question_text
-from icu_tasks.schema import QUESTIONS
 
 VQA_ROW = {
     "id": "med-0003-diagnosis-vqa",

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from icu_tasks.continual import load_run
-from icu_tasks.plots import CURVE_SIZE, DPI, FIRST_TASK_SIZE, HEATMAP_SIZE
-from icu_tasks.report import write_report
+from icu_tasks.continual.plots import CURVE_SIZE, DPI, FIRST_TASK_SIZE, HEATMAP_SIZE
+from icu_tasks.continual.report import write_report
+from icu_tasks.continual.results import load_run
 from tests.lmms_eval_output import doc as _doc
 from tests.lmms_eval_output import write_lmms_eval_output
 from tests.subprocess_env import subprocess_env

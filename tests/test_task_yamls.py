@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from icu_tasks import hooks
+from icu_tasks.data.schema import QA_FILE
 from icu_tasks.paths import task_yamls_dir
-from icu_tasks.schema import QA_FILE
 
 GENERATE_TASKS = ("icu_forget_vqa", "icu_forget_qa", "icu_retain_vqa", "icu_retain_qa", "icu_utility")
 MC_TASKS = tuple(f"{t}_mc" for t in GENERATE_TASKS)
@@ -127,7 +127,7 @@ def test_unusable_data_dir_fails_with_one_line(problem, tmp_path, small_data_dir
 def test_docs_follow_icu_data_dir_changes(small_data_dir, tmp_path, monkeypatch, task_manager):
     """process_docs reads the data dir named at load time: no stale docs after ICU_DATA_DIR changes,
     and none after a data dir is regenerated in place."""
-    from icu_tasks.generate import generate
+    from icu_tasks.data.generate import generate
 
     def forget_docs():
         return task_manager.load_task_or_group("icu_forget_qa")["icu_forget_qa"].test_docs()

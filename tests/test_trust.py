@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from icu_tasks.dataset import open_data
+from icu_tasks.data.dataset import open_data
 from icu_tasks.errors import DataError, StageError
 from icu_tasks.provenance import short
 from tests.cli_helpers import assert_one_error, cli_env, run_cli, snapshot
@@ -30,7 +30,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def other_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small data set generated with seed 1: same scale and layout, other people, other data hash."""
-    from icu_tasks.generate import generate
+    from icu_tasks.data.generate import generate
     from tests.fixtures_data import SMALL_SCALE
 
     root = tmp_path_factory.mktemp("trust_data") / "seed1"

@@ -2,7 +2,7 @@
 
 A method is a small class with a dataclass config, registered once by name (see
 :mod:`icu_unlearn.methods`). It never builds models, data loaders or optimizers: the one shared training loop
-(:mod:`icu_unlearn.callbacks` — a transformers ``Trainer`` whose loss and optimizer-step hooks delegate to the
+(:mod:`icu_unlearn.trainer` — a transformers ``Trainer`` whose loss and optimizer-step hooks delegate to the
 method) calls it. The hooks, in the order the loop calls them:
 
 ``prepare(model, data)``
@@ -35,7 +35,7 @@ from icu_tasks.errors import ConfigError, did_you_mean
 if TYPE_CHECKING:
     import torch
 
-    from icu_unlearn.data import StageData
+    from icu_unlearn.training_data import StageData
 
 #: Learning-rate schedules offered (transformers ``SchedulerType`` names that need no extra arguments).
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")

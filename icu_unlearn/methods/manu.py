@@ -39,7 +39,7 @@ from icu_unlearn.methods.registry import register_method
 if TYPE_CHECKING:
     import torch
 
-    from icu_unlearn.data import Example, StageData
+    from icu_unlearn.training_data import Example, StageData
 
 VISION_MLP = re.compile(
     r"(?:^|\.)(?:vision_tower|visual|vision_model)\..*?(?:layers|blocks)\.(\d+)\.mlp\.(fc1|fc2|gate_proj|up_proj|down_proj)$"

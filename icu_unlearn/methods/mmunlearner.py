@@ -39,7 +39,7 @@ from icu_unlearn.methods.registry import register_method
 if TYPE_CHECKING:
     import torch
 
-    from icu_unlearn.data import Example, StageData
+    from icu_unlearn.training_data import Example, StageData
 
 EPS = 1e-15
 

@@ -344,12 +344,12 @@ def save_atomically(
 
 def corpus_from_data(data_dir: str | os.PathLike | None = None) -> list[str]:
     """Tokenizer corpus from a benchmark data dir: the exact prompt text of every QA row, its answer and
-    choices, and every text value of the profiles (validated through ``icu_tasks.dataset.open_data``)."""
+    choices, and every text value of the profiles (validated through ``icu_tasks.data.dataset.open_data``)."""
     import pyarrow.parquet as pq
 
-    from icu_tasks.dataset import open_data
+    from icu_tasks.data.dataset import open_data
+    from icu_tasks.data.schema import PROFILES_FILE
     from icu_tasks.prompts import question_text
-    from icu_tasks.schema import PROFILES_FILE
 
     data = open_data(data_dir)
     texts: list[str] = []

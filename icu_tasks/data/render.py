@@ -17,9 +17,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
-from icu_tasks import schema
-from icu_tasks.portrait import portrait
-from icu_tasks.profiles import SYNTHETIC_NOTICE, Profile
+from icu_tasks.data import schema
+from icu_tasks.data.portrait import portrait
+from icu_tasks.data.profiles import SYNTHETIC_NOTICE, Profile
 
 Box = tuple[int, int, int, int]
 """(x0, y0, x1, y1), pixel box with exclusive right/bottom edges, as ``Image.crop`` takes it."""

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from icu_tasks.continual.fluency import fluency as fluency_of
+from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError, StageError
-from icu_tasks.fluency import fluency as fluency_of
 from icu_tasks.hooks import GENERATE_METRICS
-from icu_tasks.schema import VIEWS
 
 #: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
 METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall", "mc_accuracy")
@@ -55,7 +55,7 @@ class ContinualRun:
     views of retain-eval, ``retain_by_view`` keeps them apart; ``utility`` is the utility split; ``fluency`` is
     the mean n-gram entropy of all generated answers of the stage (generate_until tasks only).
 
-    The per-item scores behind every mean are kept for resampling (:mod:`icu_tasks.bootstrap`):
+    The per-item scores behind every mean are kept for resampling (:mod:`icu_tasks.continual.bootstrap`):
     ``forget_items[view][k][j - 1]``, ``retain_items[view][k]``, ``utility_items[k]`` and
     ``holdout_items[view][k]`` (split ``holdout``: never-seen profiles, the base rate B[k]; empty arrays
     where nothing was scored). ``holdout[view]`` is B[k] per stage (NaN where the split was not scored).

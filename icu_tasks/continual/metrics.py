@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from icu_tasks.fluency import fluency, ngram_entropy
+from icu_tasks.continual.fluency import fluency, ngram_entropy
 
 __all__ = [
     "MIN_MARGIN",

@@ -1,6 +1,6 @@
 """The metric set of a continual run per forget view, and its bootstrap 95% intervals.
 
-:func:`metric_set` computes every metric of :mod:`icu_tasks.icu_metrics` from the matrices (per forget view
+:func:`metric_set` computes every metric of :mod:`icu_tasks.continual.metrics` from the matrices (per forget view
 VQA, QA and ``pooled`` — both views' items together — plus RU, RU_final and stability, and the headline ICU
 score per view; ``icu`` is the pooled one). :func:`bootstrap` resamples the items *within each cell* (each
 forget cell A[k][j], each R[k], U[k] and the base rate B[0]) with replacement, recomputes the matrices and the
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from icu_tasks import icu_metrics as im
-from icu_tasks.continual import ContinualRun
-from icu_tasks.schema import VIEWS
+from icu_tasks.continual import metrics as im
+from icu_tasks.continual.results import ContinualRun
+from icu_tasks.data.schema import VIEWS
 
 POOLED = "pooled"
 #: The forget views metrics are reported for: each view alone and both pooled.

@@ -12,8 +12,8 @@ import hashlib
 import random
 from collections.abc import Iterable
 
-from icu_tasks import schema
-from icu_tasks.profiles import Profile, extra_values
+from icu_tasks.data import schema
+from icu_tasks.data.profiles import Profile, extra_values
 
 #: Per question key: a template with ``{who}`` (the person) used by both views.
 TEMPLATES: dict[str, str] = {

@@ -2,11 +2,11 @@
 
 An :class:`Example` is one QA row as the model sees it: the user text from
 :func:`icu_tasks.prompts.question_text` (the exact text lmms-eval scores), the row's image (VQA view) or none
-(QA view), and the answer. The collator calls :func:`icu_unlearn.prompting.encode`, the one function that also
+(QA view), and the answer. The collator calls :func:`icu_unlearn.encoding.encode`, the one function that also
 builds inputs for generation and log-likelihood scoring, so what is trained is what is scored.
 
 :func:`quick_accuracy` scores examples the way the lmms-eval generate tasks do (greedy answers through
-``icu_unlearn.inference``, exact match from ``icu_tasks.metrics``): the check ``icu-bench finetune --check`` and
+``icu_unlearn.inference``, exact match from ``icu_tasks.answer_metrics``): the check ``icu-bench finetune --check`` and
 the tests use.
 
 Sets: the fine-tune trains on every row (all forget tasks, retain-train, retain-eval, utility: the vanilla model
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from icu_tasks.errors import DataError
 
 if TYPE_CHECKING:
-    from icu_tasks.dataset import IcuData
+    from icu_tasks.data.dataset import IcuData
 
 
 @dataclass(frozen=True)
@@ -82,21 +82,21 @@ def finetune_examples(data: IcuData, vqa_repeat: int = 1) -> list[Example]:
 
 @functools.lru_cache(maxsize=1024)
 def _load_rgb(path: str):
-    from icu_tasks.dataset import read_rgb
+    from icu_tasks.data.dataset import read_rgb
 
     return read_rgb(path)
 
 
 def load_image(path: Path | None):
     """The example's image as an RGB PIL image (cached per path), or ``None``; missing or unreadable →
-    :class:`DataError` (:func:`icu_tasks.dataset.read_rgb`)."""
+    :class:`DataError` (:func:`icu_tasks.data.dataset.read_rgb`)."""
     if path is None:
         return None
     return _load_rgb(str(path))
 
 
 class Collator:
-    """``list[Example]`` → model inputs with answer-only ``labels`` (through ``prompting.encode``).
+    """``list[Example]`` → model inputs with answer-only ``labels`` (through ``encoding.encode``).
 
     Given a list of ``{"forget": Example, "retain": Example | None}`` pairs (what :class:`PairedDataset`
     yields) it returns ``{"forget": inputs, "retain": inputs | None}``.
@@ -106,7 +106,7 @@ class Collator:
         self.processor = processor
 
     def encode(self, examples: Sequence[Example]) -> dict[str, Any]:
-        from icu_unlearn.prompting import encode
+        from icu_unlearn.encoding import encode
 
         if not examples:
             raise DataError("cannot collate an empty batch")
@@ -211,11 +211,11 @@ def stage_data(data: IcuData, task_ids: Sequence[int], processor: Any) -> StageD
 def quick_accuracy(
     model: Any, processor: Any, examples: list, *, batch_size: int = 32, max_new_tokens: int = 32
 ) -> float:
-    """Exact-match accuracy (``icu_tasks.metrics``) of greedy answers (``icu_unlearn.inference``) on examples.
+    """Exact-match accuracy (``icu_tasks.answer_metrics``) of greedy answers (``icu_unlearn.inference``) on examples.
 
     Decoding as the lmms-eval generate tasks do it: greedy, ``max_new_tokens`` 32, cut at the first newline.
     """
-    from icu_tasks.metrics import exact_match
+    from icu_tasks.answer_metrics import exact_match
     from icu_unlearn.inference import generate_texts
 
     if not examples:

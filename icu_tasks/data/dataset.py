@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from icu_tasks import schema
+from icu_tasks.data import schema
 from icu_tasks.errors import ConfigError, DataError
 from icu_tasks.paths import default_data_dir
 

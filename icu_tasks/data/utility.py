@@ -14,10 +14,10 @@ plus :data:`N_FACT_ROWS` fact rows.
 
 from __future__ import annotations
 
-from icu_tasks import schema
-from icu_tasks.profiles import COMPANIES, HOSPITALS, Profile
-from icu_tasks.questions import choices_for, row_rng
-from icu_tasks.render import INSTITUTION_FIELD
+from icu_tasks.data import schema
+from icu_tasks.data.profiles import COMPANIES, HOSPITALS, Profile
+from icu_tasks.data.questions import choices_for, row_rng
+from icu_tasks.data.render import INSTITUTION_FIELD
 
 DOC_TYPES: tuple[str, ...] = (
     "Medical report",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from faker import Faker
 
-from icu_tasks import schema
+from icu_tasks.data import schema
 
 #: Stamp drawn on every document and recorded in the manifest.
 SYNTHETIC_NOTICE = "SYNTHETIC - FICTIONAL DATA"

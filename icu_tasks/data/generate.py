@@ -20,13 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from icu_tasks import schema, utility
-from icu_tasks.dataset import data_hash
+from icu_tasks.data import schema, utility
+from icu_tasks.data.dataset import data_hash
+from icu_tasks.data.profiles import SYNTHETIC_NOTICE, Profile, make_profiles
+from icu_tasks.data.questions import ChoicePools, profile_rows, row_rng
+from icu_tasks.data.render import BASE, RenderJob, profile_images, render_all
 from icu_tasks.errors import ConfigError
-from icu_tasks.profiles import SYNTHETIC_NOTICE, Profile, make_profiles
 from icu_tasks.provenance import package_versions
-from icu_tasks.questions import ChoicePools, profile_rows, row_rng
-from icu_tasks.render import BASE, RenderJob, profile_images, render_all
 
 DEFAULT_IMAGE_SIZE = BASE  # 448 px: readable by real VLMs; the portrait is ~144 px (~20 px at 64 px input)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 96, 2048

@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from icu_tasks.continual import DEFAULT_METRIC, METRICS
+from icu_tasks.continual.results import DEFAULT_METRIC, METRICS
 from icu_tasks.errors import ConfigError
 
 
@@ -60,10 +60,10 @@ def run_report(args: argparse.Namespace) -> int:
     Refused: a run with nothing scored with ``--metric`` (an all-n/a report), and a run whose stages or
     evaluations recorded another data hash than the run (:func:`icu_tasks.provenance.check_run_data`).
     """
-    from icu_tasks.continual import load_run
+    from icu_tasks.continual.report import REPORT_MD, write_report
+    from icu_tasks.continual.results import load_run
     from icu_tasks.errors import StageError
     from icu_tasks.provenance import check_run_data
-    from icu_tasks.report import REPORT_MD, write_report
 
     if len(args.run_dirs) > 1 and args.out is None:
         raise ConfigError("several run dirs: pass --out DIR for the combined report")

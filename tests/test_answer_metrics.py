@@ -1,4 +1,4 @@
-"""Metric functions against values computed by hand (icu_tasks.metrics)."""
+"""Metric functions against values computed by hand (icu_tasks.answer_metrics)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from icu_tasks import metrics
+from icu_tasks import answer_metrics as metrics
 from icu_tasks.hooks import aggregate_contains, aggregate_exact_match, aggregate_mc_accuracy
 
 
@@ -139,7 +139,7 @@ def test_aggregations_take_the_mean_of_their_key():
 
 
 def _row(**overrides):
-    """A QA row as lmms-eval hands it to the hooks (columns of icu_tasks.schema.QA_SCHEMA)."""
+    """A QA row as lmms-eval hands it to the hooks (columns of icu_tasks.data.schema.QA_SCHEMA)."""
     row = {
         "id": "p0007-diagnosis-vqa",
         "profile_id": "p0007",

@@ -1,8 +1,8 @@
 """The ICU-Bench report: ``report.md`` + ``report.json`` (one row per run) and the PNG figures.
 
-:func:`run_summary` turns one :class:`~icu_tasks.continual.ContinualRun` into its metrics (defined in the README's "Continual runs", per
+:func:`run_summary` turns one :class:`~icu_tasks.continual.results.ContinualRun` into its metrics (defined in the README's "Continual runs", per
 forget view VQA/QA/pooled, normalised against the base rate, with bootstrap intervals from
-:mod:`icu_tasks.bootstrap`), :func:`write_report` writes everything for one or several runs side by side.
+:mod:`icu_tasks.continual.bootstrap`), :func:`write_report` writes everything for one or several runs side by side.
 Every file is written to a temp name and renamed, so a report file is complete or absent.
 """
 
@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from icu_tasks import bootstrap as bs
-from icu_tasks import icu_metrics as im
-from icu_tasks import plots
-from icu_tasks.continual import ContinualRun
-from icu_tasks.schema import VIEWS
+from icu_tasks.continual import bootstrap as bs
+from icu_tasks.continual import metrics as im
+from icu_tasks.continual import plots
+from icu_tasks.continual.results import ContinualRun
+from icu_tasks.data.schema import VIEWS
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"

@@ -22,7 +22,7 @@ def _summary_lines(manifest: dict) -> list[str]:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from icu_tasks.generate import generate
+    from icu_tasks.data.generate import generate
 
     manifest = generate(
         args.out,
@@ -42,7 +42,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from icu_tasks.dataset import validate
+    from icu_tasks.data.dataset import validate
 
     summary = validate(args.data_dir, check_hash=args.hash)
     splits = ", ".join(f"{k} {v}" for k, v in summary["rows_by_split"].items())
@@ -58,7 +58,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command group."""
-    from icu_tasks.generate import DEFAULT_IMAGE_SIZE
+    from icu_tasks.data.generate import DEFAULT_IMAGE_SIZE
 
     data = subparsers.add_parser("data", help="generate or validate the ICU-Bench data set")
     sub = data.add_subparsers(dest="data_command", metavar="{generate,validate}", required=True)
