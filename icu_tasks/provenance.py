@@ -104,10 +104,14 @@ def eval_data(eval_dir: Path) -> list[tuple[str, str | None, Path]]:
 
 def run_data(root: Path) -> tuple[str | None, str | None, str]:
     """``(data_hash, data_dir, where it was read)`` a run was made with: ``run.json``, else its first stage."""
-    record = _json(root / "run.json")
+    from icu_tasks import run_layout as layout
+
+    record = _json(root / layout.RUN_JSON)
     if record.get(DATA_HASH_KEY):
-        return record[DATA_HASH_KEY], record.get("data"), str(root / "run.json")
-    for stage in sorted(root.glob("stage_*/stage.json"), key=lambda p: p.parent.name):
+        return record[DATA_HASH_KEY], record.get("data"), str(root / layout.RUN_JSON)
+    for stage in sorted(
+        root.glob(f"{layout.STAGE_PREFIX}*/{layout.STAGE_JSON}"), key=lambda p: p.parent.name
+    ):
         record = _json(stage)
         if record.get(DATA_HASH_KEY):
             return record[DATA_HASH_KEY], record.get("data_dir"), str(stage)
@@ -120,17 +124,19 @@ def check_run_data(root: str | Path, *, allow: bool = False) -> str | None:
     The run's hash comes from ``run.json`` (or its first stage); every ``stage_K/stage.json`` and every
     evaluation under ``eval/stage_K/`` that recorded a hash must carry the same one.
     """
+    from icu_tasks import run_layout as layout
+
     root = Path(root)
     expected, expected_dir, source = run_data(root)
     if not expected:
         return None
     what = f"run {root} ({Path(source).name})"
-    for stage in sorted(root.glob("stage_*/stage.json")):
+    for stage in sorted(root.glob(f"{layout.STAGE_PREFIX}*/{layout.STAGE_JSON}")):
         record = _json(stage)
         check_same_data(
             what, expected, expected_dir, record.get(DATA_HASH_KEY), record.get("data_dir"), allow=allow
         )
-    for stage_eval in sorted((root / "eval").glob("stage_*")):
+    for stage_eval in sorted((root / layout.EVAL_DIR).glob(f"{layout.STAGE_PREFIX}*")):
         for actual, actual_dir, path in eval_data(stage_eval):
             if actual != expected and not allow:
                 raise DataError(

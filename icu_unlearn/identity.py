@@ -24,9 +24,8 @@ from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.provenance import check_same_data, short
+from icu_tasks.run_layout import FINETUNE_JSON, STAGE_JSON
 
-FINETUNE_JSON = "finetune.json"
-STAGE_JSON = "stage.json"
 MODEL_ID_KEY = "model_id"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 _BLOCK = 1 << 20

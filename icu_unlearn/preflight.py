@@ -50,9 +50,10 @@ def check_stage_inputs(
 ) -> StageInputs:
     """Validate a stage's inputs; ``dry_run`` skips the output checks and a parent that does not exist yet."""
     from icu_tasks.data.dataset import open_data
+    from icu_tasks.run_layout import check_writable, stage_dir
     from icu_unlearn.identity import check_base_data
     from icu_unlearn.models.loading import resolve_model_dir
-    from icu_unlearn.stage import check_parent, check_writable, stage_dir
+    from icu_unlearn.stage import check_parent
 
     k = int(stage)
     if k < 1:

@@ -1,16 +1,7 @@
-"""A run directory: its config, its lock, and which stages and evaluations are complete.
+"""A run directory's state: its config (``run.json``), its lock, and which stages and evaluations are complete.
 
-Layout::
-
-    RUN/run.json          the run's config (a changed config is refused unless overwrite)
-    RUN/.lock             held (flock) by the one process working on the run
-    RUN/stage_K/          K >= 1: PEFT adapter (+ masks) + stage.json — complete or absent
-    RUN/eval/stage_K/     lmms-eval output for stage K (K = 0: the vanilla model) — complete or absent
-    RUN/report/           icu-bench report output
-
-Completeness is by construction: every stage / eval dir is written under a temporary name and renamed into
-place, so a dir that exists is complete. Leftover temporary dirs (from a killed process) are removed by
-:meth:`RunDir.clean_partial`.
+The layout (file names, ``stage_K`` / ``eval/stage_K`` paths, the ``run.json`` record) and the atomic writers
+belong to :mod:`icu_tasks.run_layout`; this module adds what only the runner needs.
 """
 
 from __future__ import annotations
@@ -20,15 +11,14 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from icu_tasks import run_layout as layout
 from icu_tasks.errors import DataError, StageError
 from icu_tasks.provenance import mismatch_message
 
-TMP_PREFIX = ".tmp-"
 #: run.json keys that say where things are, not what they are: ignored when identities are recorded.
 LOCATION_KEYS = ("base", "data", "name")
 IDENTITY_KEYS = ("base_model_id", "data_hash")
@@ -44,38 +34,6 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
-def atomic_write_json(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temp file in the same dir and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a fresh temp dir next to ``final``; on success rename it to ``final`` (which must not exist)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            raise StageError(f"{final} appeared while it was being written; refusing to overwrite it")
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 class RunDir:
     """Paths and state of one run directory."""
 
@@ -86,36 +44,29 @@ class RunDir:
 
     @property
     def config_path(self) -> Path:
-        return self.root / "run.json"
+        return self.root / layout.RUN_JSON
 
     def stage_dir(self, k: int) -> Path:
         """The unlearning checkpoint of stage ``k`` (k >= 1)."""
-        return self.root / f"stage_{k}"
+        return layout.stage_dir(self.root, k)
 
     def eval_dir(self, k: int) -> Path:
         """lmms-eval's output for stage ``k`` (k = 0 is the vanilla model)."""
-        return self.root / "eval" / f"stage_{k}"
+        return layout.eval_dir(self.root, k)
 
     @property
     def report_dir(self) -> Path:
-        return self.root / "report"
+        return layout.report_dir(self.root)
 
     def stage_complete(self, k: int) -> bool:
-        return (self.stage_dir(k) / "stage.json").is_file()
+        return (self.stage_dir(k) / layout.STAGE_JSON).is_file()
 
     def eval_complete(self, k: int) -> bool:
         return self.eval_dir(k).is_dir() and any(self.eval_dir(k).rglob("*_results.json"))
 
     def clean_partial(self) -> list[Path]:
-        """Remove temp dirs/files a killed process left behind; returns what was removed."""
-        removed = []
-        for parent in (self.root, self.root / "eval"):
-            if not parent.is_dir():
-                continue
-            for p in parent.glob(f"{TMP_PREFIX}*"):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-                removed.append(p)
-        return removed
+        """Remove temp dirs/files a killed process left behind (hold the lock); returns what was removed."""
+        return layout.clean_partial(self.root)
 
     def check_config(self, config: dict[str, Any], *, overwrite: bool = False, write: bool = True) -> None:
         """Record ``config`` in run.json, or refuse if the run dir holds a different one.
@@ -150,19 +101,23 @@ class RunDir:
                     "use another run dir or --overwrite"
                 )
             if diff and write:
-                for p in [*self.root.glob("stage_*"), self.root / "eval", self.report_dir]:
+                for p in [
+                    *self.root.glob(f"{layout.STAGE_PREFIX}*"),
+                    self.root / layout.EVAL_DIR,
+                    self.report_dir,
+                ]:
                     if p.is_dir():
                         shutil.rmtree(p)
-        elif self.root.is_dir() and any(self.root.glob("stage_*")) and not overwrite:
+        elif self.root.is_dir() and any(self.root.glob(f"{layout.STAGE_PREFIX}*")) and not overwrite:
             raise StageError(f"{self.root} holds stages but no run.json: not a run dir made by icu-bench run")
         if write:
-            atomic_write_json(self.config_path, config)
+            layout.atomic_write_json(self.config_path, config)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on the run dir; a second process gets a StageError at once."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fh = open(self.root / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+        fh = open(self.root / layout.LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
         try:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

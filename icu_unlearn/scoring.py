@@ -14,7 +14,7 @@ from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError, did_you_mean
 from icu_tasks.paths import DATA_ENV, task_yamls_dir
-from icu_unlearn.rundir import atomic_dir
+from icu_tasks.run_layout import atomic_dir
 
 _TASK_MANAGER = None
 

@@ -1,10 +1,10 @@
 """Stage dirs: atomic writing, the stage.json record, and the guards against silent no-op training.
 
-``RUN/stage_K/`` holds the cumulative PEFT adapter (``adapter_config.json`` + ``adapter_model.safetensors``),
+``RUN/stage_K/`` (layout and record: :mod:`icu_tasks.run_layout`) holds the cumulative PEFT adapter (``adapter_config.json`` + ``adapter_model.safetensors``),
 optional ``masks.safetensors`` (inference-time output-channel masks, cumulative), optional method artifacts
-(e.g. MMUnlearner's ``saliency.safetensors``) and ``stage.json``. It is written into a temporary sibling dir and
-renamed into place, so a stage dir is complete or absent; an existing one is replaced only with
-``overwrite=True`` (the old dir is moved aside first and deleted only after the new one is in place).
+(e.g. MMUnlearner's ``saliency.safetensors``) and ``stage.json``. It is written atomically
+(:func:`icu_tasks.run_layout.atomic_dir`): a stage dir is complete or absent; an existing one is replaced only
+with ``overwrite=True``.
 
 The guards fail loudly where other toolkits silently train nothing: LoRA targets that matched no module, a
 stage without trainable parameters, and trainable weights that did not change.
@@ -12,27 +12,17 @@ stage without trainable parameters, and trainable weights that did not change.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import ConfigError, StageError, environment_message
+from icu_tasks.errors import ConfigError, StageError
+from icu_tasks.run_layout import MASKS_FILE, STAGE_JSON, write_dir_atomically, write_json
 from icu_unlearn.distributed import world_size
 
-STAGE_JSON = "stage.json"
 FORMAT_VERSION = 1
-TMP_PREFIX = ".tmp-"
-
-
-def stage_dir(run_dir: str | os.PathLike, k: int) -> Path:
-    """``RUN/stage_K``."""
-    return Path(run_dir) / f"stage_{int(k)}"
 
 
 def read_stage(path: str | os.PathLike) -> dict[str, Any]:
@@ -49,101 +39,11 @@ def read_stage(path: str | os.PathLike) -> dict[str, Any]:
         raise StageError(f"unreadable {record}: {err}") from err
 
 
-def check_writable(final: Path, overwrite: bool) -> None:
-    """Refuse early (before any training) if ``final`` exists and ``overwrite`` is off."""
-    if final.exists() and not overwrite:
-        raise StageError(f"{final} already exists; pass --overwrite to replace it")
-    if final.parent.exists() and not final.parent.is_dir():
-        raise StageError(f"run dir {final.parent} is a file, not a directory")
-
-
-def write_stage_dir(
-    final: Path, fill: Callable[[Path], None], *, overwrite: bool = False, required: str = STAGE_JSON
-) -> Path:
-    """Create ``final`` atomically: ``fill(tmp_dir)`` writes the files, then the temp dir is renamed.
-
-    ``fill`` must write ``required`` (the record that marks the dir complete). If anything fails, nothing at
-    ``final`` changes, the temp dir is removed (and the parent dir too when this call created it and it is
-    empty); a full or read-only disk is a :class:`StageError` naming ``final``. The temp dir's name carries the
-    writer's pid, so temp dirs of writers that were killed are removed by the next write of the same dir.
-    """
-    final = Path(final)
-    check_writable(final, overwrite)
-    made_parent = not final.parent.exists()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(final)
-    pid = os.getpid()
-    tmp: Path | None = None
-    old: Path | None = None
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-{pid}-", dir=final.parent))
-        fill(tmp)
-        if not (tmp / required).is_file():
-            raise StageError(f"internal error: no {required} written for {final}")
-        if final.exists():
-            if not overwrite:
-                raise StageError(f"{final} appeared while it was being written; refusing to overwrite it")
-            old = final.with_name(f"{TMP_PREFIX}{final.name}-{pid}-old")
-            os.replace(final, old)
-        os.replace(tmp, final)
-    except Exception as err:
-        message = environment_message(err)
-        if message is None:
-            raise
-        raise StageError(f"cannot write {final}: {message}") from err
-    finally:
-        if tmp is not None and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        if made_parent and not final.exists():
-            with contextlib.suppress(OSError):
-                final.parent.rmdir()  # only if still empty
-    return final
-
-
-def clean_stale(final: Path) -> list[Path]:
-    """Remove the temp dirs that killed writers of ``final`` left next to it; returns what was removed.
-
-    A temp dir is ``.tmp-<name>-<pid>-…``; it is stale when no process ``<pid>`` exists any more. Temp dirs
-    of live writers, and names without a pid, are left alone.
-    """
-    final = Path(final)
-    removed = []
-    if not final.parent.is_dir():
-        return removed
-    for path in final.parent.glob(f"{TMP_PREFIX}{final.name}-*"):
-        pid = path.name[len(TMP_PREFIX) + len(final.name) + 1 :].split("-", 1)[0]
-        if not pid.isdigit() or _pid_alive(int(pid)):
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed.append(path)
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this machine (one we may not signal counts as existing)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def save_safetensors(tensors: dict[str, Any], path: Path) -> None:
     """Save a dict of tensors as safetensors (contiguous CPU copies)."""
     from safetensors.torch import save_file
 
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
-
-
-def write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
 def check_new_masks(masks: dict, parent: dict) -> None:
@@ -164,7 +64,7 @@ def mask_summary(masks: dict, parent: dict) -> dict[str, Any]:
     parent_total = sum(int((m == 0).sum()) for m in parent.values())
     total = sum(per_module.values())
     return {
-        "file": "masks.safetensors",
+        "file": MASKS_FILE,
         "pruned_total": total,
         "pruned_new": total - parent_total,
         "pruned_per_module": per_module,
@@ -186,7 +86,7 @@ def write_stage(
     def fill(tmp: Path) -> None:
         model.save_pretrained(str(tmp))
         if masks:
-            save_masks(masks, tmp / "masks.safetensors")
+            save_masks(masks, tmp / MASKS_FILE)
         for name, tensors in artifacts.items():
             save_safetensors(tensors, tmp / name)
         record["stage_id"] = stage_id(tmp)
@@ -195,7 +95,7 @@ def write_stage(
         record["files"] = sorted(p.name for p in tmp.iterdir()) + [STAGE_JSON]
         write_json(tmp / STAGE_JSON, record)
 
-    return write_stage_dir(final, fill, overwrite=overwrite)
+    return write_dir_atomically(final, fill, overwrite=overwrite)
 
 
 def stage_record(

@@ -8,7 +8,6 @@ batch size is the global one, split over the processes; only the main process wr
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import tempfile
@@ -18,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError, TrainingError
+from icu_tasks.run_layout import FINETUNE_JSON
 from icu_unlearn.distributed import is_main, world_size
 from icu_unlearn.methods.base import LM_LORA_TARGETS, _non_negative, _positive, check_scheduler
 
 #: Vision tower and projector parameters (own learning rate and weight decay in the full fine-tune).
 VISION_PARAMS = re.compile(r"(vision_tower|multi_modal_projector|visual|vision_model)\.")
 #: The fine-tune's record in the vanilla model dir.
-FINETUNE_JSON = "finetune.json"
 
 
 @dataclass
@@ -182,9 +181,10 @@ def finetune(
     from transformers import set_seed
 
     from icu_tasks.data.dataset import open_data
+    from icu_tasks.run_layout import check_writable
     from icu_unlearn.models import load_base
     from icu_unlearn.progress import train_quietly
-    from icu_unlearn.stage import check_changed, check_writable, snapshot_trainable, versions, weight_changes
+    from icu_unlearn.stage import check_changed, snapshot_trainable, versions, weight_changes
     from icu_unlearn.trainer import NLLObjective, training_arguments
     from icu_unlearn.training_data import Collator, ExampleDataset, finetune_examples
 
@@ -282,17 +282,17 @@ def _stopping_record(cfg: FinetuneConfig, stopper: Any) -> dict[str, Any] | None
 
 
 def _save_model_dir(out: Path, model: Any, processor: Any, record: dict, overwrite: bool) -> None:
+    from icu_tasks.run_layout import write_dir_atomically, write_json
     from icu_unlearn.identity import MODEL_ID_KEY, compute_model_id
-    from icu_unlearn.stage import write_stage_dir
 
     def fill(tmp: Path) -> None:
         model.eval()
         model.save_pretrained(str(tmp))
         processor.save_pretrained(str(tmp))
         record[MODEL_ID_KEY] = compute_model_id(tmp)  # content identity (config + weights), computed once
-        (tmp / FINETUNE_JSON).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(tmp / FINETUNE_JSON, record)
 
-    write_stage_dir(out, fill, overwrite=overwrite, required=FINETUNE_JSON)
+    write_dir_atomically(out, fill, overwrite=overwrite, required=FINETUNE_JSON)
 
 
 # ----------------------------------------------------------------------------------------------- unlearning

@@ -44,7 +44,8 @@ def vanilla_model_dir(
     import json
 
     from icu_tasks.errors import TrainingError
-    from icu_unlearn.train import FINETUNE_JSON, FinetuneConfig, finetune
+    from icu_tasks.run_layout import FINETUNE_JSON
+    from icu_unlearn.train import FinetuneConfig, finetune
 
     out = tmp_path_factory.mktemp("vanilla") / "vanilla"
     try:

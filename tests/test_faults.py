@@ -1,7 +1,7 @@
 """Faults (issue 8): kill -9 while a stage dir is written, a full disk, two processes on one run dir.
 
 A stage dir must be complete or absent whatever happens; leftovers of a killed writer are removed by the next
-run (``RunDir.clean_partial``) or the next write of the same stage (``stage.clean_stale``); a full disk is one
+run (``RunDir.clean_partial``) or the next write of the same stage (``run_layout.clean_stale``); a full disk is one
 error line with nothing left behind; a second process on a run dir is refused before any expensive work.
 (Kill during scoring and resume are tested in ``tests/test_pipeline.py``.)
 """
@@ -85,18 +85,18 @@ def test_kill_during_adapter_saving_leaves_no_stage_dir(tmp_path: Path) -> None:
 
 def test_next_write_removes_a_killed_writers_leftovers(tmp_path: Path) -> None:
     """The shell loop (``icu-bench unlearn``) has no run lock; the next write of the stage cleans up."""
-    from icu_unlearn.stage import write_stage_dir
+    from icu_tasks.run_layout import write_dir_atomically
 
     run = tmp_path / "run"
     _kill_writer(run, "saving")
     assert list(run.glob(".tmp-stage_1-*"))
-    write_stage_dir(run / "stage_1", _fill)
+    write_dir_atomically(run / "stage_1", _fill)
     assert sorted(p.name for p in run.iterdir()) == ["stage_1"]
     assert sorted(p.name for p in (run / "stage_1").iterdir()) == ["adapter_model.safetensors", "stage.json"]
 
 
 def test_temp_dirs_of_live_writers_are_kept(tmp_path: Path) -> None:
-    from icu_unlearn.stage import clean_stale
+    from icu_tasks.run_layout import clean_stale
 
     live = tmp_path / f".tmp-stage_1-{os.getpid()}-abc"
     foreign = tmp_path / ".tmp-stage_1-abcdefgh"  # no pid in the name: not ours to judge
@@ -149,6 +149,7 @@ def test_disk_full_inside_safetensors(tmp_path: Path, monkeypatch: pytest.Monkey
     from safetensors import SafetensorError
 
     import icu_unlearn.stage as stage
+    from icu_tasks import run_layout
 
     def full(*args: object, **kwargs: object) -> None:
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
@@ -161,7 +162,7 @@ def test_disk_full_inside_safetensors(tmp_path: Path, monkeypatch: pytest.Monkey
         stage.save_safetensors({"x": torch.zeros(2)}, tmp / "saliency.safetensors")
 
     with pytest.raises(StageError, match="No space left on device"):
-        stage.write_stage_dir(final, fill)
+        run_layout.write_dir_atomically(final, fill)
     assert list((tmp_path / "run").iterdir()) == []
 
 

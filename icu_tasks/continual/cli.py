@@ -64,10 +64,11 @@ def run_report(args: argparse.Namespace) -> int:
     from icu_tasks.continual.results import load_run
     from icu_tasks.errors import StageError
     from icu_tasks.provenance import check_run_data
+    from icu_tasks.run_layout import report_dir
 
     if len(args.run_dirs) > 1 and args.out is None:
         raise ConfigError("several run dirs: pass --out DIR for the combined report")
-    out = args.out if args.out is not None else args.run_dirs[0] / "report"
+    out = args.out if args.out is not None else report_dir(args.run_dirs[0])
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     runs = [load_run(d, metric=args.metric, progress=True) for d in args.run_dirs]

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from icu_tasks import run_layout as layout
 from icu_tasks.continual.fluency import fluency as fluency_of
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError, StageError
@@ -38,10 +39,7 @@ from icu_tasks.hooks import GENERATE_METRICS
 METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall", "mc_accuracy")
 DEFAULT_METRIC = "contains"
 
-RUN_FILE = "run.json"
-STAGE_FILE = "stage.json"
-EVAL_DIR = "eval"
-_STAGE_DIR = re.compile(r"^stage_(\d+)$")
+RUN_FILE, STAGE_FILE, EVAL_DIR = layout.RUN_JSON, layout.STAGE_JSON, layout.EVAL_DIR
 _RESULTS = re.compile(r"^(?P<date>.+)_results\.json$")
 _SAMPLES = re.compile(r"^(?P<date>.+?)_samples_(?P<task>.+)\.jsonl$")
 
@@ -120,17 +118,13 @@ def _read_json(path: Path, what: str) -> Any:
         ) from None
 
 
-def _stage_indices(folder: Path) -> set[int]:
-    if not folder.is_dir():
-        return set()
-    return {int(m.group(1)) for p in folder.iterdir() if p.is_dir() and (m := _STAGE_DIR.match(p.name))}
-
-
 def is_run_dir(path: str | Path) -> bool:
     """True if ``path`` looks like a run dir: ``run.json``, ``stage_K/`` or ``eval/stage_K/`` inside."""
     root = Path(path)
     return root.is_dir() and (
-        (root / RUN_FILE).is_file() or bool(_stage_indices(root)) or bool(_stage_indices(root / EVAL_DIR))
+        (root / RUN_FILE).is_file()
+        or bool(layout.stage_indices(root))
+        or bool(layout.stage_indices(root / EVAL_DIR))
     )
 
 
@@ -264,7 +258,7 @@ def _name_of(value: Any) -> str | None:
 
 def _stage_meta(root: Path, k: int, notes: list[str]) -> str | None:
     """The method named in ``stage_k/stage.json``; notes a forget-task list other than [k]."""
-    path = root / f"stage_{k}" / STAGE_FILE
+    path = layout.stage_dir(root, k) / STAGE_FILE
     if not path.is_file():
         return None
     meta = _read_json(path, "a stage.json")
@@ -297,8 +291,8 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
     if (root / RUN_FILE).is_file():
         loaded = _read_json(root / RUN_FILE, "run.json")
         run_json = loaded if isinstance(loaded, dict) else {}
-    eval_stages = _stage_indices(root / EVAL_DIR)
-    T = max([_declared_stages(run_json), *_stage_indices(root), *eval_stages, 0])
+    eval_stages = layout.stage_indices(root / EVAL_DIR)
+    T = max([_declared_stages(run_json), *layout.stage_indices(root), *eval_stages, 0])
     notes: list[str] = []
 
     per_stage: list[list[tuple[float, str, str, int]]] = []
@@ -312,7 +306,7 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
     ):
         scores, texts = [], []
         if k in eval_stages:
-            records, used, stage_notes = stage_records(root / EVAL_DIR / f"stage_{k}")
+            records, used, stage_notes = stage_records(layout.eval_dir(root, k))
             notes.extend(stage_notes)
             sources[k] = used
             scores = [s for rec in records if (s := _score(rec, metric)) is not None]
