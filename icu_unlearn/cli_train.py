@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ft.add_argument("--model", required=True, help="base model dir (e.g. from `icu-bench model build-tiny`)")
     ft.add_argument("--data", required=True, help="ICU-Bench data dir")
     ft.add_argument("--out", required=True, help="output model dir")
-    from icu_unlearn.train import FinetuneConfig
+    from icu_unlearn.finetune import FinetuneConfig
 
     defaults = FinetuneConfig()
     group = ft.add_argument_group("hyper-parameters (defaults: the tiny-model recipe)")
@@ -147,7 +147,7 @@ def _hyper_parameters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from icu_unlearn.train import FinetuneConfig, finetune
+    from icu_unlearn.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(**_hyper_parameters(args))
     out = finetune(args.model, args.data, args.out, config, overwrite=args.overwrite, device=args.device)

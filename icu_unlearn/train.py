@@ -1,299 +1,21 @@
-"""Fine-tune (→ the vanilla model, stage 0) and unlearning stages (stage K from stage K−1 → ``RUN/stage_K``).
+"""Unlearning stages: stage K forgets forget task K, starting from stage K−1, and is written to ``RUN/stage_K``.
 
-Both run on the shared :class:`~icu_unlearn.trainer.IcuTrainer` (a transformers ``Trainer``), are seeded, show
+Stages run on the shared :class:`~icu_unlearn.trainer.IcuTrainer` (a transformers ``Trainer``), are seeded, show
 tqdm progress, and work unchanged under ``accelerate launch --num_processes N`` (data parallel; the configured
 batch size is the global one, split over the processes; only the main process writes).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import ConfigError, StageError, TrainingError
-from icu_tasks.run_layout import FINETUNE_JSON
-from icu_unlearn.distributed import is_main, world_size
-from icu_unlearn.methods.base import LM_LORA_TARGETS, _non_negative, _positive, check_scheduler
-
-#: Vision tower and projector parameters (own learning rate and weight decay in the full fine-tune).
-VISION_PARAMS = re.compile(r"(vision_tower|multi_modal_projector|visual|vision_model)\.")
-#: The fine-tune's record in the vanilla model dir.
-
-
-@dataclass
-class FinetuneConfig:
-    """Fine-tune hyper-parameters (defaults: the tiny-model recipe measured in the README).
-
-    Attributes:
-        mode: ``full`` (every weight; what a randomly initialised tiny model needs — LoRA cannot memorise on
-            it) or ``lora`` (MLLMU-Bench: LoRA r=16, α=16, dropout 0.05 on the language model, merged at the end;
-            use it for real pretrained models with e.g. ``learning_rate=2e-5, batch_size=4``).
-        learning_rate: AdamW learning rate of the language model (and of the LoRA weights in ``lora`` mode).
-        vision_learning_rate: learning rate of the vision tower and projector (``full`` mode).
-        vision_weight_decay: their weight decay (without it the projected image features blow up and VQA
-            never learns — measured).
-        weight_decay: weight decay of the language model.
-        vqa_repeat: how often each image (VQA) row appears in an epoch: the image view needs about twice the
-            epochs of the text view (the portrait is its only cue of who is asked about).
-        batch_size: global batch size; max_steps: optimizer steps. Measured on a 40-profile set (2 cores):
-            800 × 64, ``vqa_repeat=3``, constant lr after 40 warmup steps → QA 0.97, VQA 0.98 exact match
-            (every forget/retain row); the same with linear decay → 0.95 / 0.59 (the image view is learnt
-            late, when a decaying lr is already small); VQA rows alone, linear, 450 × 64 → 0.97.
-        warmup_steps, max_grad_norm.
-        lr_scheduler: a transformers scheduler name (``linear``, ``cosine``, ``constant``…).
-        lora_r, lora_alpha, lora_dropout, lora_target_modules: the adapter of ``lora`` mode.
-        seed: seeds initialisation, data order and dropout.
-        stop_at_accuracy: the stopping rule "train until it knows the data" (0 = off: train ``max_steps``).
-            Every ``check_every`` steps each split × view group (forget, retain-train, retain-eval, utility ×
-            image, text) is scored by teacher-forced exact match (:mod:`icu_unlearn.knowledge`); training stops
-            as soon as every group reaches this value. ``max_steps`` is then a cap: reaching it first is an
-            error that names the scores, and nothing is saved.
-        check_every: optimizer steps between two checks of the stopping rule.
-    """
-
-    mode: str = field(
-        default="full",
-        metadata={
-            "help": "full (every weight; what a random tiny model needs) or lora (LoRA on the language model, merged at the end)."
-        },
-    )
-    learning_rate: float = field(
-        default=2e-3,
-        metadata={
-            "help": "AdamW learning rate of the language model (and of the LoRA weights in lora mode)."
-        },
-    )
-    vision_learning_rate: float = field(
-        default=5e-4, metadata={"help": "learning rate of the vision tower and projector (full mode)."}
-    )
-    vision_weight_decay: float = field(
-        default=0.1,
-        metadata={"help": "weight decay of the vision tower and projector (without it VQA never learns)."},
-    )
-    weight_decay: float = field(default=0.0, metadata={"help": "weight decay of the language model."})
-    batch_size: int = field(default=64, metadata={"help": "global batch size."})
-    max_steps: int = field(
-        default=800, metadata={"help": "optimizer steps (a cap when --stop-at-accuracy is set)."}
-    )
-    vqa_repeat: int = field(
-        default=3, metadata={"help": "how often each image (VQA) row appears in an epoch."}
-    )
-    warmup_steps: int = field(default=40, metadata={"help": "linear warm-up steps before the schedule."})
-    lr_scheduler: str = field(
-        default="constant_with_warmup",
-        metadata={"help": "a transformers scheduler name (linear, cosine, constant...)."},
-    )
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank of lora mode."})
-    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling alpha of lora mode."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout of lora mode."})
-    lora_target_modules: str = field(
-        default=LM_LORA_TARGETS, metadata={"help": "regex of the module names that get LoRA in lora mode."}
-    )
-    seed: int = field(default=0, metadata={"help": "seeds initialisation, data order and dropout."})
-    stop_at_accuracy: float = field(
-        default=0.0,
-        metadata={
-            "help": "stop once every split x view group reaches this teacher-forced exact match (0 = off)."
-        },
-    )
-    check_every: int = field(
-        default=50, metadata={"help": "optimizer steps between two checks of the stopping rule."}
-    )
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.stop_at_accuracy <= 1.0:
-            raise ConfigError(f"stop_at_accuracy must be in [0, 1], got {self.stop_at_accuracy}")
-        if self.mode not in ("full", "lora"):
-            raise ConfigError(f"fine-tune mode must be 'full' or 'lora', got {self.mode!r}")
-        _positive(
-            self,
-            "learning_rate",
-            "vision_learning_rate",
-            "batch_size",
-            "max_steps",
-            "vqa_repeat",
-            "lora_r",
-            "lora_alpha",
-            "check_every",
-        )
-        _non_negative(self, "vision_weight_decay", "weight_decay", "warmup_steps", "max_grad_norm", "seed")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        check_scheduler(self.lr_scheduler)
-
-
-def _lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) -> Any:
-    """Wrap ``model`` with a fresh LoRA adapter; a pattern that matches nothing is a ConfigError."""
-    from peft import LoraConfig, get_peft_model
-
-    from icu_unlearn.stage import check_lora_targets
-    from icu_unlearn.trainer import quiet_transformers
-
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
-    try:
-        with quiet_transformers():
-            model = get_peft_model(model, config)
-    except ValueError as err:
-        raise ConfigError(f"LoRA target pattern {targets!r} matched no module of the model ({err})") from None
-    check_lora_targets(model, targets)
-    return model
-
-
-def _schedule(cfg: Any) -> dict[str, Any]:
-    """The optimisation settings every training config (fine-tune or method) passes to the Trainer."""
-    names = (
-        "max_steps",
-        "batch_size",
-        "learning_rate",
-        "weight_decay",
-        "max_grad_norm",
-        "warmup_steps",
-        "seed",
-    )
-    return {**{name: getattr(cfg, name) for name in names}, "lr_scheduler_type": cfg.lr_scheduler}
-
-
-# ----------------------------------------------------------------------------------------------- fine-tune
-
-
-def finetune(
-    model_dir: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    config: FinetuneConfig | None = None,
-    *,
-    overwrite: bool = False,
-    device: str | None = None,
-) -> Path:
-    """Fine-tune ``model_dir`` on every QA row of ``data_dir`` and save the vanilla model to ``out_dir``.
-
-    The result is a full model dir (merged weights as safetensors, the processor, ``finetune.json``), written
-    to a temporary sibling and renamed. Returns ``out_dir``.
-    """
-    import torch
-    from transformers import set_seed
-
-    from icu_tasks.data.dataset import open_data
-    from icu_tasks.run_layout import check_writable
-    from icu_unlearn.models import load_base
-    from icu_unlearn.progress import train_quietly
-    from icu_unlearn.stage import check_changed, snapshot_trainable, versions, weight_changes
-    from icu_unlearn.trainer import NLLObjective, training_arguments
-    from icu_unlearn.training_data import Collator, ExampleDataset, finetune_examples
-
-    cfg = config or FinetuneConfig()
-    out = Path(out_dir)
-    check_writable(out, overwrite)
-    data = open_data(data_dir)
-    examples = finetune_examples(data, cfg.vqa_repeat)
-    set_seed(cfg.seed)
-    model, processor = load_base(model_dir, device=device)
-    model.train()
-    optimizer = None
-    if cfg.mode == "lora":
-        model = _lora_model(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
-    else:
-        vision = [p for n, p in model.named_parameters() if VISION_PARAMS.search(n)]
-        text = [p for n, p in model.named_parameters() if not VISION_PARAMS.search(n)]
-        groups = [{"params": text, "lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}]
-        if vision:
-            groups.append(
-                {"params": vision, "lr": cfg.vision_learning_rate, "weight_decay": cfg.vision_weight_decay}
-            )
-        optimizer = torch.optim.AdamW(groups)
-    before = snapshot_trainable(model)
-    collator = Collator(processor)
-    stopper = None
-    if cfg.stop_at_accuracy > 0:
-        from icu_unlearn.knowledge import StopWhenKnown, check_groups
-
-        stopper = StopWhenKnown(check_groups(data), collator, cfg.stop_at_accuracy, cfg.check_every)
-    with tempfile.TemporaryDirectory(prefix="icu-finetune-") as scratch:
-        args = training_arguments(
-            scratch,
-            **_schedule(cfg),
-            device=device,
-            find_unused_parameters=cfg.mode == "full",
-        )
-        start = time.perf_counter()
-        trainer = train_quietly(
-            model,
-            NLLObjective(),
-            ExampleDataset(examples),
-            collator,
-            args,
-            optimizer,
-            callbacks=[stopper] if stopper else None,
-        )
-        seconds = time.perf_counter() - start
-    if stopper is not None and stopper.reached_step is None:
-        from icu_unlearn.knowledge import format_scores
-
-        raise TrainingError(
-            f"the model did not learn the data: after the cap of {cfg.max_steps} steps teacher-forced exact "
-            f"match is {format_scores(stopper.last_scores)}, below the target {cfg.stop_at_accuracy} "
-            "(raise --max-steps or lower --stop-at-accuracy); nothing was saved"
-        )
-    changed = check_changed(weight_changes(trainer.model, before), "fine-tune")
-    model = trainer.model
-    if cfg.mode == "lora":
-        model = model.merge_and_unload()
-    if is_main():
-        record = {
-            "format_version": 1,
-            "base_model": str(Path(model_dir).resolve()),
-            "data_dir": str(data.root),
-            "data_hash": data.data_hash,
-            "config": dataclasses.asdict(cfg),
-            "rows": len(set(e.id for e in examples)),
-            "examples_per_epoch": len(examples),
-            "world_size": world_size(),
-            "train_seconds": round(seconds, 2),
-            "changed_modules": len(changed),
-            "log_history": trainer.history.history,
-            "steps": int(trainer.state.global_step),
-            "stopping": _stopping_record(cfg, stopper),
-            "versions": versions(),
-        }
-        _save_model_dir(out, model, processor, record, overwrite)
-    trainer.accelerator.wait_for_everyone()
-    return out
-
-
-def _stopping_record(cfg: FinetuneConfig, stopper: Any) -> dict[str, Any] | None:
-    """The stopping rule's outcome for finetune.json (``None`` when the rule is off)."""
-    if stopper is None:
-        return None
-    return {
-        "rule": "every group (split x view) reaches stop_at_accuracy teacher-forced exact match",
-        "target": cfg.stop_at_accuracy,
-        "check_every": cfg.check_every,
-        "reached_step": stopper.reached_step,
-        "final_scores": stopper.last_scores,
-        "checks": stopper.history,
-    }
-
-
-def _save_model_dir(out: Path, model: Any, processor: Any, record: dict, overwrite: bool) -> None:
-    from icu_tasks.run_layout import write_dir_atomically, write_json
-    from icu_unlearn.identity import MODEL_ID_KEY, compute_model_id
-
-    def fill(tmp: Path) -> None:
-        model.eval()
-        model.save_pretrained(str(tmp))
-        processor.save_pretrained(str(tmp))
-        record[MODEL_ID_KEY] = compute_model_id(tmp)  # content identity (config + weights), computed once
-        write_json(tmp / FINETUNE_JSON, record)
-
-    write_dir_atomically(out, fill, overwrite=overwrite, required=FINETUNE_JSON)
-
+from icu_tasks.errors import StageError
+from icu_unlearn.distributed import is_main
 
 # ----------------------------------------------------------------------------------------------- unlearning
 
@@ -354,23 +76,11 @@ def run_stage(
     # Heavy imports only after the cheap checks: bad input fails in well under a second.
     from transformers import set_seed
 
-    from icu_unlearn.models import apply_masks, load_base, load_stage, read_masks, remove_masks
-    from icu_unlearn.stage import check_new_masks, mask_summary, stage_record, write_stage
-    from icu_unlearn.trainer import quiet_transformers
+    from icu_unlearn.stage import mask_summary, stage_record, write_stage
     from icu_unlearn.training_data import stage_data
 
-    cfg = method.config
-    set_seed(cfg.seed)
-    model, processor = load_base(base, device=device)
-    if parent_dir is not None:
-        with quiet_transformers():
-            model = load_stage(model, parent_dir, trainable=method.trains)
-        parent_masks = read_masks(parent_dir)
-    else:
-        model = _lora_model(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
-        parent_masks = {}
-    if not hasattr(model, "peft_config"):
-        raise StageError(f"parent stage {parent_dir} has no PEFT adapter to continue")
+    set_seed(method.config.seed)
+    model, processor, parent_masks = _stage_model(method, base, parent_dir, device)
     sd = stage_data(data, [k], processor)
     start = time.perf_counter()
     if method.trains:
@@ -378,13 +88,7 @@ def run_stage(
         masks = parent_masks
     else:
         changes, history, steps = {}, [], 0
-        model.eval()
-        masks = method.output_masks(model, sd, parent_masks)
-        if not method.stage_info().get("cap_reached"):
-            check_new_masks(masks, parent_masks)
-        remove_masks(model)
-        apply_masks(model, masks)
-    seconds = time.perf_counter() - start
+        masks = _prune_stage(method, model, sd, parent_masks)
     record = stage_record(
         method,
         k,
@@ -396,7 +100,7 @@ def run_stage(
         sd,
         changes=changes,
         masks=mask_summary(masks, parent_masks),
-        seconds=seconds,
+        seconds=time.perf_counter() - start,
         history=history,
     )
     record["steps"] = steps
@@ -405,6 +109,37 @@ def run_stage(
     _barrier()
     model.eval()
     return StageResult(final, record, model, processor)
+
+
+def _stage_model(method: Any, base: str | os.PathLike, parent_dir: Path | None, device: str | None):
+    """The model a stage starts from: the vanilla model + the parent's adapter (or a fresh LoRA adapter for
+    stage 1); returns ``(model, processor, parent_masks)``."""
+    from icu_unlearn.models import load_base, load_stage, read_masks
+    from icu_unlearn.trainer import lora_model, quiet_transformers
+
+    cfg = method.config
+    model, processor = load_base(base, device=device)
+    if parent_dir is not None:
+        with quiet_transformers():
+            model = load_stage(model, parent_dir, trainable=method.trains)
+        parent_masks = read_masks(parent_dir)
+    else:
+        model = lora_model(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        parent_masks = {}
+    if not hasattr(model, "peft_config"):
+        raise StageError(f"parent stage {parent_dir} has no PEFT adapter to continue")
+    return model, processor, parent_masks
+
+
+def _prune_stage(method: Any, model: Any, sd: Any, parent_masks: dict) -> dict:
+    """A training-free stage: the method's cumulative masks, applied to ``model`` in place; returns them."""
+    from icu_unlearn.models import apply_masks, remove_masks
+
+    model.eval()
+    masks = method.output_masks(model, sd, parent_masks)
+    remove_masks(model)
+    apply_masks(model, masks)
+    return masks
 
 
 def _train_stage(
@@ -416,7 +151,7 @@ def _train_stage(
     """
     from icu_unlearn.progress import train_quietly
     from icu_unlearn.stage import check_changed, snapshot_trainable, weight_changes
-    from icu_unlearn.trainer import training_arguments
+    from icu_unlearn.trainer import schedule_args, training_arguments
     from icu_unlearn.training_data import PairedDataset
 
     cfg = method.config
@@ -427,7 +162,7 @@ def _train_stage(
     with tempfile.TemporaryDirectory(prefix="icu-unlearn-") as scratch:
         args = training_arguments(
             scratch,
-            **_schedule(cfg),
+            **schedule_args(cfg),
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             device=device,
         )

@@ -162,3 +162,33 @@ def quiet_transformers():
             yield
     finally:
         hf_logging.set_verbosity(old)
+
+
+def lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) -> Any:
+    """Wrap ``model`` with a fresh LoRA adapter; a pattern that matches nothing is a ConfigError."""
+    from peft import LoraConfig, get_peft_model
+
+    from icu_unlearn.stage import check_lora_targets
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+    try:
+        with quiet_transformers():
+            model = get_peft_model(model, config)
+    except ValueError as err:
+        raise ConfigError(f"LoRA target pattern {targets!r} matched no module of the model ({err})") from None
+    check_lora_targets(model, targets)
+    return model
+
+
+def schedule_args(cfg: Any) -> dict[str, Any]:
+    """The optimisation settings every training config (fine-tune or method) passes to the Trainer."""
+    names = (
+        "max_steps",
+        "batch_size",
+        "learning_rate",
+        "weight_decay",
+        "max_grad_norm",
+        "warmup_steps",
+        "seed",
+    )
+    return {**{name: getattr(cfg, name) for name in names}, "lr_scheduler_type": cfg.lr_scheduler}

@@ -45,7 +45,7 @@ def vanilla_model_dir(
 
     from icu_tasks.errors import TrainingError
     from icu_tasks.run_layout import FINETUNE_JSON
-    from icu_unlearn.train import FinetuneConfig, finetune
+    from icu_unlearn.finetune import FinetuneConfig, finetune
 
     out = tmp_path_factory.mktemp("vanilla") / "vanilla"
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from icu_tasks.errors import ConfigError, StageError
 from icu_unlearn.cli import main
-from icu_unlearn.train import FinetuneConfig, finetune
+from icu_unlearn.finetune import FinetuneConfig, finetune
 from tests.fixtures_unlearn import STOP_AT
 
 #: A few-step run for the properties that do not need memorisation (seeding, LoRA merge, guards).

@@ -497,7 +497,7 @@ def test_every_config_field_has_help(capsys):
     import dataclasses
 
     from icu_unlearn.cli import build_parser
-    from icu_unlearn.train import FinetuneConfig
+    from icu_unlearn.finetune import FinetuneConfig
 
     configs = [get_method(name).config_class for name in list_methods()] + [FinetuneConfig]
     missing = [

@@ -213,7 +213,10 @@ class UnlearningMethod:
     def output_masks(
         self, model: torch.nn.Module, data: StageData, parent: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """Training-free methods: the stage's cumulative output-channel masks; default: the parent's."""
+        """Training-free methods: the stage's cumulative output-channel masks; default: the parent's.
+
+        A method that must prune something new checks it here (:func:`icu_unlearn.stage.check_new_masks`).
+        """
         return dict(parent)
 
     def artifacts(self) -> dict[str, dict[str, torch.Tensor]]:

@@ -269,6 +269,10 @@ class MANU(UnlearningMethod):
                 if (part == 0).any() or n in masks:
                     masks[n] = part.clone()
         self.info["cap_reached"] = bool(capped) and all(capped)
+        if not self.info["cap_reached"]:
+            from icu_unlearn.stage import check_new_masks
+
+            check_new_masks(masks, parent)  # a stage that prunes nothing new would silently equal its parent
         return masks
 
     def stage_info(self) -> dict[str, Any]:
