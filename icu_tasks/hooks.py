@@ -149,12 +149,9 @@ def _select(split: str, view: str | None, paraphrase: bool = False):
     _record_data(data)
     docs = data.dataset(split=split, view=view, paraphrase=paraphrase)
     if len(docs) == 0:
-        what = (
-            ("paraphrase rows of " if paraphrase else "")
-            + f"split {split!r}"
-            + (f", view {view!r}" if view else "")
-        )
-        raise DataUnavailable(f"ICU-Bench data dir {data.root} has no rows for {what}; {HOW_TO_GENERATE}")
+        what = f"split {split!r}" + (f", view {view!r}" if view else "")
+        rows = "paraphrase rows" if paraphrase else "rows"
+        raise DataUnavailable(f"ICU-Bench data dir {data.root} has no {rows} for {what}; {HOW_TO_GENERATE}")
     return docs
 
 
