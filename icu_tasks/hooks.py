@@ -151,6 +151,8 @@ def _select(split: str, view: str | None, paraphrase: bool = False):
     if len(docs) == 0:
         what = f"split {split!r}" + (f", view {view!r}" if view else "")
         rows = "paraphrase rows" if paraphrase else "rows"
+        if data.manifest.get("format_version", 1) < 2:
+            what += " (it was generated before the holdout split and the paraphrase file existed)"
         raise DataUnavailable(f"ICU-Bench data dir {data.root} has no {rows} for {what}; {HOW_TO_GENERATE}")
     return docs
 

@@ -157,6 +157,38 @@ def test_holdout_and_paraphrase_docs(small_data_dir, task_manager, monkeypatch):
     assert "phrasing" not in hooks.process_results(core[0], [""])["exact_match"]
 
 
+def test_format_1_data_dir_has_no_holdout_and_says_so(small_data_dir, tmp_path, monkeypatch):
+    """A data dir from before the holdout split (format 1: holdout profiles were retain_eval, no paraphrase
+    file) still loads, and the holdout / _para tasks stop with one line naming the reason."""
+    import json
+
+    import pyarrow as pa
+
+    from icu_tasks.data.schema import MANIFEST_FILE, PARAPHRASE_FILE, QA_SCHEMA
+
+    old = tmp_path / "old"
+    shutil.copytree(small_data_dir, old)
+    rows = pq.read_table(old / QA_FILE).to_pylist()
+    rows = [{**r, "split": "retain_eval"} if r["split"] == "holdout" else r for r in rows]
+    pq.write_table(pa.Table.from_pylist(rows, schema=QA_SCHEMA), old / QA_FILE)
+    (old / PARAPHRASE_FILE).unlink()
+    manifest = json.loads((old / MANIFEST_FILE).read_text())
+    manifest["format_version"] = 1
+    by_split = manifest["counts"]["rows_by_split"]
+    by_split["retain_eval"] += by_split.pop("holdout")
+    for key in ("paraphrase_rows", "paraphrase_rows_by_split"):
+        del manifest["counts"][key]
+    (old / MANIFEST_FILE).write_text(json.dumps(manifest))
+    monkeypatch.setenv("ICU_DATA_DIR", str(old))
+    assert len(hooks.retain_qa_docs()) == 12 * 8  # the old layout still scores
+    for hook, rows_word in ((hooks.holdout_vqa_docs, "rows"), (hooks.retain_qa_para_docs, "paraphrase rows")):
+        with pytest.raises(hooks.DataUnavailable) as info:
+            hook()
+        message = str(info.value)
+        assert "\n" not in message and f"has no {rows_word} for split" in message
+        assert "generated before the holdout split and the paraphrase file existed" in message
+
+
 @pytest.mark.parametrize("problem", ["missing", "not_a_dir", "no_qa"])
 def test_unusable_data_dir_fails_with_one_line(problem, tmp_path, small_data_dir, monkeypatch):
     target = tmp_path / "icu"
