@@ -18,7 +18,7 @@ BASE=$1 DATA=$2 RUN=$3 METHOD=${4:-npo_diff} T=${5:-3}
 shift $(( $# < 5 ? $# : 5 ))
 [ "${1:-}" = "--" ] && shift
 BATCH=${BATCH_SIZE:-16}
-TASKS=${TASKS:-icu}
+TASKS=${TASKS:-icu}  # icu includes icu_holdout_{vqa,qa}: the base rate B[0]; add ,icu_para for the paraphrase view
 LIMIT=${LIMIT:-}  # score at most N docs per task (debugging / tests); empty = all
 export ICU_DATA_DIR=$DATA
 # Validate every input (method name and flags, base model, data and its hash, T <= the number of forget tasks)

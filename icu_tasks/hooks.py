@@ -8,7 +8,8 @@ Where the docs come from
     :func:`icu_tasks.paths.default_data_dir`), filtered to the task's split and view. lmms-eval calls
     ``process_docs`` every time it builds a task, so changing ``ICU_DATA_DIR`` between runs (or between
     stages in one process) always scores the data dir named at that moment; the opened data dir is cached
-    per process keyed by its path and the size/mtime of its files. The retain tasks score ``retain_eval``.
+    per process keyed by its path and the size/mtime of its files. The retain tasks score ``retain_eval``,
+    the holdout tasks ``holdout`` (never-trained profiles), the ``_para`` tasks the paraphrase rows.
     lmms-eval's *opt-in* caches know nothing of the data dir: ``--cache_requests`` keys on the task name
     and ``--use_cache`` on task, doc id and prompt text (not the image), so do not reuse either across
     data dirs (the default runs use neither).
@@ -34,7 +35,7 @@ What lmms-eval writes (``--output_path OUT --log_samples``)
     text), ``filtered_resps`` (the generated answer; for ``_mc`` one string ``"(loglikelihood, is_greedy)"``
     per choice), ``input_media`` (image path, VQA docs), ``token_counts``, ``doc_hash``, and every metric
     key mapped to the same payload dict ``{"id", "forget_task", "split", "view", "field", "prediction",
-    <metrics>}``. lmms-eval drops the doc itself from the samples file, so the payload is where
+    <metrics>}`` (plus ``"phrasing": "paraphrase"`` for the ``_para`` tasks). lmms-eval drops the doc itself from the samples file, so the payload is where
     ``forget_task`` lives. The results file is written first, the samples files after it.
 """
 
@@ -51,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks import answer_metrics
-from icu_tasks.data.schema import MANIFEST_FILE, QA_FILE
+from icu_tasks.data.schema import MANIFEST_FILE, PARAPHRASE_FILE, QA_FILE
 from icu_tasks.errors import DataError
 from icu_tasks.paths import DATA_ENV, default_data_dir
 from icu_tasks.prompts import question_text
@@ -82,7 +83,7 @@ class DataUnavailable(SystemExit):
 
 def _stat_key(root: Path) -> tuple:
     key: list = [str(root)]
-    for name in (QA_FILE, MANIFEST_FILE):
+    for name in (QA_FILE, PARAPHRASE_FILE, MANIFEST_FILE):
         try:
             st = (root / name).stat()
             key.append((st.st_size, st.st_mtime_ns))
@@ -143,13 +144,16 @@ def _record_data(data: Any) -> None:
         del frame
 
 
-def _select(split: str, view: str | None):
+def _select(split: str, view: str | None, paraphrase: bool = False):
     data = open_task_data()
     _record_data(data)
-    docs = data.dataset(split=split, view=view)
+    docs = data.dataset(split=split, view=view, paraphrase=paraphrase)
     if len(docs) == 0:
         what = f"split {split!r}" + (f", view {view!r}" if view else "")
-        raise DataUnavailable(f"ICU-Bench data dir {data.root} has no rows for {what}; {HOW_TO_GENERATE}")
+        rows = "paraphrase rows" if paraphrase else "rows"
+        if data.manifest.get("format_version", 1) < 2:
+            what += " (it was generated before the holdout split and the paraphrase file existed)"
+        raise DataUnavailable(f"ICU-Bench data dir {data.root} has no {rows} for {what}; {HOW_TO_GENERATE}")
     return docs
 
 
@@ -179,6 +183,36 @@ def retain_qa_docs(dataset: Any = None):
 def utility_docs(dataset: Any = None):
     """``icu_utility``: the utility split, both views."""
     return _select("utility", None)
+
+
+def holdout_vqa_docs(dataset: Any = None):
+    """``icu_holdout_vqa``: profiles the vanilla model never saw (``holdout``; the base rate), image view."""
+    return _select("holdout", "vqa")
+
+
+def holdout_qa_docs(dataset: Any = None):
+    """``icu_holdout_qa``: ``holdout``, text-only view."""
+    return _select("holdout", "qa")
+
+
+def forget_vqa_para_docs(dataset: Any = None):
+    """``icu_forget_vqa_para``: every forget task's image rows asked in the held-out (never trained) phrasing."""
+    return _select("forget", "vqa", paraphrase=True)
+
+
+def forget_qa_para_docs(dataset: Any = None):
+    """``icu_forget_qa_para``: every forget task's text-only rows in the held-out phrasing."""
+    return _select("forget", "qa", paraphrase=True)
+
+
+def retain_vqa_para_docs(dataset: Any = None):
+    """``icu_retain_vqa_para``: ``retain_eval`` image rows in the held-out phrasing."""
+    return _select("retain_eval", "vqa", paraphrase=True)
+
+
+def retain_qa_para_docs(dataset: Any = None):
+    """``icu_retain_qa_para``: ``retain_eval`` text-only rows in the held-out phrasing."""
+    return _select("retain_eval", "qa", paraphrase=True)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -227,6 +261,8 @@ def mc_doc_to_target(doc: Mapping[str, Any]) -> int:
 def _payload(doc: Mapping[str, Any], prediction: str) -> dict[str, Any]:
     payload = {key: doc.get(key) for key in _PAYLOAD_KEYS}
     payload["forget_task"] = int(payload["forget_task"]) if payload["forget_task"] is not None else None
+    if doc.get("phrasing"):  # paraphrase docs only: kept out of the continual matrices
+        payload["phrasing"] = doc["phrasing"]
     payload["prediction"] = prediction
     return payload
 

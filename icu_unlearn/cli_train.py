@@ -85,9 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ft = subparsers.add_parser(
         "finetune",
-        help="fine-tune a model on every profile: the vanilla (stage-0) model",
-        description="Fine-tune MODEL on all QA rows of DATA (both views, every split) and save the merged "
-        "vanilla model to OUT. Works under `accelerate launch --num_processes N`.",
+        help="fine-tune a model on every profile but the holdout ones: the vanilla (stage-0) model",
+        description="Fine-tune MODEL on the QA rows of DATA (both views, every split but holdout) and save "
+        "the merged vanilla model to OUT. Works under `accelerate launch --num_processes N`.",
     )
     ft.add_argument("--model", required=True, help="base model dir (e.g. from `icu-bench model build-tiny`)")
     ft.add_argument("--data", required=True, help="ICU-Bench data dir")
@@ -161,18 +161,20 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _print_check(model_dir: Any, data_dir: str, device: str | None) -> None:
     from icu_tasks.data.dataset import open_data
+    from icu_tasks.data.schema import HOLDOUT, KNOWN_SPLITS
     from icu_unlearn.models import load_base
     from icu_unlearn.training_data import examples_from_rows, quick_accuracy
 
     model, processor = load_base(model_dir, device=device)
     data = open_data(data_dir)
     print("exact match (greedy):")
-    for split in ("forget", "retain_train", "retain_eval", "utility"):
+    for split in (*KNOWN_SPLITS, HOLDOUT):
         for view in ("vqa", "qa"):
             examples = examples_from_rows(data, data.rows(split=split, view=view))
             if examples:
                 acc = quick_accuracy(model, processor, examples)
-                print(f"  {split:<13} {view:<4} {acc:.3f}  (n={len(examples)})")
+                never = "  never trained: the base rate" if split == HOLDOUT else ""
+                print(f"  {split:<13} {view:<4} {acc:.3f}  (n={len(examples)}){never}")
 
 
 def _unlearn(args: argparse.Namespace) -> int:

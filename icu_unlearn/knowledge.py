@@ -21,14 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from icu_tasks.data.schema import HOLDOUT, KNOWN_SPLITS
+
 if TYPE_CHECKING:
     import torch
 
     from icu_tasks.data.dataset import IcuData
     from icu_unlearn.training_data import Collator, Example
 
-#: Splits × views the fine-tune is checked on (a group without rows is skipped).
-CHECK_SPLITS = ("forget", "retain_train", "retain_eval", "utility")
+#: Splits × views the fine-tune is checked on (a group without rows is skipped): every split the fine-tune
+#: trains on. Never ``holdout`` — those profiles are not supposed to be known (they give the base rate).
+CHECK_SPLITS = KNOWN_SPLITS
 CHECK_VIEWS = ("vqa", "qa")
 
 
@@ -94,9 +97,15 @@ def mean_nll(scores: Sequence[AnswerScore]) -> float:
 
 
 def check_groups(data: IcuData, splits: Sequence[str] = CHECK_SPLITS) -> dict[str, list[Example]]:
-    """``"split/view"`` → the examples of that group (groups without rows are left out)."""
+    """``"split/view"`` → the examples of that group (groups without rows are left out).
+
+    ``holdout`` is refused: a stopping rule must not wait for the model to know never-trained profiles.
+    """
+    from icu_tasks.errors import ConfigError
     from icu_unlearn.training_data import examples_from_rows
 
+    if HOLDOUT in splits:
+        raise ConfigError("the holdout split is never trained, so it cannot be a group of the stopping rule")
     groups: dict[str, list[Example]] = {}
     for split in splits:
         for view in CHECK_VIEWS:

@@ -27,6 +27,7 @@ import yaml
 from icu_tasks.errors import ConfigError
 from icu_unlearn.rundir import RunDir
 
+#: The `icu` group includes the holdout tasks, so every run scores B[0] (the base rate) with stage 0.
 DEFAULT_TASKS: tuple[str, ...] = ("icu",)
 
 

@@ -9,9 +9,11 @@ builds inputs for generation and log-likelihood scoring, so what is trained is w
 ``icu_unlearn.inference``, exact match from ``icu_tasks.answer_metrics``): the check ``icu-bench finetune --check`` and
 the tests use.
 
-Sets: the fine-tune trains on every row (all forget tasks, retain-train, retain-eval, utility: the vanilla model
-must know everything that is later scored); an unlearning stage gets forget task *k* (both views) and
-retain-train (never retain-eval, which is only scored).
+Sets: the fine-tune trains on every core row of the known splits (all forget tasks, retain-train, retain-eval,
+utility: the vanilla model must know everything that is later scored as known); an unlearning stage gets forget
+task *k* (both views) and retain-train (never retain-eval, which is only scored). Never trained, by anything:
+the ``holdout`` split (profiles the vanilla model must not know: the base rate) and the paraphrase rows (the
+held-out phrasing, a separate file). :func:`check_trainable` enforces this wherever a training set is built.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Example:
     split: str
     forget_task: int
     field: str = ""
+    phrasing: str = "core"
 
 
 def examples_from_rows(data: IcuData, rows: Sequence[dict[str, Any]]) -> list[Example]:
@@ -60,13 +63,26 @@ def examples_from_rows(data: IcuData, rows: Sequence[dict[str, Any]]) -> list[Ex
                 split=str(row["split"]),
                 forget_task=int(row["forget_task"]),
                 field=str(row.get("field") or ""),
+                phrasing=str(row.get("phrasing") or "core"),
             )
         )
     return out
 
 
+def check_trainable(examples: Sequence[Example], what: str) -> None:
+    """Raise :class:`DataError` if a training set holds a holdout or a paraphrase example (neither is ever
+    trained: one is the never-seen base rate, the other the held-out phrasing)."""
+    from icu_tasks.data.schema import HOLDOUT
+
+    for e in examples:
+        if e.split == HOLDOUT or e.phrasing != "core":
+            kind = "holdout" if e.split == HOLDOUT else f"{e.phrasing} (held-out phrasing)"
+            raise DataError(f"{what} must never train on {kind} rows, got {e.id!r}")
+
+
 def finetune_examples(data: IcuData, vqa_repeat: int = 1) -> list[Example]:
-    """Every row of the data set (forget, retain-train, retain-eval, utility; both views), in file order.
+    """Every core row of the known splits (forget, retain-train, retain-eval, utility; both views; never
+    ``holdout``, never a paraphrase), in file order.
 
     ``vqa_repeat`` > 1 lists every image (VQA) row that many times: the image view needs about twice the
     epochs of the text view to be memorised (tiny model: ~90 vs ~45), so an epoch of the fine-tune shows it
@@ -74,7 +90,9 @@ def finetune_examples(data: IcuData, vqa_repeat: int = 1) -> list[Example]:
     """
     if vqa_repeat < 1:
         raise DataError(f"vqa_repeat must be >= 1, got {vqa_repeat}")
-    examples = examples_from_rows(data, data.rows())
+    from icu_tasks.data.schema import KNOWN_SPLITS
+
+    examples = examples_from_rows(data, [r for r in data.rows() if r["split"] in KNOWN_SPLITS])
     if not examples:
         raise DataError(f"data dir {data.root} has no QA rows to fine-tune on")
     return [e for e in examples for _ in range(vqa_repeat if e.image is not None else 1)]
@@ -131,6 +149,7 @@ class ExampleDataset:
 
     def __init__(self, examples: Sequence[Example]) -> None:
         self.examples = list(examples)
+        check_trainable(self.examples, "the fine-tune")
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -151,6 +170,8 @@ class PairedDataset:
             raise DataError("the forget set is empty")
         self.forget = list(forget)
         self.retain = list(retain) if retain else None
+        check_trainable(self.forget, "an unlearning stage's forget set")
+        check_trainable(self.retain or [], "a retain term")
         self._len = len(self.forget) * (math.ceil(len(self.retain) / len(self.forget)) if self.retain else 1)
 
     def __len__(self) -> int:
@@ -180,6 +201,10 @@ class StageData:
     collator: Collator = field(repr=False)
     task_ids: list[int] = field(default_factory=list)
     data_hash: str = ""
+
+    def __post_init__(self) -> None:
+        check_trainable(self.forget, "an unlearning stage's forget set")
+        check_trainable(self.retain, "a retain term")
 
     def collate(self, examples: Sequence[Example]) -> dict[str, Any]:
         """``list[Example]`` → model inputs (for methods that run their own passes: Fisher, MANU)."""

@@ -13,7 +13,8 @@ import pytest
 from icu_tasks.data.generate import generate
 
 #: Scale of the shared small set: 12 medical + 12 labor profiles, 3 forget tasks of 2 profiles
-#: (each task one medical + one labor), 18 retain profiles (9 retain_train, 9 retain_eval).
+#: (each task one medical + one labor), 18 retain profiles (6 retain_train, 6 retain_eval, 6 holdout: 3 of
+#: each per domain). 420 core QA rows (384 profile rows + 36 utility) and 384 paraphrase rows.
 SMALL_SEED = 0
 SMALL_PROFILES = 24
 SMALL_TASKS = 3

@@ -40,13 +40,28 @@ def test_loader_selects_tasks_retain_and_utility(data):
     both = data.forget([1, 3], view="vqa")
     assert len(both) == 2 * 2 * 8 and {r["forget_task"] for r in both} == {1, 3}
     assert {r["view"] for r in both} == {"vqa"}
-    train, evl = data.retain("train"), data.retain("eval")
-    assert len(train) == len(evl) == 9 * 16
-    assert not {r["profile_id"] for r in train} & {r["profile_id"] for r in evl}
-    assert len(data.retain("all")) == len(train) + len(evl)
+    train, evl, hold = data.retain("train"), data.retain("eval"), data.holdout()
+    assert len(train) == len(evl) == len(hold) == 6 * 16  # 18 retain profiles: 6 / 6 / 6
+    ids = [{r["profile_id"] for r in rows} for rows in (train, evl, hold, data.forget([1, 2, 3]))]
+    assert sum(map(len, ids)) == len(set().union(*ids)) == 24  # disjoint, every profile once
+    assert {r["split"] for r in hold} == {"holdout"} and {r["forget_task"] for r in hold} == {0}
+    assert data.holdout("vqa") == [r for r in hold if r["view"] == "vqa"]
+    assert len(data.retain("all")) == len(train) + len(evl)  # "all" never includes holdout
     assert {r["split"] for r in data.utility()} == {"utility"}
     assert len(data.rows()) == data.manifest["counts"]["rows_total"]
     assert data.rows(split="retain_eval", view="qa") == [r for r in evl if r["view"] == "qa"]
+
+
+def test_loader_keeps_paraphrases_apart(data):
+    para = data.paraphrases()
+    assert len(para) == data.manifest["counts"]["paraphrase_rows"] == 24 * 16
+    assert not {r["id"] for r in para} & {r["id"] for r in data.rows()}  # never among the core rows
+    assert all(r["phrasing"] == "paraphrase" for r in para)
+    forget_para = data.paraphrases(split="forget", view="qa", forget_tasks=2)
+    assert [r["core_id"] for r in forget_para] == [r["id"] for r in data.forget(2, view="qa")]
+    ds = data.dataset(split="retain_eval", view="vqa", paraphrase=True)
+    assert len(ds) == 6 * 8 and set(ds["phrasing"]) == {"paraphrase"} and set(ds["split"]) == {"retain_eval"}
+    assert data.summary["paraphrase_rows"] == len(para)
 
 
 def test_loader_images_and_datasets(data, small_data_dir):
@@ -92,6 +107,16 @@ def test_validate_summary_and_hash(small_data_dir):
 def _edit_rows(root: Path, edit: Callable[[list[dict]], list[dict]]) -> None:
     rows = pq.read_table(root / schema.QA_FILE).to_pylist()
     pq.write_table(pa.Table.from_pylist(edit(rows), schema=schema.QA_SCHEMA), root / schema.QA_FILE)
+
+
+def _edit_para(root: Path, edit: Callable[[list[dict]], list[dict]]) -> None:
+    path = root / schema.PARAPHRASE_FILE
+    rows = pq.read_table(path).to_pylist()
+    pq.write_table(pa.Table.from_pylist(edit(rows), schema=schema.PARAPHRASE_SCHEMA), path)
+
+
+def _holdout_profile(rows):
+    return next(r["profile_id"] for r in rows if r["split"] == "holdout")
 
 
 def _edit_table(root: Path, edit: Callable[[pa.Table], pa.Table]) -> None:
@@ -158,6 +183,63 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
             ),
         ),
         "is in both forget task 1 and retain_eval",
+    ),
+    "holdout_and_retain_train": (
+        lambda d: _edit_rows(
+            d,
+            lambda rows: _set(
+                rows,
+                lambda r: r["profile_id"] == _holdout_profile(rows) and r["view"] == "qa",
+                split="retain_train",
+            ),
+        ),
+        r"profile '[a-z]+-\d+' is in both holdout and retain_train \(a holdout profile must be in no other split\)",
+    ),
+    "holdout_and_forget": (
+        lambda d: _edit_rows(
+            d,
+            lambda rows: _set(
+                rows,
+                lambda r: r["profile_id"] == _holdout_profile(rows) and r["view"] == "vqa",
+                split="forget",
+                forget_task=1,
+            ),
+        ),
+        r"is in both forget task 1 and holdout \(a holdout profile must be in no other split\)",
+    ),
+    "no_paraphrase_file": (
+        lambda d: (d / schema.PARAPHRASE_FILE).unlink(),
+        r"paraphrase file .*qa_paraphrase\.parquet is missing",
+    ),
+    "paraphrase_count": (
+        lambda d: _edit_para(d, lambda rows: rows[:-1]),
+        "manifest says paraphrase_rows = 384, the data has 383",
+    ),
+    "paraphrase_answer": (
+        lambda d: _edit_para(
+            d, lambda rows: _set(rows, lambda r: r["id"] == "med-0002-diagnosis-qa-para", answer="flu")
+        ),
+        r"row 'med-0002-diagnosis-qa-para' differs from its core row in 'answer'",
+    ),
+    "paraphrase_is_core_question": (
+        lambda d: _edit_para(
+            d,
+            lambda rows: _set(
+                rows,
+                lambda r: r["id"] == "lab-0001-salary-vqa-para",
+                question="What is the annual salary of the employee in this document?",
+            ),
+        ),
+        r"row 'lab-0001-salary-vqa-para' asks its core question verbatim",
+    ),
+    "paraphrase_reuses_core_id": (
+        lambda d: _edit_para(
+            d,
+            lambda rows: _set(
+                rows, lambda r: r["id"] == "med-0001-address-qa-para", id="med-0001-address-qa"
+            ),
+        ),
+        r"duplicate id 'med-0001-address-qa' \(also a core or paraphrase id\)",
     ),
     "empty_task": (
         lambda d: _edit_rows(d, lambda rows: _set(rows, lambda r: r["forget_task"] == 3, forget_task=2)),

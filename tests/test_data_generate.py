@@ -33,7 +33,13 @@ def test_full_scale_arithmetic():
     assert counts["images"] == 500 * (2 + 8) + 500 * (2 + 7) == 9500
     assert counts["qa_rows"] == 1000 * 8 * 2 == 16000
     assert counts["forget_tasks"] == 100 and counts["forget_profiles"] == 500
-    assert counts["retain_train_profiles"] == counts["retain_eval_profiles"] == 250
+    # The 500 retain profiles: 40 / 30 / 30 % train / eval / holdout, 100 / 75 / 75 per domain.
+    assert (counts["retain_train_profiles"], counts["retain_eval_profiles"], counts["holdout_profiles"]) == (
+        200,
+        150,
+        150,
+    )
+    assert counts["paraphrase_rows"] == 16000  # counted apart from the core rows
     assert counts["utility_images"] == 20
     assert counts["utility_rows"] == 20 * len(utility.SPECIMEN_QUESTIONS) + utility.N_FACT_ROWS
     assert counts["rows_total"] == 16000 + counts["utility_rows"]
@@ -45,6 +51,7 @@ def test_small_counts_match_files(small_data_dir):
     assert counts == {
         **expected_counts(GenerateConfig(**SMALL_SCALE)),
         "rows_by_split": counts["rows_by_split"],
+        "paraphrase_rows_by_split": counts["paraphrase_rows_by_split"],
     }
     rows = _qa(small_data_dir)
     assert len(rows) == counts["rows_total"] == SMALL_PROFILES * 16 + counts["utility_rows"]
@@ -85,12 +92,12 @@ def test_splits_are_disjoint_balanced_and_cover_every_profile(small_data_dir):
     manifest_tasks = {int(k): sorted(v) for k, v in _manifest(small_data_dir)["forget_tasks"].items()}
     assert manifest_tasks == {k: sorted(v) for k, v in tasks.items()}
     retain = Counter((split, pid[:3]) for pid, (split, _) in home.items() if split != "forget")
-    # 9 retain profiles per domain: the odd medical one goes to train, the odd labor one to eval.
+    # 9 retain profiles per domain; quotas 3.6 / 2.7 / 2.7 -> floors 3 / 2 / 2, the 2 left over go to the
+    # largest remainders (eval, holdout): 3 / 3 / 3.
     assert retain == {
-        ("retain_train", "med"): 5,
-        ("retain_eval", "med"): 4,
-        ("retain_train", "lab"): 4,
-        ("retain_eval", "lab"): 5,
+        (split, domain): 3
+        for split in ("retain_train", "retain_eval", "holdout")
+        for domain in ("med", "lab")
     }
 
 
@@ -105,7 +112,112 @@ def test_full_scale_split_plan_without_rendering():
     assert sorted(per_task) == list(range(1, 101)) and set(per_task.values()) == {5}
     by_domain = Counter((task, pid[:3]) for pid, (split, task) in plan.items() if split == "forget")
     assert {tuple(sorted((by_domain[(t, "med")], by_domain[(t, "lab")]))) for t in per_task} == {(2, 3)}
-    assert Counter(s for s, _ in plan.values()) == {"forget": 500, "retain_train": 250, "retain_eval": 250}
+    assert Counter(s for s, _ in plan.values()) == {
+        "forget": 500,
+        "retain_train": 200,
+        "retain_eval": 150,
+        "holdout": 150,
+    }
+    by_split_domain = Counter((s, pid[:3]) for pid, (s, _) in plan.items() if s != "forget")
+    assert {k: by_split_domain[(k, "med")] for k in ("retain_train", "retain_eval", "holdout")} == {
+        "retain_train": 100,
+        "retain_eval": 75,
+        "holdout": 75,
+    }
+    for split in ("retain_train", "retain_eval", "holdout"):  # the same in both domains
+        assert by_split_domain[(split, "med")] == by_split_domain[(split, "lab")]
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [
+        # (train, eval, holdout) of n retain profiles of one domain, by hand: quotas 0.4n / 0.3n / 0.3n,
+        # floors, then the leftovers to the largest remainders (ties: train, eval, holdout).
+        (250, (100, 75, 75)),
+        (50, (20, 15, 15)),
+        (9, (3, 3, 3)),  # 3.6 / 2.7 / 2.7
+        (5, (2, 2, 1)),  # 2 / 1.5 / 1.5: one leftover, the tie goes to eval
+        (4, (2, 1, 1)),  # 1.6 / 1.2 / 1.2
+        (3, (1, 1, 1)),  # 1.2 / 0.9 / 0.9
+        (2, (1, 1, 0)),  # too few for a holdout profile
+        (0, (0, 0, 0)),
+    ],
+)
+def test_retain_split_sizes_by_hand(n, expected):
+    from icu_tasks.data.generate import retain_split_sizes
+
+    for domain in schema.DOMAINS:
+        sizes = retain_split_sizes(n, domain)
+        assert (sizes["retain_train"], sizes["retain_eval"], sizes["holdout"]) == expected
+
+
+def test_a_single_retain_profile_goes_to_train_in_medical_and_eval_in_labor():
+    from icu_tasks.data.generate import retain_split_sizes
+
+    assert retain_split_sizes(1, "medical") == {"retain_train": 1, "retain_eval": 0, "holdout": 0}
+    assert retain_split_sizes(1, "labor") == {"retain_train": 0, "retain_eval": 1, "holdout": 0}
+
+
+def test_mid_scale_split_plan_without_rendering():
+    """200 profiles, 20 tasks of 5: 100 retain profiles = 50 per domain -> 20 / 15 / 15 each; disjoint."""
+    from icu_tasks.data.generate import assign_splits
+    from icu_tasks.data.profiles import make_profiles
+
+    cfg = GenerateConfig(profiles=200, tasks=20, profiles_per_task=5)
+    profiles = make_profiles(100, cfg.seed)
+    plan = assign_splits(profiles, cfg)
+    assert sorted(plan) == sorted(p.profile_id for p in profiles)  # every profile exactly once (dict keys)
+    by = Counter((s, pid[:3]) for pid, (s, _) in plan.items())
+    assert by == {
+        ("forget", "med"): 50,
+        ("forget", "lab"): 50,
+        ("retain_train", "med"): 20,
+        ("retain_train", "lab"): 20,
+        ("retain_eval", "med"): 15,
+        ("retain_eval", "lab"): 15,
+        ("holdout", "med"): 15,
+        ("holdout", "lab"): 15,
+    }
+    counts = expected_counts(cfg)
+    assert (counts["retain_train_profiles"], counts["retain_eval_profiles"], counts["holdout_profiles"]) == (
+        40,
+        30,
+        30,
+    )
+    assert all(task == 0 for s, task in plan.values() if s != "forget")
+
+
+def test_small_set_holdout_counts(small_data_dir):
+    """24 profiles, 3 tasks x 2: 18 retain profiles -> 6 train, 6 eval, 6 holdout (3 per domain each)."""
+    counts = _manifest(small_data_dir)["counts"]
+    assert (counts["retain_train_profiles"], counts["retain_eval_profiles"], counts["holdout_profiles"]) == (
+        6,
+        6,
+        6,
+    )
+    assert counts["rows_by_split"]["holdout"] == 6 * 16
+    assert counts["qa_rows"] == 24 * 16 and counts["rows_total"] == 24 * 16 + counts["utility_rows"]
+
+
+def test_paraphrase_file_rephrases_every_profile_row_outside_the_core_rows(small_data_dir):
+    core = {r["id"]: r for r in _qa(small_data_dir)}
+    para = pq.read_table(small_data_dir / schema.PARAPHRASE_FILE).to_pylist()
+    manifest = _manifest(small_data_dir)
+    profile_rows = [r for r in core.values() if r["split"] != "utility"]
+    assert len(para) == len(profile_rows) == manifest["counts"]["paraphrase_rows"] == 24 * 16
+    assert "phrasing" not in pq.read_schema(small_data_dir / schema.QA_FILE).names  # core file unchanged
+    assert not {r["id"] for r in para} & set(core)  # no id shared with a core row
+    assert {r["core_id"] for r in para} == {r["id"] for r in profile_rows}
+    for r in para:
+        src = core[r["core_id"]]
+        assert r["id"] == src["id"] + "-para" and r["phrasing"] == "paraphrase"
+        assert r["question"] != src["question"]
+        for col in ("profile_id", "field", "view", "answer", "choices", "image", "split", "forget_task"):
+            assert r[col] == src[col], col
+    assert Counter(r["split"] for r in para) == {
+        k: v for k, v in manifest["counts"]["paraphrase_rows_by_split"].items() if v
+    }
+    assert manifest["files"]["paraphrase"] == schema.PARAPHRASE_FILE
 
 
 def test_answers_are_short_and_identities_unique(small_data_dir):
@@ -150,9 +262,10 @@ def test_bad_scale_is_a_config_error_and_writes_nothing(kwargs, message, tmp_pat
 
 
 def test_smallest_valid_scale(tmp_path):
-    """4 profiles, 1 task of 2: leaves exactly 1 retain_train and 1 retain_eval profile."""
+    """4 profiles, 1 task of 2: leaves exactly 1 retain_train and 1 retain_eval profile (no holdout)."""
     m = generate(tmp_path / "tiny", profiles=4, tasks=1, profiles_per_task=2, image_size=96, progress=False)
     assert m["counts"]["retain_train_profiles"] == m["counts"]["retain_eval_profiles"] == 1
+    assert m["counts"]["holdout_profiles"] == 0 and m["counts"]["rows_by_split"]["holdout"] == 0
 
 
 def test_refuses_to_overwrite_without_flag(small_data_dir, tmp_path):

@@ -87,3 +87,26 @@ def test_utility_split(rows, small_data_dir):
         r for r in facts if r["question"] == "In which city is Northbrook General Hospital located?"
     )
     assert northbrook["answer"] == "Marrowby"
+
+
+def test_paraphrase_asks_every_question_in_other_words():
+    """Every question key has a held-out phrasing that differs from the trained one in both views and keeps
+    the same way of identifying the person (the document in VQA, the name / ID number in QA)."""
+    from icu_tasks.data.questions import PARAPHRASE_NAME_TEMPLATES, PARAPHRASE_TEMPLATES
+
+    people = make_profiles(2, seed=0)
+    keys = {k for d in schema.DOMAINS for k, _ in schema.QUESTIONS[d]}
+    assert keys == set(PARAPHRASE_TEMPLATES) | set(PARAPHRASE_NAME_TEMPLATES)
+    for p in people:
+        for key, _ in schema.QUESTIONS[p.domain]:
+            for view in schema.VIEWS:
+                core, para = question(p, key, view), question(p, key, view, "paraphrase")
+                assert para != core and para.endswith("?"), (key, view)
+                if view == "vqa":
+                    assert "this document" in para and p.name not in para
+                elif key in PARAPHRASE_NAME_TEMPLATES:
+                    assert p.fields["id_number"] in para and p.name not in para
+                else:
+                    assert p.name in para
+    with pytest.raises(ValueError, match="unknown phrasing"):
+        question(people[0], "address", "qa", "slang")

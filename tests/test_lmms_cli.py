@@ -27,13 +27,23 @@ from tests.subprocess_env import subprocess_env
 
 pytestmark = pytest.mark.slow
 
-GENERATE_TASKS = ("icu_forget_vqa", "icu_forget_qa", "icu_retain_vqa", "icu_retain_qa", "icu_utility")
+GENERATE_TASKS = (
+    "icu_forget_vqa",
+    "icu_forget_qa",
+    "icu_retain_vqa",
+    "icu_retain_qa",
+    "icu_holdout_vqa",
+    "icu_holdout_qa",
+    "icu_utility",
+)
 MC_TASK = "icu_forget_qa_mc"  # one multiple-choice task keeps the loglikelihood path covered at low cost
 SELECTION = {
     "icu_forget_vqa": ("forget", "vqa"),
     "icu_forget_qa": ("forget", "qa"),
     "icu_retain_vqa": ("retain_eval", "vqa"),
     "icu_retain_qa": ("retain_eval", "qa"),
+    "icu_holdout_vqa": ("holdout", "vqa"),
+    "icu_holdout_qa": ("holdout", "qa"),
     "icu_utility": ("utility", None),
     MC_TASK: ("forget", "qa"),
 }

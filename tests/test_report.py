@@ -404,3 +404,28 @@ def test_holdout_split_sets_the_base_rate(tmp_path):
     # pooled: A[0][1] = 5/8, A[1][1] = 2/8, B = 3/8 -> (5/8 - 2/8)/(5/8 - 3/8) = 1.5, clipped to 1
     assert m["fe_pooled"] == pytest.approx(1.0)
     assert not any("no holdout split" in n for n in s["notes"])
+
+
+def test_paraphrase_samples_stay_out_of_the_matrices(tmp_path):
+    """Samples of the _para tasks (payload "phrasing": "paraphrase") never enter A, R, U or B: all of them
+    answered wrongly here, the matrices are still exactly the tables above."""
+    run_dir = tmp_path / "p"
+    for k in range(2):
+        docs = _stage_docs(k)
+        for view in ("vqa", "qa"):
+            for split, task_ids in (("forget", range(1, 5)), ("retain_eval", [0]), ("holdout", [0])):
+                name = {"forget": "forget", "retain_eval": "retain", "holdout": "holdout"}[split]
+                docs[f"icu_{name}_{view}_para"] = [
+                    ({**d, "id": d["id"] + "-para", "phrasing": "paraphrase", "core_id": d["id"]}, False)
+                    for j in task_ids
+                    for d in (_doc("p", split, view, j, i) for i in range(N_DOCS))
+                ]
+        write_lmms_eval_output(run_dir / "eval" / f"stage_{k}", docs, date=f"20260101_00000{k}")
+    run = load_run(run_dir)
+    np.testing.assert_allclose(run.A_vqa[:2], np.asarray(A_VQA[:2]))
+    np.testing.assert_allclose(run.A_qa[:2], np.asarray(A_QA[:2]))
+    np.testing.assert_allclose(run.retain[:2], R_POOLED[:2])
+    np.testing.assert_allclose(run.utility[:2], UTIL[:2])
+    assert np.isnan(run.holdout["vqa"]).all()  # the paraphrased holdout docs are not a base rate either
+    # every stage has 4 x 4 forget + 4 retain docs per view + 4 utility docs = 44 core samples
+    assert run.n_samples == [44, 44]

@@ -13,14 +13,29 @@ from icu_tasks import hooks
 from icu_tasks.data.schema import QA_FILE
 from icu_tasks.paths import task_yamls_dir
 
-GENERATE_TASKS = ("icu_forget_vqa", "icu_forget_qa", "icu_retain_vqa", "icu_retain_qa", "icu_utility")
+GENERATE_TASKS = (
+    "icu_forget_vqa",
+    "icu_forget_qa",
+    "icu_retain_vqa",
+    "icu_retain_qa",
+    "icu_holdout_vqa",
+    "icu_holdout_qa",
+    "icu_utility",
+)
 MC_TASKS = tuple(f"{t}_mc" for t in GENERATE_TASKS)
+#: The paraphrase view (held-out phrasing, qa_paraphrase.parquet): group icu_para / icu_para_mc.
+PARA_TASKS = ("icu_forget_vqa_para", "icu_forget_qa_para", "icu_retain_vqa_para", "icu_retain_qa_para")
+PARA_MC_TASKS = tuple(f"{t}_mc" for t in PARA_TASKS)
+ALL_TASKS = GENERATE_TASKS + MC_TASKS + PARA_TASKS + PARA_MC_TASKS
+GROUPS = {"icu": GENERATE_TASKS, "icu_mc": MC_TASKS, "icu_para": PARA_TASKS, "icu_para_mc": PARA_MC_TASKS}
 #: (split, view) each task scores; view None = both views.
 SELECTION = {
     "icu_forget_vqa": ("forget", "vqa"),
     "icu_forget_qa": ("forget", "qa"),
     "icu_retain_vqa": ("retain_eval", "vqa"),
     "icu_retain_qa": ("retain_eval", "qa"),
+    "icu_holdout_vqa": ("holdout", "vqa"),
+    "icu_holdout_qa": ("holdout", "qa"),
     "icu_utility": ("utility", None),
 }
 
@@ -40,16 +55,16 @@ _KeepTags.add_constructor("!function", lambda loader, node: f"!function {loader.
 
 
 def test_task_manager_indexes_all_tasks_and_groups(task_manager):
-    assert set(task_manager.all_subtasks) == set(GENERATE_TASKS + MC_TASKS)
-    assert set(task_manager.all_groups) == {"icu", "icu_mc"}
-    for group, tasks in (("icu", GENERATE_TASKS), ("icu_mc", MC_TASKS)):
+    assert set(task_manager.all_subtasks) == set(ALL_TASKS)
+    assert set(task_manager.all_groups) == set(GROUPS)
+    for group, tasks in GROUPS.items():
         config = yaml.load((task_yamls_dir() / f"{group}.yaml").read_text(), Loader=_KeepTags)
         assert config["task"] == list(tasks)
 
 
 def test_every_yaml_has_a_version():
     files = sorted(task_yamls_dir().glob("*.yaml"))
-    assert len(files) == len(GENERATE_TASKS + MC_TASKS) + 2
+    assert len(files) == len(ALL_TASKS) + len(GROUPS)
     for path in files:
         config = yaml.load(path.read_text(), Loader=_KeepTags)
         assert isinstance(config.get("metadata", {}).get("version"), (int, float)), path.name
@@ -57,7 +72,7 @@ def test_every_yaml_has_a_version():
 
 def test_task_configs(task_manager):
     """Resolved configs (templates included): output types, greedy decoding, our hooks and metrics."""
-    for name in GENERATE_TASKS + MC_TASKS:
+    for name in ALL_TASKS:
         config = task_manager._get_config(name)
         mc = name.endswith("_mc")
         assert config["output_type"] == ("multiple_choice" if mc else "generate_until")
@@ -105,6 +120,73 @@ def test_docs_per_split(small_data_dir, task_manager, monkeypatch):
         tasks["icu_forget_qa_mc"].doc_to_choice(doc)[tasks["icu_forget_qa_mc"].doc_to_target(doc)]
         == doc["answer"]
     )
+
+
+def test_holdout_and_paraphrase_docs(small_data_dir, task_manager, monkeypatch):
+    """The holdout tasks return exactly the never-trained profiles; the _para tasks the paraphrase rows of
+    the right split and view (read straight from the parquet files), each pointing at its core row."""
+    from icu_tasks.data.schema import PARAPHRASE_FILE
+
+    monkeypatch.setenv("ICU_DATA_DIR", str(small_data_dir))
+    core = pq.read_table(small_data_dir / QA_FILE).to_pylist()
+    para = pq.read_table(small_data_dir / PARAPHRASE_FILE).to_pylist()
+    loaded = task_manager.load_task_or_group(["icu_holdout_vqa", "icu_holdout_qa_mc", "icu_para"])
+    tasks = {}
+    for name, value in loaded.items():
+        tasks.update(value if isinstance(value, dict) else {name: value})
+    for name in ("icu_holdout_vqa", "icu_holdout_qa_mc"):
+        view = "vqa" if "vqa" in name else "qa"
+        docs = tasks[name].test_docs()
+        assert docs["id"] == [r["id"] for r in core if r["split"] == "holdout" and r["view"] == view]
+        assert len(docs) == 6 * 8  # 6 holdout profiles x 8 questions
+    retain_eval = {r["profile_id"] for r in core if r["split"] == "retain_eval"}
+    for name in PARA_TASKS:
+        split = "forget" if "forget" in name else "retain_eval"
+        view = "vqa" if "_vqa_" in name else "qa"
+        docs = tasks[name].test_docs()
+        expected = [r for r in para if r["split"] == split and r["view"] == view]
+        assert docs["id"] == [r["id"] for r in expected] and len(docs) > 0, name
+        assert set(docs["phrasing"]) == {"paraphrase"}
+        assert docs["question"] != [r["question"] for r in core if r["id"] in set(docs["core_id"])]
+        if split == "retain_eval":
+            assert set(docs["profile_id"]) == retain_eval
+    # A paraphrase sample's payload says so (the continual reader keeps it out of the matrices).
+    doc = tasks["icu_forget_qa_para"].test_docs()[0]
+    payload = hooks.process_results(doc, [doc["answer"]])["exact_match"]
+    assert payload["phrasing"] == "paraphrase" and payload["exact_match"] == 1.0
+    assert "phrasing" not in hooks.process_results(core[0], [""])["exact_match"]
+
+
+def test_format_1_data_dir_has_no_holdout_and_says_so(small_data_dir, tmp_path, monkeypatch):
+    """A data dir from before the holdout split (format 1: holdout profiles were retain_eval, no paraphrase
+    file) still loads, and the holdout / _para tasks stop with one line naming the reason."""
+    import json
+
+    import pyarrow as pa
+
+    from icu_tasks.data.schema import MANIFEST_FILE, PARAPHRASE_FILE, QA_SCHEMA
+
+    old = tmp_path / "old"
+    shutil.copytree(small_data_dir, old)
+    rows = pq.read_table(old / QA_FILE).to_pylist()
+    rows = [{**r, "split": "retain_eval"} if r["split"] == "holdout" else r for r in rows]
+    pq.write_table(pa.Table.from_pylist(rows, schema=QA_SCHEMA), old / QA_FILE)
+    (old / PARAPHRASE_FILE).unlink()
+    manifest = json.loads((old / MANIFEST_FILE).read_text())
+    manifest["format_version"] = 1
+    by_split = manifest["counts"]["rows_by_split"]
+    by_split["retain_eval"] += by_split.pop("holdout")
+    for key in ("paraphrase_rows", "paraphrase_rows_by_split"):
+        del manifest["counts"][key]
+    (old / MANIFEST_FILE).write_text(json.dumps(manifest))
+    monkeypatch.setenv("ICU_DATA_DIR", str(old))
+    assert len(hooks.retain_qa_docs()) == 12 * 8  # the old layout still scores
+    for hook, rows_word in ((hooks.holdout_vqa_docs, "rows"), (hooks.retain_qa_para_docs, "paraphrase rows")):
+        with pytest.raises(hooks.DataUnavailable) as info:
+            hook()
+        message = str(info.value)
+        assert "\n" not in message and f"has no {rows_word} for split" in message
+        assert "generated before the holdout split and the paraphrase file existed" in message
 
 
 @pytest.mark.parametrize("problem", ["missing", "not_a_dir", "no_qa"])

@@ -15,6 +15,10 @@ So the same reader serves the shell loop (``lmms-eval`` CLI) and the in-process 
 ``EvaluationTracker``). Several evaluations in one stage dir are merged per task: for each task the newest
 *complete* samples file wins (complete = its results file exists and the file has ``n-samples.effective``
 parseable records). A stage with no usable samples is a row of NaN and is listed in ``missing``.
+
+The base rate B[k] comes from the split ``holdout`` (tasks ``icu_holdout_vqa`` / ``icu_holdout_qa`` and their
+``_mc`` twins, part of the ``icu`` / ``icu_mc`` groups). Samples of the paraphrase tasks (``icu_*_para``,
+payload ``"phrasing": "paraphrase"``) are left out of every matrix here, so scoring them never changes A.
 """
 
 from __future__ import annotations
@@ -232,6 +236,12 @@ def _score(rec: dict, metric: str) -> tuple[float, str, str, int] | None:
     return (score, split, view, task) if not math.isnan(score) else None
 
 
+def _is_paraphrase(rec: dict) -> bool:
+    """A sample of a ``_para`` task (held-out phrasing): kept out of A, R, U, B and the fluency."""
+    payload = _payload(rec, (*GENERATE_METRICS, "mc_accuracy"))
+    return bool(payload and payload.get("phrasing"))
+
+
 def _prediction(rec: dict) -> str | None:
     payload = _payload(rec, GENERATE_METRICS)
     if payload is None or "mc_accuracy" in rec:
@@ -307,6 +317,7 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
         scores, texts = [], []
         if k in eval_stages:
             records, used, stage_notes = stage_records(layout.eval_dir(root, k))
+            records = [rec for rec in records if not _is_paraphrase(rec)]
             notes.extend(stage_notes)
             sources[k] = used
             scores = [s for rec in records if (s := _score(rec, metric)) is not None]

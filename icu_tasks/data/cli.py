@@ -12,11 +12,13 @@ def _summary_lines(manifest: dict) -> list[str]:
     return [
         f"profiles      {c['profiles']} ({c['profiles_medical']} medical, {c['profiles_labor']} labor)",
         f"forget tasks  {c['forget_tasks']} x {c['profiles_per_task']} profiles; retain "
-        f"{c['retain_train_profiles']} train + {c['retain_eval_profiles']} eval profiles",
+        f"{c['retain_train_profiles']} train + {c['retain_eval_profiles']} eval profiles; "
+        f"{c.get('holdout_profiles', 0)} holdout profiles (never trained)",
         f"images        {c['images']} documents + {c['utility_images']} utility specimens "
         f"({manifest['image_size']} px)",
         f"QA rows       {c['rows_total']} = {c['qa_rows']} profile rows + {c['utility_rows']} utility rows",
         f"by split      {by_split}",
+        f"paraphrases   {c.get('paraphrase_rows', 0)} rows (held-out phrasing, outside the core rows)",
         f"seed {manifest['seed']}, data_hash {manifest['data_hash']}",
     ]
 
@@ -52,6 +54,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"  {summary['profiles']} profiles, {summary['forget_tasks']} forget tasks, {summary['rows']} QA rows"
     )
     print(f"  by split: {splits}; images referenced: {summary['images_referenced']}")
+    print(f"  paraphrase rows: {summary['paraphrase_rows']} (held-out phrasing, not among the QA rows)")
     print(f"  data_hash {summary['data_hash']} ({hashed})")
     return 0
 

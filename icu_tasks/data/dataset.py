@@ -1,15 +1,15 @@
 """Load and validate an ICU-Bench data dir (``qa.parquet``, ``profiles.parquet``, ``manifest.json``, ``images/``).
 
 ``open_data(dir)`` validates the dir and returns an :class:`IcuData` that selects rows by split, view and
-forget task. Every problem a user can cause (missing dir, unreadable parquet, wrong column, duplicate ids,
-missing images, overlapping or empty forget tasks, counts that disagree with the manifest) raises a
-:class:`DataError` whose message is one line naming the problem.
+forget task; the paraphrase rows (``qa_paraphrase.parquet``, scored only) are kept apart from the core rows.
+Every problem a user can cause (missing dir, unreadable parquet, wrong column, duplicate ids, missing images,
+overlapping splits or forget tasks, counts that disagree with the manifest) raises a :class:`DataError` whose
+message is one line naming the problem (the checks live in :mod:`icu_tasks.data.checks`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import numbers
 import os
 from collections import Counter
@@ -19,19 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from icu_tasks.data import schema
+from icu_tasks.data import checks, schema
+from icu_tasks.data.checks import HOW_TO_GENERATE, first_line
 from icu_tasks.errors import ConfigError, DataError
 from icu_tasks.paths import default_data_dir
 
-HOW_TO_GENERATE = "generate one with `icu-bench data generate --out DIR`"
 RETAIN_PARTS = {"train": ("retain_train",), "eval": ("retain_eval",), "all": ("retain_train", "retain_eval")}
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def read_rgb(path: str | Path, root: str | Path | None = None):
@@ -50,161 +44,18 @@ def read_rgb(path: str | Path, root: str | Path | None = None):
         raise DataError(f"image file {path} is missing{where}") from err
     except (OSError, UnidentifiedImageError) as err:
         where = f" in {root}" if root is not None else ""
-        raise DataError(f"image file {path}{where} is not a readable image ({_first_line(err)})") from err
-
-
-def _read_manifest(root: Path) -> dict:
-    path = root / schema.MANIFEST_FILE
-    if not path.is_file():
-        raise DataError(f"{root} has no {schema.MANIFEST_FILE}: not an ICU-Bench data dir; {HOW_TO_GENERATE}")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path} is not valid JSON ({_first_line(err)})") from err
-    if not isinstance(manifest, dict):
-        raise DataError(f"{path} must hold a JSON object")
-    for key in ("seed", "scale", "counts", "data_hash"):
-        if key not in manifest:
-            raise DataError(f"{path} lacks the key {key!r}")
-    return manifest
-
-
-def _read_parquet(path: Path, what: str) -> pa.Table:
-    if not path.is_file():
-        raise DataError(f"{what} {path} is missing")
-    try:
-        return pq.read_table(path)
-    except (OSError, pa.ArrowException) as err:
-        raise DataError(f"{what} {path} is not a readable parquet file ({_first_line(err)})") from err
-
-
-def _check_columns(table: pa.Table, path: Path) -> None:
-    expected = schema.QA_SCHEMA
-    for f in expected:
-        if f.name not in table.schema.names:
-            raise DataError(f"{path.name}: column {f.name!r} is missing")
-        actual = table.schema.field(f.name).type
-        if actual != f.type:
-            raise DataError(f"{path.name}: column {f.name!r} has type {actual}, expected {f.type}")
-    extra = [n for n in table.schema.names if n not in expected.names]
-    if extra:
-        raise DataError(f"{path.name}: unexpected column {extra[0]!r} (expected exactly {expected.names})")
-    for f in expected:
-        if f.name != "image" and table.column(f.name).null_count:
-            raise DataError(
-                f"{path.name}: column {f.name!r} has {table.column(f.name).null_count} null values"
-            )
-
-
-def _check_row(row: dict) -> None:
-    rid = row["id"]
-    for col, allowed in (("domain", schema.DOMAINS), ("view", schema.VIEWS), ("split", schema.SPLITS)):
-        if row[col] not in allowed:
-            raise DataError(f"row {rid!r} has unknown {col} {row[col]!r} (expected one of {list(allowed)})")
-    if (row["view"] == "vqa") != (row["image"] is not None):
-        raise DataError(
-            f"row {rid!r} ({row['view']} view) "
-            + ("has no image" if row["view"] == "vqa" else "has an image")
-        )
-    if (row["split"] == "forget") != (row["forget_task"] >= 1) or row["forget_task"] < 0:
-        raise DataError(f"row {rid!r} has split {row['split']!r} but forget_task {row['forget_task']}")
-    if len(row["choices"]) != schema.N_CHOICES or len(set(row["choices"])) != schema.N_CHOICES:
-        raise DataError(
-            f"row {rid!r} has {len(set(row['choices']))} distinct choices, expected {schema.N_CHOICES}"
-        )
-    if row["answer"] not in row["choices"]:
-        raise DataError(f"row {rid!r}: its answer {row['answer']!r} is not among its choices")
-
-
-def _check_membership(rows: list[dict]) -> list[int]:
-    """Each profile sits in exactly one split / forget task; returns the sorted forget task ids."""
-    home: dict[str, tuple[str, int]] = {}
-    for row in rows:
-        if row["split"] == "utility":
-            continue
-        where = (row["split"], row["forget_task"])
-        seen = home.setdefault(row["profile_id"], where)
-        if seen != where:
-            (s1, t1), (s2, t2) = sorted([seen, where])
-            if s1 == s2 == "forget":
-                raise DataError(
-                    f"forget tasks {t1} and {t2} overlap: profile {row['profile_id']!r} is in both"
-                )
-            a = f"forget task {t1}" if s1 == "forget" else s1
-            b = f"forget task {t2}" if s2 == "forget" else s2
-            raise DataError(f"profile {row['profile_id']!r} is in both {a} and {b}")
-    return sorted({t for s, t in home.values() if s == "forget"})
-
-
-def _check_images(root: Path, rows: list[dict]) -> int:
-    images: dict[str, str] = {}
-    for row in rows:
-        if row["image"] is not None:
-            images.setdefault(row["image"], row["id"])
-    for rel, rid in images.items():
-        parts = rel.replace("\\", "/").split("/")
-        if os.path.isabs(rel) or ".." in parts:
-            raise DataError(f"row {rid!r}: image path {rel!r} must be relative and inside the data dir")
-        if not os.path.isfile(os.path.join(root, rel)):
-            raise DataError(f"image file {rel} (row {rid!r}) is missing from {root}")
-    return len(images)
-
-
-def _check_promised_images(root: Path, profiles: pa.Table, manifest: dict) -> None:
-    """Every image ``profiles.parquet`` lists (full layouts and utility specimens too) must exist.
-
-    The QA rows reference only the masked views; the full layouts are part of the data set (and of its
-    hash) as well, so a missing one is a damaged data dir even without ``--hash``. The number of listed
-    images must be the manifest's ``counts.images + counts.utility_images`` when the manifest has them.
-    """
-    if "images" not in profiles.schema.names:
-        raise DataError(f"{schema.PROFILES_FILE}: column 'images' is missing")
-    listed = {rel for images in profiles.column("images").to_pylist() for rel in images or []}
-    counts = manifest.get("counts") if isinstance(manifest.get("counts"), dict) else {}
-    promised = [counts.get("images"), counts.get("utility_images")]
-    if all(isinstance(n, int) for n in promised) and len(listed) != sum(promised):
-        raise DataError(
-            f"{schema.PROFILES_FILE} lists {len(listed)} images, the manifest promises {sum(promised)} "
-            f"({promised[0]} documents + {promised[1]} utility specimens)"
-        )
-    for rel in sorted(listed):
-        parts = rel.replace("\\", "/").split("/")
-        if os.path.isabs(rel) or ".." in parts:
-            raise DataError(
-                f"{schema.PROFILES_FILE}: image path {rel!r} must be relative and inside the data dir"
-            )
-        if not os.path.isfile(os.path.join(root, rel)):
-            raise DataError(f"image file {rel} (listed in {schema.PROFILES_FILE}) is missing from {root}")
-
-
-def _check_manifest(manifest: dict, rows: list[dict], task_ids: list[int], n_profiles: int) -> None:
-    counts = manifest["counts"]
-    n_tasks = manifest["scale"].get("tasks") if isinstance(manifest["scale"], dict) else None
-    if not isinstance(counts, dict) or not isinstance(n_tasks, int):
-        raise DataError("manifest.json: 'counts' and 'scale.tasks' are malformed")
-    expected = list(range(1, n_tasks + 1))
-    for k in expected:
-        if k not in task_ids:
-            raise DataError(f"forget task {k} has no rows (the manifest lists tasks 1..{n_tasks})")
-    extra = [k for k in task_ids if k not in expected]
-    if extra:
-        raise DataError(f"forget task {extra[0]} is not in the manifest (which lists tasks 1..{n_tasks})")
-    by_split = Counter(r["split"] for r in rows)
-    actual = {"rows_total": len(rows), "profiles": n_profiles, "forget_tasks": len(task_ids)}
-    actual.update({f"rows_by_split.{s}": by_split.get(s, 0) for s in schema.SPLITS})
-    claimed = {k: counts.get(k) for k in ("rows_total", "profiles", "forget_tasks")}
-    claimed.update({f"rows_by_split.{s}": (counts.get("rows_by_split") or {}).get(s) for s in schema.SPLITS})
-    for key, value in actual.items():
-        if claimed[key] != value:
-            raise DataError(
-                f"manifest count mismatch: manifest says {key} = {claimed[key]}, the data has {value}"
-            )
+        raise DataError(f"image file {path}{where} is not a readable image ({first_line(err)})") from err
 
 
 def data_hash(root: Path) -> str:
-    """sha256 over (relative path, bytes) of the parquet files and every image, in sorted path order."""
+    """sha256 over (relative path, bytes) of the parquet files and every image, in sorted path order.
+
+    The paraphrase file counts when it exists (data dirs of format 1 have none, and keep their hash).
+    """
     h = hashlib.sha256()
     files = [root / schema.QA_FILE, root / schema.PROFILES_FILE]
+    if (root / schema.PARAPHRASE_FILE).is_file():
+        files.insert(1, root / schema.PARAPHRASE_FILE)
     files += sorted((root / schema.IMAGES_DIR).rglob("*.png"), key=lambda p: p.relative_to(root).as_posix())
     for path in files:
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
@@ -222,12 +73,12 @@ def _resolve(data_dir: str | os.PathLike | None) -> Path:
     return root
 
 
-def _load(root: Path, check_hash: bool) -> tuple[dict, pa.Table, list[dict], dict]:
-    manifest = _read_manifest(root)
+def _load(root: Path, check_hash: bool) -> tuple[dict, pa.Table, list[dict], dict, list[dict]]:
+    manifest = checks.read_manifest(root)
     qa_path = root / schema.QA_FILE
-    table = _read_parquet(qa_path, "QA file")
-    _check_columns(table, qa_path)
-    profiles = _read_parquet(root / schema.PROFILES_FILE, "profiles file")
+    table = checks.read_parquet(qa_path, "QA file")
+    checks.check_columns(table, qa_path)
+    profiles = checks.read_parquet(root / schema.PROFILES_FILE, "profiles file")
     if "profile_id" not in profiles.schema.names:
         raise DataError(f"{schema.PROFILES_FILE}: column 'profile_id' is missing")
     rows = table.to_pylist()
@@ -236,12 +87,13 @@ def _load(root: Path, check_hash: bool) -> tuple[dict, pa.Table, list[dict], dic
         if n > 1:
             raise DataError(f"duplicate id {rid!r} in {schema.QA_FILE} ({n} rows)")
     for row in rows:
-        _check_row(row)
-    task_ids = _check_membership(rows)
+        checks.check_row(row)
+    task_ids = checks.check_membership(rows)
     n_profiles = len({r["profile_id"] for r in rows if r["split"] != "utility"})
-    _check_manifest(manifest, rows, task_ids, n_profiles)
-    n_images = _check_images(root, rows)
-    _check_promised_images(root, profiles, manifest)
+    checks.check_manifest(manifest, rows, task_ids, n_profiles)
+    n_images = checks.check_images(root, rows)
+    checks.check_promised_images(root, profiles, manifest)
+    paraphrases = checks.load_paraphrases(root, manifest, rows)
     if check_hash:
         actual = data_hash(root)
         if actual != manifest["data_hash"]:
@@ -262,8 +114,9 @@ def _load(root: Path, check_hash: bool) -> tuple[dict, pa.Table, list[dict], dic
         "rows_by_view": {v: sum(r["view"] == v for r in rows) for v in schema.VIEWS},
         "forget_tasks": len(task_ids),
         "images_referenced": n_images,
+        "paraphrase_rows": len(paraphrases),
     }
-    return manifest, table, rows, summary
+    return manifest, table, rows, summary, paraphrases
 
 
 def validate(data_dir: str | os.PathLike | None = None, *, check_hash: bool = False) -> dict[str, Any]:
@@ -277,9 +130,18 @@ def validate(data_dir: str | os.PathLike | None = None, *, check_hash: bool = Fa
 class IcuData:
     """A validated data dir: row selection by split / view / forget task, and image access."""
 
-    def __init__(self, root: Path, manifest: dict, table: pa.Table, rows: list[dict], summary: dict) -> None:
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict,
+        table: pa.Table,
+        rows: list[dict],
+        summary: dict,
+        paraphrases: list[dict] | None = None,
+    ) -> None:
         self.root, self.manifest, self.table, self.summary = root, manifest, table, summary
         self._rows = rows
+        self._paraphrases = list(paraphrases or [])
 
     @property
     def data_hash(self) -> str:
@@ -302,13 +164,9 @@ class IcuData:
                 )
         return {int(t) for t in ids}
 
-    def rows(
-        self,
-        split: str | None = None,
-        view: str | None = None,
-        forget_tasks: int | Iterable[int] | None = None,
+    def _select(
+        self, rows: list[dict], split: str | None, view: str | None, forget_tasks: int | Iterable[int] | None
     ) -> list[dict]:
-        """QA rows (dicts with the ``schema.QA_SCHEMA`` columns, file order) matching every given filter."""
         if split is not None and split not in schema.SPLITS:
             raise ConfigError(f"unknown split {split!r}; choose from {list(schema.SPLITS)}")
         if view is not None and view not in schema.VIEWS:
@@ -316,11 +174,35 @@ class IcuData:
         tasks = self._task_set(forget_tasks)
         return [
             dict(r)
-            for r in self._rows
+            for r in rows
             if (split is None or r["split"] == split)
             and (view is None or r["view"] == view)
             and (tasks is None or r["forget_task"] in tasks)
         ]
+
+    def rows(
+        self,
+        split: str | None = None,
+        view: str | None = None,
+        forget_tasks: int | Iterable[int] | None = None,
+    ) -> list[dict]:
+        """Core QA rows (dicts with the ``schema.QA_SCHEMA`` columns, file order) matching every given filter.
+
+        Every split, ``holdout`` included; never the paraphrase rows (see :meth:`paraphrases`).
+        """
+        return self._select(self._rows, split, view, forget_tasks)
+
+    def paraphrases(
+        self,
+        split: str | None = None,
+        view: str | None = None,
+        forget_tasks: int | Iterable[int] | None = None,
+    ) -> list[dict]:
+        """Paraphrase rows (``schema.PARAPHRASE_SCHEMA`` columns) matching every filter: scored, never trained.
+
+        Empty for a data dir without a paraphrase file (format 1).
+        """
+        return self._select(self._paraphrases, split, view, forget_tasks)
 
     def forget(self, task_or_tasks: int | Iterable[int], view: str | None = None) -> list[dict]:
         """Rows of one forget task (an int) or of several (an iterable of ints)."""
@@ -331,6 +213,10 @@ class IcuData:
         if part not in RETAIN_PARTS:
             raise ConfigError(f"unknown retain part {part!r}; choose from {list(RETAIN_PARTS)}")
         return [r for s in RETAIN_PARTS[part] for r in self.rows(split=s, view=view)]
+
+    def holdout(self, view: str | None = None) -> list[dict]:
+        """Holdout rows: profiles the vanilla model never sees (the base rate; never trained, only scored)."""
+        return self.rows(split=schema.HOLDOUT, view=view)
 
     def utility(self, view: str | None = None) -> list[dict]:
         """Utility rows (specimen documents and public facts)."""
@@ -349,10 +235,18 @@ class IcuData:
         split: str | None = None,
         view: str | None = None,
         forget_tasks: int | Iterable[int] | None = None,
+        *,
+        paraphrase: bool = False,
     ):
-        """The selected rows as a ``datasets.Dataset`` with the ``schema.QA_SCHEMA`` features."""
+        """The selected rows as a ``datasets.Dataset`` with the ``schema.QA_SCHEMA`` features.
+
+        ``paraphrase=True`` selects the paraphrase rows instead (``schema.PARAPHRASE_SCHEMA`` features).
+        """
         from datasets import Dataset
 
+        if paraphrase:
+            rows = self.paraphrases(split=split, view=view, forget_tasks=forget_tasks)
+            return Dataset(_in_memory(pa.Table.from_pylist(rows, schema=schema.PARAPHRASE_SCHEMA)))
         rows = self.rows(split=split, view=view, forget_tasks=forget_tasks)
         return Dataset(_in_memory(pa.Table.from_pylist(rows, schema=schema.QA_SCHEMA)))
 
@@ -369,5 +263,5 @@ def _in_memory(table: pa.Table):
 def open_data(data_dir: str | os.PathLike | None = None, *, check_hash: bool = False) -> IcuData:
     """Validate ``data_dir`` (default: ``$ICU_DATA_DIR`` or ``./data/icu``) and return an :class:`IcuData`."""
     root = _resolve(data_dir)
-    manifest, table, rows, summary = _load(root, check_hash)
-    return IcuData(root, manifest, table, rows, summary)
+    manifest, table, rows, summary, paraphrases = _load(root, check_hash)
+    return IcuData(root, manifest, table, rows, summary, paraphrases)

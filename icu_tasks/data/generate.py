@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from icu_tasks.data import schema, utility
 from icu_tasks.data.dataset import data_hash
 from icu_tasks.data.profiles import SYNTHETIC_NOTICE, Profile, make_profiles
-from icu_tasks.data.questions import ChoicePools, profile_rows, row_rng
+from icu_tasks.data.questions import ChoicePools, paraphrase_rows, profile_rows, row_rng
 from icu_tasks.data.render import BASE, RenderJob, profile_images, render_all
 from icu_tasks.errors import ConfigError
 from icu_tasks.provenance import package_versions
@@ -31,7 +31,7 @@ from icu_tasks.provenance import package_versions
 DEFAULT_IMAGE_SIZE = BASE  # 448 px: readable by real VLMs; the portrait is ~144 px (~20 px at 64 px input)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 96, 2048
 MAX_PROFILES = 20_000
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: holdout split, paraphrase file
 
 PROFILES_SCHEMA = pa.schema(
     [
@@ -93,13 +93,55 @@ class GenerateConfig:
         return self.tasks * self.profiles_per_task
 
 
-def expected_counts(cfg: GenerateConfig) -> dict[str, int]:
-    """What a generation at this scale produces, from the schema arithmetic alone (nothing is generated)."""
+def retain_split_sizes(n: int, domain: str) -> dict[str, int]:
+    """How the ``n`` retain profiles of one domain divide into retain_train / retain_eval / holdout.
+
+    The shares of :data:`schema.RETAIN_SHARES` (40 / 30 / 30 %) with largest-remainder rounding: each split
+    gets the floor of its quota, the profiles left over go to the largest remainders (ties in the order
+    train, eval, holdout). From 3 profiles up every split gets at least one; 2 profiles give one train and one
+    eval; a single profile goes to train in the first domain and to eval in the second, so that the whole
+    data set always has a retain_train and a retain_eval profile (each domain keeps >= 1 retain profile).
+    """
+    if n == 1:
+        return {
+            "retain_train": int(domain == schema.DOMAINS[0]),
+            "retain_eval": int(domain != schema.DOMAINS[0]),
+            schema.HOLDOUT: 0,
+        }
+    total = sum(share for _, share in schema.RETAIN_SHARES)
+    sizes = {split: n * share // total for split, share in schema.RETAIN_SHARES}
+    order = sorted(
+        range(len(schema.RETAIN_SHARES)),
+        key=lambda i: (-(n * schema.RETAIN_SHARES[i][1] % total), i),
+    )
+    for i in order[: n - sum(sizes.values())]:
+        sizes[schema.RETAIN_SHARES[i][0]] += 1
+    return sizes
+
+
+def _retain_counts(cfg: GenerateConfig) -> dict[str, int]:
+    """Retain profiles per split (both domains together) at this scale."""
     per_domain = cfg.profiles // 2
-    retain = cfg.profiles - cfg.forget_profiles
     forget_med = (cfg.forget_profiles + 1) // 2  # forget profiles alternate medical, labor, medical, ...
-    retain_med, retain_lab = per_domain - forget_med, per_domain - (cfg.forget_profiles - forget_med)
-    retain_train = (retain_med + 1) // 2 + retain_lab // 2
+    rest = {
+        schema.DOMAINS[0]: per_domain - forget_med,
+        schema.DOMAINS[1]: per_domain - (cfg.forget_profiles - forget_med),
+    }
+    out = {split: 0 for split, _ in schema.RETAIN_SHARES}
+    for domain, n in rest.items():
+        for split, k in retain_split_sizes(n, domain).items():
+            out[split] += k
+    return out
+
+
+def expected_counts(cfg: GenerateConfig) -> dict[str, int]:
+    """What a generation at this scale produces, from the schema arithmetic alone (nothing is generated).
+
+    ``qa_rows`` / ``rows_total`` count the core rows (``qa.parquet``); ``paraphrase_rows`` the held-out
+    phrasing (``qa_paraphrase.parquet``), one per profile row, counted apart.
+    """
+    per_domain = cfg.profiles // 2
+    retain = _retain_counts(cfg)
     specimens = utility.n_specimens_per_domain(cfg.profiles)
     qa = per_domain * sum(schema.qa_per_profile(d) for d in schema.DOMAINS)
     util = utility.utility_rows_count(cfg.profiles)
@@ -110,15 +152,17 @@ def expected_counts(cfg: GenerateConfig) -> dict[str, int]:
         "forget_tasks": cfg.tasks,
         "profiles_per_task": cfg.profiles_per_task,
         "forget_profiles": cfg.forget_profiles,
-        "retain_profiles": retain,
-        "retain_train_profiles": retain_train,
-        "retain_eval_profiles": retain - retain_train,
+        "retain_profiles": sum(retain.values()),
+        "retain_train_profiles": retain["retain_train"],
+        "retain_eval_profiles": retain["retain_eval"],
+        "holdout_profiles": retain[schema.HOLDOUT],
         "images": per_domain * sum(schema.images_per_profile(d) for d in schema.DOMAINS),
         "utility_images": specimens * len(schema.DOMAINS),
         "utility_specimens": specimens * len(schema.DOMAINS),
         "qa_rows": qa,
         "utility_rows": util,
         "rows_total": qa + util,
+        "paraphrase_rows": qa,
     }
 
 
@@ -126,8 +170,8 @@ def assign_splits(profiles: list[Profile], cfg: GenerateConfig) -> dict[str, tup
     """profile id -> (split, forget task) for every profile.
 
     Forget profiles are drawn alternately from the two shuffled domains and cut into consecutive tasks, so
-    each task is balanced (or off by one) between medical and labor. The rest are split per domain into
-    retain_train / retain_eval halves (an odd medical remainder goes to train, an odd labor one to eval).
+    each task is balanced (or off by one) between medical and labor. The rest of each domain is cut, in the
+    same shuffled order, into retain_train / retain_eval / holdout by :func:`retain_split_sizes`.
     """
     rng = row_rng(cfg.seed, "splits")
     pools = {d: [p.profile_id for p in profiles if p.domain == d] for d in schema.DOMAINS}
@@ -140,10 +184,10 @@ def assign_splits(profiles: list[Profile], cfg: GenerateConfig) -> dict[str, tup
         plan[pools[domain][taken[domain]]] = ("forget", i // cfg.profiles_per_task + 1)
         taken[domain] += 1
     for d, ids in pools.items():
-        rest = ids[taken[d] :]
-        n_train = (len(rest) + 1) // 2 if d == schema.DOMAINS[0] else len(rest) // 2
-        for j, pid in enumerate(rest):
-            plan[pid] = ("retain_train" if j < n_train else "retain_eval", 0)
+        rest = iter(ids[taken[d] :])
+        for split, n in retain_split_sizes(len(ids) - taken[d], d).items():
+            for _ in range(n):
+                plan[next(rest)] = (split, 0)
     return plan
 
 
@@ -152,12 +196,9 @@ def _versions() -> dict[str, str]:
     return package_versions("icu-bench", "Faker", "Pillow", "pyarrow")
 
 
-def _build(root: Path, cfg: GenerateConfig, workers: int, progress: bool) -> dict:
-    n_spec = utility.n_specimens_per_domain(cfg.profiles)
-    people = make_profiles(cfg.profiles // 2, cfg.seed, n_specimens_per_domain=n_spec)
+def _render(root: Path, cfg: GenerateConfig, people: list[Profile], workers: int, progress: bool) -> dict:
+    """Render every document view and utility specimen; returns profile id -> layout -> field boxes."""
     profiles, specimens = people[: cfg.profiles], people[cfg.profiles :]
-    plan = assign_splits(profiles, cfg)
-
     jobs = [RenderJob(p, profile_images(p), cfg.image_size) for p in profiles]
     jobs += [
         RenderJob(
@@ -168,14 +209,20 @@ def _build(root: Path, cfg: GenerateConfig, workers: int, progress: bool) -> dic
         )
         for s in specimens
     ]
-    boxes = render_all(jobs, root, workers=workers, progress=progress)
+    return render_all(jobs, root, workers=workers, progress=progress)
 
+
+def _question_rows(
+    profiles: list[Profile], plan: dict[str, tuple[str, int]], cfg: GenerateConfig, progress: bool
+) -> tuple[list[dict], list[dict]]:
+    """(core rows, paraphrase rows) of every profile, in profile order."""
     pools = ChoicePools(profiles, cfg.seed)
     rows: list[dict] = []
+    para: list[dict] = []
     for p in tqdm(profiles, desc="questions", unit="profile", disable=not progress, leave=False):
         images = profile_images(p)
         split, task = plan[p.profile_id]
-        rows += profile_rows(
+        core = profile_rows(
             p,
             split=split,
             forget_task=task,
@@ -183,9 +230,13 @@ def _build(root: Path, cfg: GenerateConfig, workers: int, progress: bool) -> dic
             pools=pools,
             seed=cfg.seed,
         )
-    rows += utility.utility_rows(specimens, cfg.seed)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema.QA_SCHEMA), root / schema.QA_FILE)
+        rows += core
+        para += paraphrase_rows(p, core)
+    return rows, para
 
+
+def _profile_records(people: list[Profile], plan: dict[str, tuple[str, int]], boxes: dict) -> list[dict]:
+    """One ``profiles.parquet`` record per person (benchmark profiles and utility specimens)."""
     records = []
     for p in people:
         split, task = plan.get(p.profile_id, ("utility", 0))
@@ -205,20 +256,50 @@ def _build(root: Path, cfg: GenerateConfig, workers: int, progress: bool) -> dic
                 "images": list(images.values()),
             }
         )
+    return records
+
+
+def _by_split(rows: list[dict]) -> dict[str, int]:
+    return {s: sum(r["split"] == s for r in rows) for s in schema.SPLITS}
+
+
+def _build(root: Path, cfg: GenerateConfig, workers: int, progress: bool) -> dict:
+    n_spec = utility.n_specimens_per_domain(cfg.profiles)
+    people = make_profiles(cfg.profiles // 2, cfg.seed, n_specimens_per_domain=n_spec)
+    profiles, specimens = people[: cfg.profiles], people[cfg.profiles :]
+    plan = assign_splits(profiles, cfg)
+    boxes = _render(root, cfg, people, workers, progress)
+    rows, para = _question_rows(profiles, plan, cfg, progress)
+    rows += utility.utility_rows(specimens, cfg.seed)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema.QA_SCHEMA), root / schema.QA_FILE)
+    pq.write_table(pa.Table.from_pylist(para, schema=schema.PARAPHRASE_SCHEMA), root / schema.PARAPHRASE_FILE)
+    records = _profile_records(people, plan, boxes)
     pq.write_table(pa.Table.from_pylist(records, schema=PROFILES_SCHEMA), root / schema.PROFILES_FILE)
 
     counts = expected_counts(cfg)
-    by_split = {s: sum(r["split"] == s for r in rows) for s in schema.SPLITS}
     actual_images = sum(1 for _ in (root / schema.IMAGES_DIR).rglob("*.png"))
-    if len(rows) != counts["rows_total"] or actual_images != counts["images"] + counts["utility_images"]:
+    if (len(rows), len(para), actual_images) != (
+        counts["rows_total"],
+        counts["paraphrase_rows"],
+        counts["images"] + counts["utility_images"],
+    ):
         raise RuntimeError(
-            f"generator bug: produced {len(rows)} rows / {actual_images} images, expected {counts}"
+            f"generator bug: produced {len(rows)} rows / {len(para)} paraphrase rows / {actual_images} "
+            f"images, expected {counts}"
         )
     forget_tasks: dict[str, list[str]] = {}
     for p in profiles:
         split, task = plan[p.profile_id]
         if split == "forget":
             forget_tasks.setdefault(str(task), []).append(p.profile_id)
+    counts = {**counts, "rows_by_split": _by_split(rows), "paraphrase_rows_by_split": _by_split(para)}
+    return _manifest(root, cfg, counts, forget_tasks, len(specimens))
+
+
+def _manifest(
+    root: Path, cfg: GenerateConfig, counts: dict, forget_tasks: dict[str, list[str]], n_specimens: int
+) -> dict:
+    """The manifest of a finished data dir (hashes the files, so it comes last)."""
     return {
         "name": "ICU-Bench",
         "format_version": FORMAT_VERSION,
@@ -227,15 +308,30 @@ def _build(root: Path, cfg: GenerateConfig, workers: int, progress: bool) -> dic
         "seed": cfg.seed,
         "scale": {"profiles": cfg.profiles, "tasks": cfg.tasks, "profiles_per_task": cfg.profiles_per_task},
         "image_size": cfg.image_size,
-        "counts": {**counts, "rows_by_split": by_split},
+        "counts": counts,
+        "splits": {
+            "retain_shares_percent": {s: 10 * share for s, share in schema.RETAIN_SHARES},
+            "trained_by_finetune": list(schema.KNOWN_SPLITS),
+            "never_trained": [schema.HOLDOUT],
+        },
+        "paraphrase": {
+            "file": schema.PARAPHRASE_FILE,
+            "rows": counts["paraphrase_rows"],
+            "note": "one held-out rephrasing of every profile question; not in qa.parquet, never trained",
+        },
         "utility": {
-            "specimen_documents": len(specimens),
+            "specimen_documents": n_specimens,
             "specimen_questions": sorted(utility.SPECIMEN_QUESTIONS),
             "public_fact_rows": utility.N_FACT_ROWS,
             "rows": counts["utility_rows"],
         },
         "forget_tasks": {k: sorted(v) for k, v in sorted(forget_tasks.items(), key=lambda kv: int(kv[0]))},
-        "files": {"qa": schema.QA_FILE, "profiles": schema.PROFILES_FILE, "images": schema.IMAGES_DIR},
+        "files": {
+            "qa": schema.QA_FILE,
+            "paraphrase": schema.PARAPHRASE_FILE,
+            "profiles": schema.PROFILES_FILE,
+            "images": schema.IMAGES_DIR,
+        },
         "versions": _versions(),
         "data_hash": data_hash(root),
     }
@@ -317,4 +413,5 @@ __all__ = [
     "assign_splits",
     "expected_counts",
     "generate",
+    "retain_split_sizes",
 ]

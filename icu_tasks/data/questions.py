@@ -4,6 +4,11 @@ The VQA view asks about "the patient/employee in this document" (the image ident
 names the person. The name question cannot name the person, so its QA view identifies them by ID number.
 Every row gets 4 choices: the answer and 3 distractors of the same question key from other profiles, in a
 deterministic order derived from (seed, row id).
+
+The *paraphrase* phrasing (:data:`PARAPHRASE_TEMPLATES`) asks every question a second way with other words.
+It is never trained: its rows (:func:`paraphrase_rows`) go to their own file, outside the core rows, so a
+score on them measures whether knowing (or forgetting) a fact carries over to a question the model has not
+seen in that form.
 """
 
 from __future__ import annotations
@@ -43,16 +48,54 @@ NAME_TEMPLATES: dict[str, tuple[str, str]] = {
 }
 WHO_IN_IMAGE = {"medical": "the patient in this document", "labor": "the employee in this document"}
 
+#: The held-out phrasing of every question (same ``{who}`` / ``{id_number}`` slots; never trained).
+PARAPHRASE_TEMPLATES: dict[str, str] = {
+    "date_of_birth": "When was {who} born?",
+    "id_number": "Which ID number belongs to {who}?",
+    "address": "Where does {who} live?",
+    "diagnosis": "What was {who} diagnosed with?",
+    "medication": "Which drug was {who} given?",
+    "attending_doctor": "Which doctor is in charge of {who}?",
+    "hospital": "Which hospital treats {who}?",
+    "employer": "Who is the employer of {who}?",
+    "salary": "How much does {who} earn per year?",
+    "position": "What is the job title of {who}?",
+    "contract_start": "When does the employment of {who} begin under the contract?",
+    "contract_end": "When does the employment of {who} come to an end under the contract?",
+}
+PARAPHRASE_NAME_TEMPLATES: dict[str, tuple[str, str]] = {
+    "patient_name": (
+        "Who is the patient this document is about?",
+        "Who is the patient whose ID number is {id_number}?",
+    ),
+    "employee_name": (
+        "Who is the employee this document is about?",
+        "Who is the employee whose ID number is {id_number}?",
+    ),
+}
+PARAPHRASE_WHO_IN_IMAGE = {
+    "medical": "the patient this document is about",
+    "labor": "the employee this document is about",
+}
 
-def question(profile: Profile, key: str, view: str) -> str:
-    """The question text of ``key`` about ``profile`` in ``view`` (``vqa`` or ``qa``)."""
+
+def question(profile: Profile, key: str, view: str, phrasing: str = "core") -> str:
+    """The question text of ``key`` about ``profile`` in ``view`` (``vqa`` or ``qa``).
+
+    ``phrasing`` is ``core`` (the trained and scored wording) or ``paraphrase`` (the held-out wording).
+    """
     if view not in schema.VIEWS:
         raise ValueError(f"unknown view {view!r}")
+    if phrasing not in ("core", schema.PARAPHRASE):
+        raise ValueError(f"unknown phrasing {phrasing!r}")
+    para = phrasing == schema.PARAPHRASE
     if key in NAME_TEMPLATES:
-        vqa, qa = NAME_TEMPLATES[key]
+        vqa, qa = (PARAPHRASE_NAME_TEMPLATES if para else NAME_TEMPLATES)[key]
         return vqa if view == "vqa" else qa.format(id_number=profile.fields["id_number"])
-    who = WHO_IN_IMAGE[profile.domain] if view == "vqa" else profile.name
-    return TEMPLATES[key].format(who=who)
+    who = (
+        (PARAPHRASE_WHO_IN_IMAGE if para else WHO_IN_IMAGE)[profile.domain] if view == "vqa" else profile.name
+    )
+    return (PARAPHRASE_TEMPLATES if para else TEMPLATES)[key].format(who=who)
 
 
 def row_rng(seed: int, row_id: str) -> random.Random:
@@ -129,3 +172,21 @@ def profile_rows(
                 }
             )
     return rows
+
+
+def paraphrase_rows(profile: Profile, core_rows: list[dict]) -> list[dict]:
+    """The paraphrase rows of one profile: one per core row (from :func:`profile_rows`), same order.
+
+    Each copies its core row (answer, choices, image, split, forget task) with the held-out question, the
+    id ``<core id>-para``, ``phrasing`` = ``paraphrase`` and ``core_id`` = the core row's id.
+    """
+    return [
+        {
+            **row,
+            "id": f"{row['id']}-para",
+            "question": question(profile, row["field"], row["view"], schema.PARAPHRASE),
+            "phrasing": schema.PARAPHRASE,
+            "core_id": row["id"],
+        }
+        for row in core_rows
+    ]

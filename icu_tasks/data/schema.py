@@ -51,12 +51,23 @@ QUESTIONS: dict[str, tuple[tuple[str, str], ...]] = {
 
 VIEWS: tuple[str, ...] = ("vqa", "qa")
 #: ``forget`` rows have ``forget_task`` >= 1; every other split has ``forget_task`` == 0.
-SPLITS: tuple[str, ...] = ("forget", "retain_train", "retain_eval", "utility")
+SPLITS: tuple[str, ...] = ("forget", "retain_train", "retain_eval", "holdout", "utility")
+#: Profiles the vanilla model never sees: its accuracy on them is the base rate B[0] of a model that never
+#: knew the person (and they are the non-members of a membership-inference test). Never trained, never
+#: part of a stopping rule.
+HOLDOUT = "holdout"
+#: The splits the vanilla model is fine-tuned on and must know (every split except ``holdout``).
+KNOWN_SPLITS: tuple[str, ...] = tuple(s for s in SPLITS if s != HOLDOUT)
+#: How the retain profiles of each domain are divided, in tenths (largest-remainder rounding; see
+#: ``icu_tasks.data.generate.retain_split_sizes``): 40 % retain_train, 30 % retain_eval, 30 % holdout.
+RETAIN_SHARES: tuple[tuple[str, int], ...] = (("retain_train", 4), ("retain_eval", 3), (HOLDOUT, 3))
 N_CHOICES = 4
 FULL_LAYOUTS = 2
 
 # File names inside a data dir.
 QA_FILE = "qa.parquet"
+#: The paraphrase view: one held-out rephrasing of every profile question, outside the core rows.
+PARAPHRASE_FILE = "qa_paraphrase.parquet"
 PROFILES_FILE = "profiles.parquet"
 MANIFEST_FILE = "manifest.json"
 IMAGES_DIR = "images"
@@ -77,6 +88,12 @@ QA_SCHEMA = pa.schema(
         ("split", pa.string()),
     ]
 )
+
+#: ``phrasing`` value of every row of :data:`PARAPHRASE_FILE`.
+PARAPHRASE = "paraphrase"
+#: Columns of the paraphrase file: the QA columns plus ``phrasing`` and ``core_id`` (the ``id`` of the
+#: ``qa.parquet`` row it rephrases; same profile, field, view, answer, choices and image).
+PARAPHRASE_SCHEMA = pa.schema([*QA_SCHEMA, ("phrasing", pa.string()), ("core_id", pa.string())])
 
 
 def images_per_profile(domain: str) -> int:

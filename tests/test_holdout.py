@@ -1,0 +1,136 @@
+"""Holdout profiles and paraphrase rows are never trained: not by the fine-tune, not by a stage's forget set
+or retain term, not by the knowledge stopping rule.
+
+Everything here calls the functions that build the real training sets (``finetune_examples``, ``stage_data``,
+``PairedDataset``, ``check_groups``) on the small generated set; the expected ids are read straight from the
+parquet files. The one slow test (the vanilla model knows forget rows and not holdout rows) needs the
+``vanilla_model_dir`` fixture.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+
+from icu_tasks.data import schema
+from icu_tasks.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def data(small_data_dir):
+    from icu_tasks.data.dataset import open_data
+
+    return open_data(small_data_dir)
+
+
+@pytest.fixture(scope="module")
+def parquet_ids(small_data_dir) -> dict[str, set[str]]:
+    """Row ids per split, read from qa.parquet, plus every paraphrase id (key "paraphrase")."""
+    out: dict[str, set[str]] = {}
+    for r in pq.read_table(small_data_dir / schema.QA_FILE, columns=["id", "split"]).to_pylist():
+        out.setdefault(r["split"], set()).add(r["id"])
+    para = pq.read_table(small_data_dir / schema.PARAPHRASE_FILE, columns=["id"]).column("id").to_pylist()
+    out["paraphrase"] = set(para)
+    return out
+
+
+def test_finetune_examples_are_every_known_row_and_no_holdout_or_paraphrase(data, parquet_ids):
+    from icu_unlearn.training_data import finetune_examples
+
+    examples = finetune_examples(data, vqa_repeat=3)
+    ids = {e.id for e in examples}
+    known = set().union(*(parquet_ids[s] for s in ("forget", "retain_train", "retain_eval", "utility")))
+    assert ids == known  # every row of the trained splits, nothing else
+    assert len(parquet_ids["holdout"]) == 6 * 16 and not ids & parquet_ids["holdout"]
+    assert len(parquet_ids["paraphrase"]) == 24 * 16 and not ids & parquet_ids["paraphrase"]
+    assert {e.split for e in examples} == {"forget", "retain_train", "retain_eval", "utility"}
+    assert {e.phrasing for e in examples} == {"core"}
+
+
+def test_stage_forget_set_and_retain_term_never_hold_holdout_or_paraphrase(data, parquet_ids):
+    from icu_unlearn.methods import build_method
+    from icu_unlearn.training_data import PairedDataset, stage_data
+
+    sd = stage_data(data, [2], processor=None)  # the processor is only stored for collating
+    assert {e.id for e in sd.forget} == {r["id"] for r in data.forget(2)}
+    assert {e.id for e in sd.retain} == parquet_ids["retain_train"]
+    method = build_method("ga_diff")
+    assert method.uses_retain
+    paired = PairedDataset(sd.forget, sd.retain if method.uses_retain else None)
+    seen = Counter()
+    for i in range(len(paired)):
+        item = paired[i]
+        seen.update(e.split for e in (item["forget"], item["retain"]))
+        assert item["retain"].id in parquet_ids["retain_train"]
+        assert item["retain"].id not in parquet_ids["holdout"] | parquet_ids["paraphrase"]
+    assert set(seen) == {"forget", "retain_train"}
+
+
+def test_training_sets_refuse_holdout_and_paraphrase_examples(data):
+    from icu_unlearn.training_data import (
+        ExampleDataset,
+        PairedDataset,
+        StageData,
+        examples_from_rows,
+    )
+
+    forget = examples_from_rows(data, data.forget(1))
+    holdout = examples_from_rows(data, data.holdout("qa"))
+    para = examples_from_rows(data, data.paraphrases(split="retain_train", view="qa"))
+    assert {e.phrasing for e in para} == {"paraphrase"}
+    with pytest.raises(DataError, match=r"the fine-tune must never train on holdout rows, got '"):
+        ExampleDataset(forget + holdout[:1])
+    with pytest.raises(
+        DataError, match=r"a retain term must never train on paraphrase \(held-out phrasing\)"
+    ):
+        PairedDataset(forget, para[:1])
+    with pytest.raises(DataError, match="forget set must never train on holdout rows"):
+        PairedDataset(holdout[:1])
+    with pytest.raises(DataError, match="a retain term must never train on holdout rows"):
+        StageData(forget, holdout[:1], collator=None)
+
+
+def test_stopping_rule_groups_leave_holdout_out(data):
+    from icu_unlearn.knowledge import check_groups
+
+    groups = check_groups(data)
+    assert set(groups) == {
+        f"{s}/{v}" for s in ("forget", "retain_train", "retain_eval", "utility") for v in ("vqa", "qa")
+    }
+    assert not any(e.split == "holdout" for examples in groups.values() for e in examples)
+    with pytest.raises(ConfigError, match="holdout split is never trained"):
+        check_groups(data, ("forget", "holdout"))
+
+
+#: Holdout profiles are not known: teacher-forced exact match on them may exceed the guessing rate (the
+#: most frequent trained answer of the field, computed from the data below; 3/48 per view on the small set)
+#: by at most this much. NOT MEASURED YET (needs the vanilla fixture): the lead records the value + margin.
+HOLDOUT_ABOVE_GUESS_MAX = 0.2
+#: ... and the vanilla model's forget accuracy (>= 0.9 by the stopping rule) must exceed it by this much.
+FORGET_MINUS_HOLDOUT_MIN = 0.6
+
+
+@pytest.mark.slow
+def test_vanilla_model_scores_holdout_near_the_base_rate(vanilla_model_dir, data):
+    from icu_unlearn.knowledge import accuracy, answer_scores
+    from icu_unlearn.models import load_base
+    from icu_unlearn.training_data import Collator, examples_from_rows
+
+    model, processor = load_base(vanilla_model_dir, device="cpu")
+    collator = Collator(processor)
+    trained = [r for r in data.rows() if r["split"] in ("forget", "retain_train", "retain_eval")]
+    for view in ("vqa", "qa"):
+        holdout = data.holdout(view)
+        modes = {}
+        for field in {r["field"] for r in holdout}:
+            answers = Counter(r["answer"] for r in trained if r["field"] == field and r["view"] == view)
+            modes[field] = answers.most_common(1)[0][0]
+        guess = sum(r["answer"] == modes[r["field"]] for r in holdout) / len(holdout)
+        held = accuracy(answer_scores(model, collator, examples_from_rows(data, holdout)))
+        forget = accuracy(
+            answer_scores(model, collator, examples_from_rows(data, data.forget([1, 2, 3], view)))
+        )
+        assert held <= guess + HOLDOUT_ABOVE_GUESS_MAX, (view, held, guess)
+        assert forget - held >= FORGET_MINUS_HOLDOUT_MIN, (view, forget, held)
