@@ -99,9 +99,9 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from icu_tasks.data.generate import generate
     from icu_tasks.run_layout import atomic_write_json
+    from icu_unlearn.finetune import finetune
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
     from icu_unlearn.pipeline import RunConfig, run
-    from icu_unlearn.finetune import finetune
 
     start = time.perf_counter()
     out = Path(args.out)

@@ -41,8 +41,8 @@ def other_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def vanilla(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, small_data_dir: Path) -> Path:
     """The tiny model saved by the fine-tune's own writer, with the record a fine-tune on the small data writes."""
-    from icu_unlearn.models import load_base
     from icu_unlearn.finetune import _save_model_dir
+    from icu_unlearn.models import load_base
 
     data = open_data(small_data_dir)
     model, processor = load_base(tiny_model_dir)
