@@ -15,6 +15,13 @@ from icu_tasks.paths import task_yamls_dir
 
 GENERATE_TASKS = ("icu_forget_vqa", "icu_forget_qa", "icu_retain_vqa", "icu_retain_qa", "icu_utility")
 MC_TASKS = tuple(f"{t}_mc" for t in GENERATE_TASKS)
+#: Likelihood (group icu_ll): per split, plus membership inference per view (tests/test_likelihood.py).
+LL_TASKS = (
+    *(f"icu_ll_{s}_{v}" for s in ("forget", "retain", "holdout") for v in ("vqa", "qa")),
+    "icu_ll_utility",
+    "icu_mia_vqa",
+    "icu_mia_qa",
+)
 #: (split, view) each task scores; view None = both views.
 SELECTION = {
     "icu_forget_vqa": ("forget", "vqa"),
@@ -40,16 +47,16 @@ _KeepTags.add_constructor("!function", lambda loader, node: f"!function {loader.
 
 
 def test_task_manager_indexes_all_tasks_and_groups(task_manager):
-    assert set(task_manager.all_subtasks) == set(GENERATE_TASKS + MC_TASKS)
-    assert set(task_manager.all_groups) == {"icu", "icu_mc"}
-    for group, tasks in (("icu", GENERATE_TASKS), ("icu_mc", MC_TASKS)):
+    assert set(task_manager.all_subtasks) == set(GENERATE_TASKS + MC_TASKS + LL_TASKS)
+    assert set(task_manager.all_groups) == {"icu", "icu_mc", "icu_ll"}
+    for group, tasks in (("icu", GENERATE_TASKS), ("icu_mc", MC_TASKS), ("icu_ll", LL_TASKS)):
         config = yaml.load((task_yamls_dir() / f"{group}.yaml").read_text(), Loader=_KeepTags)
         assert config["task"] == list(tasks)
 
 
 def test_every_yaml_has_a_version():
     files = sorted(task_yamls_dir().glob("*.yaml"))
-    assert len(files) == len(GENERATE_TASKS + MC_TASKS) + 2
+    assert len(files) == len(GENERATE_TASKS + MC_TASKS + LL_TASKS) + 3
     for path in files:
         config = yaml.load(path.read_text(), Loader=_KeepTags)
         assert isinstance(config.get("metadata", {}).get("version"), (int, float)), path.name
