@@ -227,3 +227,53 @@ def test_aggregates_equal_the_logged_items(ll_run):
         expected = sklearn_metrics.roc_auc_score([1 - i["member"] for i in items], [i[key] for i in items])
         assert results["icu_mia_qa"][f"mia_auc_{score},none"] == pytest.approx(expected)
         assert results["icu_mia_qa"][f"mia_gap_{score},none"] == pytest.approx(expected - 0.5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# End to end on the fine-tuned tiny model (slow: the vanilla fixture, a stage, and a holdout split)
+
+
+@pytest.mark.slow
+def test_vanilla_is_far_from_holdout_and_forgetting_task_1_moves_it(
+    vanilla_model_dir, small_data_dir, vanilla_knowledge, tmp_path, monkeypatch
+):
+    """The vanilla model tells forget items from never-seen holdout items (AUC >= 0.8 per view, the issue's
+    bar); after a stage that forgets task 1, task 1's AUC and answer probability drop. Read back through the
+    continual report's reader, so the per-task AUC is the one the report shows."""
+    from icu_tasks.continual.likelihood import likelihood_summary
+    from icu_tasks.data.dataset import open_data
+    from icu_unlearn.knowledge import StopWhenForgotten
+    from icu_unlearn.lmms_model import IcuHF
+    from icu_unlearn.methods import build_method
+    from icu_unlearn.scoring import score
+    from icu_unlearn.train import run_stage
+    from icu_unlearn.training_data import Collator
+    from tests.fixtures_unlearn import probe_examples
+    from tests.test_methods import CHECK_EVERY, STOP_KEPT, TEST_CONFIGS
+
+    if not any(r["split"] == likelihood.HOLDOUT_SPLIT for r in open_data(small_data_dir).rows()):
+        pytest.fail(
+            "the small data fixture has no holdout split: this test needs the data generator's holdout"
+        )
+    monkeypatch.setenv("ICU_DATA_DIR", str(small_data_dir))
+    run = tmp_path / "run"
+    lm = IcuHF(pretrained=str(vanilla_model_dir), batch_size=16)
+    probe = probe_examples(small_data_dir)["forget"]
+    items = [e for v in ("vqa", "qa") for e in probe[v]]
+    known = [e for e, s in zip(items, vanilla_knowledge.scores("forget"), strict=True) if s.correct]
+    stopper = StopWhenForgotten(known, Collator(lm.processor), STOP_KEPT, check_every=CHECK_EVERY)
+    method = build_method("npo_diff", **TEST_CONFIGS["npo_diff"])
+    stage = run_stage(method, vanilla_model_dir, small_data_dir, 1, run, device="cpu", callbacks=[stopper])
+    tasks = ["icu_mia_vqa", "icu_mia_qa", "icu_ll_forget_vqa", "icu_ll_forget_qa"]
+    args = f"pretrained={vanilla_model_dir}"
+    vanilla = score(lm, args, tasks, run / "eval" / "stage_0", data_dir=small_data_dir)["results"]
+    lm.load_adapter(str(stage.path))
+    score(lm, args, tasks, run / "eval" / "stage_1", data_dir=small_data_dir)
+
+    for view in ("vqa", "qa"):
+        assert vanilla[f"icu_mia_{view}"]["mia_auc_loss,none"] >= 0.8, vanilla[f"icu_mia_{view}"]
+    summary = likelihood_summary(run)
+    for group in ("vqa", "qa", "pooled"):
+        before, after = summary["stages"][0][group], summary["stages"][1][group]
+        assert after["task_k_mia_auc_loss"] < before["mia_auc_loss"][0], (group, before, after)
+        assert after["task_k_prob"] < before["forget_prob"][0], (group, before, after)
