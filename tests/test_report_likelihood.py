@@ -115,12 +115,17 @@ def test_report_has_the_likelihood_section(run_dir, tmp_path):
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["runs"][0]["likelihood"] == json.loads(json.dumps(report["runs"][0]["likelihood"]))
     assert on_disk["runs"][0]["likelihood"]["stages"][1]["qa"]["task_k_mia_auc_zlib"] == 1.0
+    figure = on_disk["runs"][0]["likelihood"]["figure"]
+    assert (out / figure).stat().st_size > 1000 and f"![likelihood]({figure})" in (
+        out / "report.md"
+    ).read_text()
     md = (out / "report.md").read_text()
     assert "## Probability, truth ratio and membership inference" in md
-    # stage 1 row (pooled = qa): P task 1, P task k, P < k, TR k, TR < k, AUC LOSS k, < k, AUC zlib k, < k,
-    # P retain, TR retain, P holdout
-    row = "| 1 | 0.150 | 0.150 | n/a | 0.750 | n/a | 0.000 | n/a | 1.000 | n/a | 0.400 | 0.500 | n/a |"
-    assert row in md
+    # rows (pooled = qa): P, TR, AUC LOSS, AUC zlib of task 1; P task k, P < k, TR k, TR < k, AUC LOSS k, < k,
+    # AUC zlib k, < k; P retain, TR retain, P holdout
+    row0 = "| 0 | 0.700 | 0.300 | 0.750 | 0.250 | " + "n/a | " * 8 + "0.500 | 0.750 | 0.100 |"
+    row1 = "| 1 | 0.150 | 0.750 | 0.000 | 1.000 | 0.150 | n/a | 0.750 | n/a | 0.000 | n/a | 1.000 | n/a "
+    assert row0 in md and row1 + "| 0.400 | 0.500 | n/a |" in md
 
 
 def test_a_run_without_likelihood_samples(tmp_path):

@@ -145,6 +145,9 @@ def _fmt(x: float | None) -> str:
 #: (key in :func:`stage_summary`, header) of the report.md table.
 MD_COLUMNS: tuple[tuple[str, str], ...] = (
     ("task1_prob", "P task 1"),
+    ("task1_truth_ratio", "TR task 1"),
+    ("task1_mia_auc_loss", "AUC LOSS task 1"),
+    ("task1_mia_auc_zlib", "AUC zlib task 1"),
     ("task_k_prob", "P task k"),
     ("earlier_prob", "P tasks < k"),
     ("task_k_truth_ratio", "TR task k"),
@@ -177,6 +180,46 @@ def likelihood_markdown(name: str, summary: dict[str, Any] | None, group: str = 
         if stage is None:
             continue
         s = dict(stage[group])
-        s["task1_prob"] = s["forget_prob"][0] if s["forget_prob"] else None
+        for key in ("prob", "truth_ratio", "mia_auc_loss", "mia_auc_zlib"):
+            per_task = s[f"forget_{key}" if key in ("prob", "truth_ratio") else key]
+            s[f"task1_{key}"] = per_task[0] if per_task else None
         out.append(f"| {k} | " + " | ".join(_fmt(s[key]) for key, _ in MD_COLUMNS) + " |")
     return out + [""]
+
+
+#: Task-1 curves of :func:`likelihood_curves`: (key in :func:`stage_summary`, index into it or None, label).
+CURVES: tuple[tuple[str, int | None, str], ...] = (
+    ("forget_prob", 0, "P task 1"),
+    ("forget_truth_ratio", 0, "truth ratio task 1 (min(R, 1/R))"),
+    ("mia_auc_loss", 0, "MIA AUC LOSS task 1"),
+    ("mia_auc_zlib", 0, "MIA AUC zlib task 1"),
+    ("retain_prob", None, "P retain"),
+)
+
+
+def likelihood_curves(summary: dict[str, Any], path: str | Path, title: str) -> Path:
+    """PNG: per group (VQA, QA, pooled; one panel each) the task-1 probability, truth ratio and MIA AUCs and the
+    retain probability after each stage (a missing value leaves a gap)."""
+    from icu_tasks.continual import plots
+
+    fig = plots._new_figure(plots.FIRST_TASK_SIZE)
+    axes = fig.subplots(1, len(GROUPS), squeeze=False)[0]
+    n = len(summary["stages"])
+    for ax, group in zip(axes, GROUPS, strict=True):
+        for i, (key, index, label) in enumerate(CURVES):
+            y = []
+            for stage in summary["stages"]:
+                value = None if stage is None else stage[group][key]
+                value = value[index] if index is not None and value is not None else value
+                y.append(math.nan if value is None else value)
+            ax.plot(range(n), y, plots._MARKERS[i % len(plots._MARKERS)] + "-", label=label, alpha=0.85)
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")  # AUC of a model that never saw the profiles
+        ax.set_xlim(-0.3, max(n - 1, 1) + 0.3)
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_xticks(range(0, n, max(1, n // 20)))
+        ax.set_xlabel("after stage k (0 = vanilla)")
+        ax.set_title(group if group == POOLED else group.upper())
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="best", fontsize=7)
+    fig.suptitle(title)
+    return plots._save(fig, Path(path))
