@@ -127,6 +127,37 @@ def test_membership_docs_alternate(small_data_dir, monkeypatch):
     assert all(docs[likelihood.TOKEN_COUNT_KEY]) and set(docs["view"]) == {"qa"}
 
 
+def test_task_configs_and_docs(small_data_dir, monkeypatch):
+    """Resolved configs of every icu_ll / icu_mia task, and the docs the ll tasks load (all of one split and
+    view, each asking icu_hf for token counts)."""
+    from lmms_eval.tasks import TaskManager
+
+    from icu_tasks.paths import task_yamls_dir
+
+    manager = TaskManager("WARNING", include_path=str(task_yamls_dir()), include_defaults=False)
+    names = [n for n in manager.all_subtasks if n.startswith(("icu_ll_", "icu_mia_"))]
+    assert len(names) == 9
+    for name in names:
+        config = manager._get_config(name)
+        is_mia = name.startswith("icu_mia_")
+        assert config["output_type"] == ("loglikelihood" if is_mia else "multiple_choice")
+        assert config["process_docs"].__module__ == ("icu_tasks.mia" if is_mia else "icu_tasks.likelihood")
+        metrics = [m["metric"] for m in config["metric_list"]]
+        assert metrics == list(mia.MIA_METRICS if is_mia else likelihood.LL_METRICS)
+        assert config["metadata"]["version"] >= 1
+    monkeypatch.setenv("ICU_DATA_DIR", str(small_data_dir))
+    rows = likelihood.open_task_data().rows()
+    tasks = manager.load_task_or_group(["icu_ll_forget_vqa", "icu_ll_retain_qa", "icu_ll_utility"])
+    for name, (split, view) in {
+        "icu_ll_forget_vqa": ("forget", "vqa"),
+        "icu_ll_retain_qa": ("retain_eval", "qa"),
+        "icu_ll_utility": ("utility", None),
+    }.items():
+        docs = tasks[name].test_docs()
+        expected = [r["id"] for r in rows if r["split"] == split and view in (None, r["view"])]
+        assert docs["id"] == expected and all(docs[likelihood.TOKEN_COUNT_KEY])
+
+
 # ---------------------------------------------------------------------------------------------------------
 # A real lmms-eval run on the tiny model
 
