@@ -44,10 +44,10 @@ from typing import Any
 
 from icu_tasks import answer_metrics
 from icu_tasks.hooks import (
-    HOW_TO_GENERATE,
     DataUnavailable,
     _payload,
     _record_data,
+    _select,
     doc_to_choice,
     mc_doc_to_target,
     open_task_data,
@@ -84,17 +84,17 @@ class ScoresUnavailable(SystemExit):
 def split_rows(split: str, view: str | None) -> list[dict[str, Any]]:
     """The QA rows of one split (and view), each with :data:`TOKEN_COUNT_KEY` set; raise if there are none.
 
-    Rows are filtered here rather than through ``IcuData.rows(split=...)`` so that a data dir made before the
-    holdout split existed gets the one-line :data:`NO_HOLDOUT` error instead of an unknown-split error.
+    Every split but the holdout goes through the generate tasks' own selection (``icu_tasks.hooks._select``:
+    the data record in results.json, the same rows, the same errors). Holdout rows are filtered here, so that
+    a data dir made before the holdout split existed gets the one-line :data:`NO_HOLDOUT` error.
     """
+    if split != HOLDOUT_SPLIT:
+        return [dict(r, **{TOKEN_COUNT_KEY: True}) for r in _select(split, view).to_list()]
     data = open_task_data()
     _record_data(data)
     rows = [dict(r, **{TOKEN_COUNT_KEY: True}) for r in data.rows(view=view) if r["split"] == split]
     if not rows:
-        if split == HOLDOUT_SPLIT:
-            raise DataUnavailable(f"{NO_HOLDOUT} ({data.root})")
-        what = f"split {split!r}" + (f", view {view!r}" if view else "")
-        raise DataUnavailable(f"ICU-Bench data dir {data.root} has no rows for {what}; {HOW_TO_GENERATE}")
+        raise DataUnavailable(f"{NO_HOLDOUT} ({data.root})")
     return rows
 
 
