@@ -301,8 +301,17 @@ def test_vanilla_is_far_from_holdout_and_forgetting_task_1_moves_it(
     lm.load_adapter(str(stage.path))
     score(lm, args, tasks, run / "eval" / "stage_1", data_dir=small_data_dir)
 
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
     for view in ("vqa", "qa"):
         assert vanilla[f"icu_mia_{view}"]["mia_auc_loss,none"] >= 0.8, vanilla[f"icu_mia_{view}"]
+        path = next((run / "eval" / "stage_0").rglob(f"*_samples_icu_mia_{view}.jsonl"))
+        items = [json.loads(line)["mia_auc_loss"] for line in path.open()]
+        assert {i["split"] for i in items} == {"forget", likelihood.HOLDOUT_SPLIT}
+        for name, key in mia.SCORES.items():
+            expected = sklearn_metrics.roc_auc_score(
+                [1 - i["member"] for i in items], [i[key] for i in items]
+            )
+            assert vanilla[f"icu_mia_{view}"][f"mia_auc_{name},none"] == pytest.approx(expected)
     summary = likelihood_summary(run)
     for group in ("vqa", "qa", "pooled"):
         before, after = summary["stages"][0][group], summary["stages"][1][group]
