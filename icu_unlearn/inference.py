@@ -122,13 +122,16 @@ def loglikelihoods(
     batch_size: int = 8,
     *,
     progress: bool = False,
-) -> list[tuple[float, bool]]:
+    token_counts: bool = False,
+) -> list[tuple]:
     """Log-likelihood of each continuation as the assistant answer to its context (+ image).
 
     The continuation is placed in the assistant turn exactly as a training answer is (surrounding whitespace,
     e.g. lmms-eval's ``target_delimiter``, is stripped), so the scored tokens are the training labels: the
     answer plus the template's end-of-turn token. Returns ``(sum of token log-probs, is_greedy)`` per sample,
-    where ``is_greedy`` means every scored token is the argmax.
+    where ``is_greedy`` means every scored token is the argmax. With ``token_counts=True`` each result is
+    ``(sum, is_greedy, n_tokens)``: ``n_tokens`` is the number of scored tokens (the answer as the model's
+    tokenizer splits it plus the end-of-turn token(s)), the length that TOFU-style probabilities normalise by.
     """
     import torch
     from tqdm.auto import tqdm
@@ -136,7 +139,7 @@ def loglikelihoods(
     n = len(contexts)
     images = list(images) if images is not None else [None] * n
     _check(n, continuations=continuations, images=images)
-    results: list[tuple[float, bool]] = [(0.0, False)] * n
+    results: list[tuple] = [(0.0, False)] * n
     batches = _batches(_by_length(contexts, images), int(batch_size))
     for idx in tqdm(batches, desc="loglikelihood", disable=not progress):
         batch = encode(
@@ -159,6 +162,9 @@ def loglikelihoods(
         row = scored.nonzero()[:, 0]
         sums = torch.zeros(len(idx), dtype=torch.float64).index_add_(0, row.cpu(), token_lp.double().cpu())
         misses = torch.zeros(len(idx), dtype=torch.long).index_add_(0, row.cpu(), (~greedy).long().cpu())
+        counts = scored.sum(-1).cpu()
         for j, i in enumerate(idx):
             results[i] = (float(sums[j]), bool(misses[j] == 0))
+            if token_counts:
+                results[i] += (int(counts[j]),)
     return results

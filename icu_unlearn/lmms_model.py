@@ -269,16 +269,22 @@ class IcuHF(lmms):
         pbar.close()
         return results
 
-    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
-        """``(sum of continuation token log-probs, is_greedy)`` given image + context (see ``inference``)."""
+    def loglikelihood(self, requests) -> list[tuple]:
+        """``(sum of continuation token log-probs, is_greedy)`` given image + context (see ``inference``).
+
+        For a doc that carries ``icu_tasks.likelihood.TOKEN_COUNT_KEY`` (the ``icu_ll`` / ``icu_mia`` tasks)
+        the response is ``(sum, is_greedy, n_tokens)``, the scored token count those tasks normalise by.
+        """
         from tqdm.auto import tqdm
 
+        from icu_tasks.likelihood import TOKEN_COUNT_KEY
         from icu_unlearn.inference import loglikelihoods
 
-        contexts, continuations, images = [], [], []
+        contexts, continuations, images, counted = [], [], [], []
         for request in requests:
             args = request.args
             context, target = args[0], args[1]
+            doc: dict = {}
             if len(args) >= 6:
                 doc_to_visual, doc_id, task, split = args[2:6]
                 doc = self.task_dict[task][split][doc_id]
@@ -289,7 +295,8 @@ class IcuHF(lmms):
             contexts.append(context)
             continuations.append(str(target))
             images.append(visuals)
-        results: list[tuple[float, bool]] = []
+            counted.append(bool(doc.get(TOKEN_COUNT_KEY)))
+        results: list[tuple] = []
         pbar = tqdm(total=len(requests), desc="icu_hf loglikelihood", disable=self.rank != 0)
         for start in range(0, len(requests), self.batch_size):
             end = start + self.batch_size
@@ -300,10 +307,11 @@ class IcuHF(lmms):
                 continuations[start:end],
                 images[start:end],
                 self.batch_size,
+                token_counts=True,
             )
             pbar.update(len(contexts[start:end]))
         pbar.close()
-        return results
+        return [r if keep else r[:2] for r, keep in zip(results, counted, strict=True)]
 
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError("icu_hf does not implement multi-round generation")

@@ -26,8 +26,21 @@ MC_TASKS = tuple(f"{t}_mc" for t in GENERATE_TASKS)
 #: The paraphrase view (held-out phrasing, qa_paraphrase.parquet): group icu_para / icu_para_mc.
 PARA_TASKS = ("icu_forget_vqa_para", "icu_forget_qa_para", "icu_retain_vqa_para", "icu_retain_qa_para")
 PARA_MC_TASKS = tuple(f"{t}_mc" for t in PARA_TASKS)
-ALL_TASKS = GENERATE_TASKS + MC_TASKS + PARA_TASKS + PARA_MC_TASKS
-GROUPS = {"icu": GENERATE_TASKS, "icu_mc": MC_TASKS, "icu_para": PARA_TASKS, "icu_para_mc": PARA_MC_TASKS}
+#: Likelihood (group icu_ll): per split, plus membership inference per view (tests/test_likelihood.py).
+LL_TASKS = (
+    *(f"icu_ll_{s}_{v}" for s in ("forget", "retain", "holdout") for v in ("vqa", "qa")),
+    "icu_ll_utility",
+    "icu_mia_vqa",
+    "icu_mia_qa",
+)
+ALL_TASKS = GENERATE_TASKS + MC_TASKS + PARA_TASKS + PARA_MC_TASKS + LL_TASKS
+GROUPS = {
+    "icu": GENERATE_TASKS,
+    "icu_mc": MC_TASKS,
+    "icu_para": PARA_TASKS,
+    "icu_para_mc": PARA_MC_TASKS,
+    "icu_ll": LL_TASKS,
+}
 #: (split, view) each task scores; view None = both views.
 SELECTION = {
     "icu_forget_vqa": ("forget", "vqa"),
@@ -72,7 +85,7 @@ def test_every_yaml_has_a_version():
 
 def test_task_configs(task_manager):
     """Resolved configs (templates included): output types, greedy decoding, our hooks and metrics."""
-    for name in ALL_TASKS:
+    for name in GENERATE_TASKS + MC_TASKS + PARA_TASKS + PARA_MC_TASKS:  # icu_ll: tests/test_likelihood.py
         config = task_manager._get_config(name)
         mc = name.endswith("_mc")
         assert config["output_type"] == ("multiple_choice" if mc else "generate_until")

@@ -337,6 +337,28 @@ def write_report(
     }
     plots.first_task_curves(series, out / FIRST_TASK_PNG, f"Forget accuracy on the first task ({metric})")
     report = {"metric": metric, "runs": summaries, "figures": {"first_task": FIRST_TASK_PNG}}
+    likelihood_md = _likelihood_sections(summaries, runs, out)
     _write_text(out / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-    _write_text(out / REPORT_MD, _md(summaries, runs, metric))
+    _write_text(out / REPORT_MD, _md(summaries, runs, metric) + likelihood_md)
     return report
+
+
+def _likelihood_sections(summaries: list[dict[str, Any]], runs: list[ContinualRun], out: Path) -> str:
+    """Add each run's ``icu_ll`` / ``icu_mia`` numbers (:mod:`icu_tasks.continual.likelihood`) to its summary
+    under ``likelihood`` (None when not scored), draw its curves, and return the report.md section ("" when
+    no run has any)."""
+    from icu_tasks.continual.likelihood import likelihood_curves, likelihood_markdown, likelihood_summary
+
+    lines: list[str] = []
+    for summary, run, label in zip(summaries, runs, _labels(runs), strict=True):
+        summary["likelihood"] = likelihood = likelihood_summary(run.root)
+        if likelihood is None:
+            continue
+        name = f"{label}_likelihood.png"
+        title = f"{run.name} ({run.method}): task-1 probability, truth ratio, MIA AUC; retain probability"
+        likelihood_curves(likelihood, out / name, title)
+        likelihood["figure"] = name
+        lines += likelihood_markdown(summary["name"], likelihood) + [f"![likelihood]({name})", ""]
+    if not lines:
+        return ""
+    return "\n\n## Probability, truth ratio and membership inference\n\n" + "\n".join(lines)
