@@ -160,7 +160,10 @@ def _select(split: str, view: str | None):
     data = open_task_data()
     tasks = _forget_filter() if split == "forget" else None
     _record_data(data, tasks)
-    docs = data.dataset(split=split, view=view, forget_tasks=tasks)
+    try:
+        docs = data.dataset(split=split, view=view, forget_tasks=tasks)
+    except ConfigError as err:  # a forget task the data does not have
+        raise DataUnavailable(f"{FORGET_TASKS_ENV}={format_tasks(tasks or ())}: {err}") from err
     if len(docs) == 0:
         what = f"split {split!r}" + (f", view {view!r}" if view else "")
         if tasks is not None:
