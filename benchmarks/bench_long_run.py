@@ -84,6 +84,29 @@ def stage_table(out: Path, cost: dict) -> list[dict]:
     return rows
 
 
+def print_stages(rows: list[dict], title: str) -> dict[str, float]:
+    """Print the per-stage table and the slopes against the stage index; returns the slopes."""
+    print(title)
+    print(
+        f"{'stage':>5} {'train s':>8} {'score s':>8} {'requests':>9} {'ms/req':>7} {'stage MiB':>10} {'eval MiB':>9}"
+    )
+    f = lambda x, d=2: "-" if x is None else f"{x:.{d}f}"  # noqa: E731
+    for r in rows:
+        print(f"{r['stage']:>5} {f(r['train_s']):>8} {f(r['score_s']):>8} {r['requests']:>9} "
+              f"{f(r['ms_per_request'], 1):>7} {r['stage_mib']:>10.2f} {r['eval_mib']:>9.2f}")  # fmt: skip
+    trained = [r for r in rows if r["train_s"] is not None]
+    scored = [r for r in rows if r["score_s"] is not None]
+    slopes = {
+        "train_s_per_stage": slope([r["stage"] for r in trained], [r["train_s"] for r in trained]),
+        "score_s_per_stage": slope([r["stage"] for r in scored], [r["score_s"] for r in scored]),
+        "ms_per_request_per_stage": slope(
+            [r["stage"] for r in scored], [r["ms_per_request"] for r in scored]
+        ),
+    }
+    print("slopes against the stage index: " + ", ".join(f"{k} {v:+.4f}" for k, v in slopes.items()))
+    return slopes
+
+
 def full_scale(
     cost: dict, rows: list[dict], full_data: Path | None, tiny: Path, args: argparse.Namespace
 ) -> dict:
@@ -152,25 +175,9 @@ def main() -> None:
     wall, rss = run(cmd, work / "run.log", env)
     cost = json.loads((out / "cost.json").read_text())
     rows = stage_table(out, cost)
-    print(f"{args.stages}-stage {args.method} run, {args.steps} steps/stage, data {data} "
-          f"({cost['forget_tasks_in_data']} forget tasks), tiny untrained model: {wall:.0f} s, peak RSS {rss:.0f} MiB")  # fmt: skip
-    print(
-        f"{'stage':>5} {'train s':>8} {'score s':>8} {'requests':>9} {'ms/req':>7} {'stage MiB':>10} {'eval MiB':>9}"
-    )
-    f = lambda x, d=2: "-" if x is None else f"{x:.{d}f}"  # noqa: E731
-    for r in rows:
-        print(f"{r['stage']:>5} {f(r['train_s']):>8} {f(r['score_s']):>8} {r['requests']:>9} "
-              f"{f(r['ms_per_request'], 1):>7} {r['stage_mib']:>10.2f} {r['eval_mib']:>9.2f}")  # fmt: skip
-    trained = [r for r in rows if r["train_s"] is not None]
-    scored = [r for r in rows if r["score_s"] is not None]
-    slopes = {
-        "train_s_per_stage": slope([r["stage"] for r in trained], [r["train_s"] for r in trained]),
-        "score_s_per_stage": slope([r["stage"] for r in scored], [r["score_s"] for r in scored]),
-        "ms_per_request_per_stage": slope(
-            [r["stage"] for r in scored], [r["ms_per_request"] for r in scored]
-        ),
-    }
-    print("slopes against the stage index: " + ", ".join(f"{k} {v:+.4f}" for k, v in slopes.items()))
+    slopes = print_stages(rows, f"{args.stages}-stage {args.method} run, {args.steps} steps/stage, data {data} "
+                          f"({cost['forget_tasks_in_data']} forget tasks), tiny untrained model: {wall:.0f} s, "
+                          f"peak RSS {rss:.0f} MiB")  # fmt: skip
     est = cost["estimate_s"]
     print(f"estimate at the start: {est['total']:.0f} s (training {est['training']:.0f} s, scoring "
           f"{est['scoring']:.0f} s); measured wall time {wall:.0f} s")  # fmt: skip

@@ -328,9 +328,18 @@ def _dur(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _shown_stages(n: int) -> list[int | None]:
-    """Every stage for short runs; the first 4, a gap (None) and the last 2 otherwise."""
-    return list(range(n)) if n <= 12 else [0, 1, 2, 3, None, n - 2, n - 1]
+def _shown_stages(rows: list[dict[str, Any]]) -> list[int | None]:
+    """Every stage for short runs; else stages 0-3, the next 3 scored ones and the last 2, gaps as None."""
+    n = len(rows)
+    if n <= 12:
+        return list(range(n))
+    middle = [k for k in range(4, n - 2) if rows[k]["scored"]][:3]
+    shown: list[int | None] = []
+    for k in [0, 1, 2, 3, *middle, n - 2, n - 1]:
+        if shown and shown[-1] is not None and k > shown[-1] + 1:
+            shown.append(None)
+        shown.append(k)
+    return shown
 
 
 def format_estimate(record: dict[str, Any]) -> list[str]:
@@ -344,7 +353,7 @@ def format_estimate(record: dict[str, Any]) -> list[str]:
         f"{'stage':>6} {'forget tasks':>12} {'requests':>9}  {'by family/kind':<58} {'train':>9} {'score':>9}",
     ]
     rows = record["per_stage"]
-    for k in _shown_stages(len(rows)):
+    for k in _shown_stages(rows):
         if k is None:
             lines.append(f"{'…':>6}")
             continue

@@ -256,6 +256,20 @@ def _start(config: RunConfig, rd: RunDir, measure_batches: int, allow: bool, log
     return lm, cost_log
 
 
+def _train(
+    config: RunConfig, rd: RunDir, k: int, allow: bool, cost_log: _CostLog, log: Callable[[str], None]
+) -> None:
+    """Train stage ``k`` into the run dir and record its seconds."""
+    from icu_unlearn.methods import build_method
+    from icu_unlearn.train import run_stage
+
+    t0 = time.perf_counter()
+    method = build_method(config.method, **config.method_args)
+    run_stage(method, config.base, config.data, k, rd.root, device=config.device, allow_data_mismatch=allow)
+    cost_log.add(k, "train_s", time.perf_counter() - t0)
+    log(f"stage {k}/{config.stages}: {config.method} trained in {time.perf_counter() - t0:.1f} s")
+
+
 def _run_locked(
     config: RunConfig,
     rd: RunDir,
@@ -268,9 +282,7 @@ def _run_locked(
     """The body of :func:`run` once its inputs are validated and the run dir is locked."""
     from icu_tasks.continual.report import write_report
     from icu_tasks.continual.results import load_run
-    from icu_unlearn.methods import build_method
     from icu_unlearn.scoring import score
-    from icu_unlearn.train import run_stage
 
     removed = rd.clean_partial()
     if removed:
@@ -281,19 +293,7 @@ def _run_locked(
     for k in range(config.stages + 1):
         stage = rd.stage_dir(k) if k else None
         if k and not rd.stage_complete(k):
-            t0 = time.perf_counter()
-            method = build_method(config.method, **config.method_args)
-            run_stage(
-                method,
-                config.base,
-                config.data,
-                k,
-                rd.root,
-                device=config.device,
-                allow_data_mismatch=allow_data_mismatch,
-            )
-            cost_log.add(k, "train_s", time.perf_counter() - t0)
-            log(f"stage {k}/{config.stages}: {config.method} trained in {time.perf_counter() - t0:.1f} s")
+            _train(config, rd, k, allow_data_mismatch, cost_log, log)
         elif k:
             log(f"stage {k}/{config.stages}: complete, skipped")
         if not schedule.scored(k, config.stages):
