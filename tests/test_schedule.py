@@ -221,3 +221,24 @@ def test_scheduled_run_scores_what_the_schedule_says(small_data_dir, tiny_model_
     assert run_.missing_cells("vqa") == {
         "cells": 9, "missing": 4, "unscored_stage": 3, "outside_window": 1, "other": 0,
     }  # fmt: skip
+
+
+def test_run_dir_from_before_the_schedule_resumes_with_the_default(small_data_dir, tiny_model_dir, tmp_path):
+    from icu_tasks.errors import StageError
+    from icu_unlearn.pipeline import RunConfig
+    from icu_unlearn.preflight import check_run_inputs
+    from icu_unlearn.rundir import RunDir
+
+    rd = RunDir(tmp_path / "old")
+
+    def config(**kw):
+        return RunConfig(base=str(tiny_model_dir), data=str(small_data_dir), method="ga", stages=2, **kw)
+
+    _, record = check_run_inputs(config(), rd, overwrite=False, allow_data_mismatch=False)
+    old = {k: v for k, v in record.items() if k not in ("eval_every", "eval_window")}  # an older run.json
+    rd.root.mkdir()
+    rd.config_path.write_text(json.dumps(old))
+    _, again = check_run_inputs(config(), rd, overwrite=False, allow_data_mismatch=False)
+    assert again == old  # the default schedule is what the older run scored: same config, resumes
+    with pytest.raises(StageError, match="differs in: eval_every"):
+        check_run_inputs(config(eval_every=2), rd, overwrite=False, allow_data_mismatch=False)
