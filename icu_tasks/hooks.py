@@ -53,10 +53,11 @@ from typing import Any
 
 from icu_tasks import answer_metrics
 from icu_tasks.data.schema import MANIFEST_FILE, PARAPHRASE_FILE, QA_FILE
-from icu_tasks.errors import DataError
+from icu_tasks.errors import ConfigError, DataError
 from icu_tasks.paths import DATA_ENV, default_data_dir
 from icu_tasks.prompts import question_text
 from icu_tasks.provenance import DATA_DIR_KEY, DATA_HASH_KEY
+from icu_tasks.schedule import FORGET_TASKS_ENV, FORGET_TASKS_KEY, forget_task_filter, format_tasks
 
 #: Metric keys of the generate_until tasks and of the multiple-choice tasks, as named in the YAMLs.
 GENERATE_METRICS: tuple[str, ...] = ("exact_match", "contains", "rougeL_recall")
@@ -116,8 +117,10 @@ def open_task_data():
         raise DataUnavailable(f"invalid ICU-Bench data dir {root} ({problem}); {HOW_TO_GENERATE}") from err
 
 
-def _record_data(data: Any) -> None:
+def _record_data(data: Any, forget_tasks: frozenset[int] | None = None) -> None:
     """Write the data's hash and dir into the metadata of the lmms-eval task that is loading its docs.
+
+    A forget task restricted by ``$ICU_FORGET_TASKS`` also records the selection (``icu_forget_tasks``).
 
     lmms-eval gives ``process_docs`` only the dataset, so the task is found as the ``self`` of the calling
     frame (``ConfigurableTask.download``); a caller that is not a task (a test, another harness) is left alone.
@@ -139,17 +142,33 @@ def _record_data(data: Any) -> None:
                         DATA_HASH_KEY: data.data_hash,
                         DATA_DIR_KEY: str(data.root),
                     }
+                    if forget_tasks is not None:
+                        config.metadata[FORGET_TASKS_KEY] = format_tasks(forget_tasks)
                 return
     finally:
         del frame
 
 
+def _forget_filter() -> frozenset[int] | None:
+    """The forget tasks ``$ICU_FORGET_TASKS`` selects (:mod:`icu_tasks.schedule`); bad text stops the run."""
+    try:
+        return forget_task_filter()
+    except ConfigError as err:
+        raise DataUnavailable(str(err)) from err
+
+
 def _select(split: str, view: str | None, paraphrase: bool = False):
     data = open_task_data()
-    _record_data(data)
-    docs = data.dataset(split=split, view=view, paraphrase=paraphrase)
+    tasks = _forget_filter() if split == "forget" else None
+    _record_data(data, tasks)
+    try:
+        docs = data.dataset(split=split, view=view, forget_tasks=tasks, paraphrase=paraphrase)
+    except ConfigError as err:  # a forget task the data does not have
+        raise DataUnavailable(f"{FORGET_TASKS_ENV}={format_tasks(tasks or ())}: {err}") from err
     if len(docs) == 0:
         what = f"split {split!r}" + (f", view {view!r}" if view else "")
+        if tasks is not None:
+            what += f", forget tasks {format_tasks(tasks)} (from ${FORGET_TASKS_ENV})"
         rows = "paraphrase rows" if paraphrase else "rows"
         if data.manifest.get("format_version", 1) < 2:
             what += " (it was generated before the holdout split and the paraphrase file existed)"

@@ -28,6 +28,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, dest="batch_size", help="evaluation batch size (default 16)")
     p.add_argument("--limit", type=int, help="score at most N docs per task (debugging)")
     p.add_argument("--device", help="cpu or cuda (default cpu)")
+    p.add_argument("--eval-every", type=int, dest="eval_every", help=_help("eval_every") + " (default 1)")
+    p.add_argument("--eval-window", type=int, dest="eval_window", help=_help("eval_window"))
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        dest="dry_run",
+        help="check the inputs, print requests per stage and in total and an estimated wall time; write nothing",
+    )
+    p.add_argument(
+        "--measure-batches",
+        type=int,
+        default=2,
+        dest="measure_batches",
+        help="batches per task (and training steps) timed for the cost estimate printed at the start "
+        "(default 2; 0 = request counts only)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -53,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_demo)
 
 
+def _help(name: str) -> str:
+    """A RunConfig field's help text (its dataclass metadata), without importing torch."""
+    from icu_unlearn.pipeline import RunConfig
+
+    return RunConfig.__dataclass_fields__[name].metadata["help"]
+
+
 def _parse_sets(items: list[str]) -> dict:
     import yaml
 
@@ -69,8 +92,10 @@ def _parse_sets(items: list[str]) -> dict:
 
 def _run(args: argparse.Namespace) -> int:
     from icu_tasks.errors import ConfigError
-    from icu_unlearn.pipeline import RunConfig, run
+    from icu_unlearn.pipeline import RunConfig, dry_run, run
 
+    if args.measure_batches < 0:
+        raise ConfigError(f"--measure-batches must be >= 0, got {args.measure_batches}")
     flags = {
         "base": args.base,
         "data": args.data,
@@ -80,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "limit": args.limit,
         "device": args.device,
+        "eval_every": args.eval_every,
+        "eval_window": args.eval_window,
     }
     method_args = _parse_sets(args.set)
     if args.config:
@@ -91,7 +118,15 @@ def _run(args: argparse.Namespace) -> int:
         given = {k: v for k, v in flags.items() if v is not None}
         config = RunConfig.from_dict(given | {"method_args": method_args}, source="command line")
     start = time.perf_counter()
-    run(config, args.out, overwrite=args.overwrite, allow_data_mismatch=args.allow_data_mismatch)
+    kwargs = {
+        "overwrite": args.overwrite,
+        "allow_data_mismatch": args.allow_data_mismatch,
+        "measure_batches": args.measure_batches,
+    }
+    if args.dry_run:
+        dry_run(config, args.out, **kwargs)
+        return 0
+    run(config, args.out, **kwargs)
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -147,5 +147,28 @@ def check_run_inputs(
         "base_model_id": model_id(base_dir),
         "data_hash": data.data_hash,
     }
+    _keep_older_record(record, run_dir)
     run_dir.check_config(record, overwrite=overwrite, write=False)
     return data, record
+
+
+#: RunConfig fields added after run dirs were first written, with the value an older run dir implies.
+ADDED_RUN_KEYS: dict[str, Any] = {"eval_every": 1, "eval_window": None}
+
+
+def _keep_older_record(record: dict, run_dir: Any) -> None:
+    """Drop from ``record`` the keys an older ``run.json`` lacks while they hold the value it implies.
+
+    A run dir written before the evaluation schedule existed scored the full matrix; resuming it with the
+    default schedule is the same config, so it resumes (and its ``run.json`` stays as it was).
+    """
+    import json
+
+    try:
+        old = json.loads(run_dir.config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(old, dict):
+        for key, implied in ADDED_RUN_KEYS.items():
+            if key not in old and record.get(key) == implied:
+                record.pop(key, None)

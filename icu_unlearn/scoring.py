@@ -9,12 +9,15 @@ temp dir first and renamed, so ``out_dir`` is complete or absent.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError, did_you_mean
 from icu_tasks.paths import DATA_ENV, task_yamls_dir
 from icu_tasks.run_layout import atomic_dir
+from icu_tasks.schedule import FORGET_TASKS_ENV, format_tasks
 
 _TASK_MANAGER = None
 
@@ -43,6 +46,25 @@ def check_tasks(tasks: list[str]) -> list[str]:
     return list(tasks)
 
 
+@contextmanager
+def task_env(data_dir: str | os.PathLike, forget_tasks: Collection[int] | None = None) -> Iterator[None]:
+    """``$ICU_DATA_DIR`` = ``data_dir`` and ``$ICU_FORGET_TASKS`` = ``forget_tasks`` (None: unset), restored after."""
+    saved = {key: os.environ.get(key) for key in (DATA_ENV, FORGET_TASKS_ENV)}
+    os.environ[DATA_ENV] = str(data_dir)
+    if forget_tasks is None:
+        os.environ.pop(FORGET_TASKS_ENV, None)
+    else:
+        os.environ[FORGET_TASKS_ENV] = format_tasks(forget_tasks)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def score(
     lm: Any,
     model_args: str,
@@ -51,11 +73,14 @@ def score(
     *,
     data_dir: Path,
     limit: int | None = None,
+    forget_tasks: Collection[int] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``lm`` (an lmms-eval model object) on ``tasks``; write results + samples into ``out_dir``.
 
     ``model_args`` is the string the CLI would get; lmms-eval uses it only to name the output sub-folder, so
-    passing the CLI's string makes both layouts identical. Returns lmms-eval's results dict (without samples).
+    passing the CLI's string makes both layouts identical. ``forget_tasks`` restricts the forget tasks' docs
+    to those forget tasks (``$ICU_FORGET_TASKS`` for this call, see :mod:`icu_tasks.schedule`; None = all).
+    Returns lmms-eval's results dict (without samples).
     """
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.loggers import EvaluationTracker
@@ -66,7 +91,7 @@ def score(
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise StageError(f"{out_dir} already exists; refusing to overwrite an evaluation")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp, task_env(data_dir, forget_tasks):
         tracker = EvaluationTracker(output_path=str(tmp))
         datetime_str = get_datetime_str()
         results = simple_evaluate(

@@ -15,8 +15,10 @@ Conventions for every function here:
   excluded, so no term comes from a tiny denominator; a missing (NaN) ``A[0][j]`` likewise. Exclusions are
   named in the result's ``notes``.
 * ``R`` and ``U`` are per-stage vectors of length ``T + 1`` (retain accuracy and utility, row 0 = vanilla).
-* A stage that was not scored (a partial run, a crashed evaluation) is a row of NaN. NaN entries are skipped
-  and named in ``notes``; a metric with nothing left to average is NaN with the reason.
+* A stage that was not scored (a partial run, a crashed evaluation, the evaluation schedule) is a row of NaN;
+  a forget task the schedule did not score at a stage is a NaN cell. NaN entries are skipped, never imputed,
+  and named (stages) or counted (cells) in ``notes``; a metric with nothing left to average is NaN with the
+  reason.
 
 Every function returns a :class:`MetricValue` (``value`` + ``notes``; ``stage`` for the worst stage).
 """
@@ -95,6 +97,14 @@ class _Skips:
         self.unknown: set[int] = set()
         self.no_vanilla: set[int] = set()
         self.missing: set[int] = set()
+        self.cells = 0  # unscored cells A[k][j] of scored stages left out of the mean
+
+    def scored(self, A: np.ndarray, k: int, j: int) -> bool:
+        """Whether A[k][j] was scored; an unscored cell is counted (never imputed)."""
+        if math.isnan(A[k, j - 1]):
+            self.cells += 1
+            return False
+        return True
 
     def task_ok(self, A: np.ndarray, j: int, base: float) -> bool:
         a0 = A[0, j - 1]
@@ -117,6 +127,8 @@ class _Skips:
             out.append(f"excluded task(s) {_fmt(sorted(self.no_vanilla))}: not scored at stage 0")
         if self.missing:
             out.append(f"skipped stage(s) {_fmt(sorted(self.missing))}: not scored")
+        if self.cells:
+            out.append(f"left out {self.cells} unscored cell(s) A[k][j] of scored stages (never imputed)")
         return tuple(out)
 
 
@@ -169,10 +181,11 @@ def forgetting_effectiveness(A: Matrix, base: float | None = None) -> MetricValu
     for k in range(1, T + 1):
         if not skips.task_ok(A, k, b):
             continue
-        if math.isnan(A[k, k - 1]):
+        if np.isnan(A[k]).all():
             skips.missing.add(k)
             continue
-        terms.append(_f(A, k, k, b))
+        if skips.scored(A, k, k):
+            terms.append(_f(A, k, k, b))
     return _mean(terms, skips, "no stage with a scored task the vanilla model knew")
 
 
@@ -190,7 +203,7 @@ def _history_pairs(
             skips.missing.add(k)
             continue
         for j in range(1, k):
-            if skips.task_ok(A, j, b) and not math.isnan(A[k, j - 1]):
+            if skips.task_ok(A, j, b) and skips.scored(A, k, j):
                 pairs.append((k, j))
     return pairs, skips, None
 
@@ -239,9 +252,7 @@ def collateral(A: Matrix, base: float | None = None) -> MetricValue:
         if np.isnan(A[k]).all():
             skips.missing.add(k)
             continue
-        terms += [
-            _f(A, k, j, b) for j in range(k + 1, A.shape[1] + 1) if ok[j] and not math.isnan(A[k, j - 1])
-        ]
+        terms += [_f(A, k, j, b) for j in range(k + 1, A.shape[1] + 1) if ok[j] and skips.scored(A, k, j)]
     return _mean(terms, skips, "no scored cell of a task after its stage (j > k)")
 
 
@@ -258,7 +269,7 @@ def over_forgetting(A: Matrix, base: float | None = None) -> MetricValue:
         if np.isnan(A[k]).all():
             skips.missing.add(k)
             continue
-        terms += [max(0.0, b - A[k, j - 1]) for j in range(1, k + 1) if not math.isnan(A[k, j - 1])]
+        terms += [max(0.0, b - A[k, j - 1]) for j in range(1, k + 1) if skips.scored(A, k, j)]
     return _mean(terms, skips, "no scored cell (k >= 1, j <= k)")
 
 

@@ -71,7 +71,8 @@ DEFINITIONS = """\
   method that forgets nothing and for one that collapses. The table shows the pooled view (both views' items).
 - **fluency** = ROME's weighted bi/tri-gram entropy (bits) of the generated answers, stage 0 → last scored.
 - `x [lo, hi]`: bootstrap 95% percentile interval (items resampled within each cell, seeded).
-- A stage that was not scored is a row of NaN and is skipped (see each run's notes)."""
+- A stage that was not scored is a row of NaN, a cell the schedule did not score is NaN: both are left out of
+  every mean (never imputed) and counted in each run's notes."""
 
 
 def _num(x: float | None) -> float | None:
@@ -137,6 +138,12 @@ def run_summary(
         "tasks": run.tasks,
         "scored_stages": run.scored,
         "missing_stages": run.missing,
+        "schedule": {
+            "every": run.schedule.every,
+            "window": run.schedule.window,
+            "description": run.schedule.describe(),
+        },
+        "missing_cells": {view: run.missing_cells(view) for view in VIEWS},
         "metrics": {key: _num(v.value) for key, v in values.items()}
         | {
             "ru_final_stage": values["ru_final"].stage,
@@ -253,6 +260,25 @@ def _md_views(s: dict[str, Any]) -> list[str]:
     return lines + ["", f"{ru} (RU final from stage {m['ru_final_stage']})", ""]
 
 
+def _missing_line(view: str, c: dict[str, int]) -> str:
+    """One line on the unscored forget cells of a view (excluded from every mean, never imputed)."""
+    if not c["missing"]:
+        return f"forget {view.upper()}: all {c['cells']} cells A[k][j] scored"
+    why = [
+        f"{c[key]} {label}"
+        for key, label in (
+            ("unscored_stage", "in stages not scored"),
+            ("outside_window", "outside the evaluation window"),
+            ("other", "without a usable sample"),
+        )
+        if c[key]
+    ]
+    return (
+        f"forget {view.upper()}: {c['missing']} of {c['cells']} cells A[k][j] not scored ({', '.join(why)}); "
+        "left out of every mean, never imputed"
+    )
+
+
 def _md(summaries: list[dict[str, Any]], runs: list[ContinualRun], metric: str) -> str:
     out = ["# ICU-Bench continual unlearning report", "", f"Accuracy metric: `{metric}`.", ""]
     header = (
@@ -285,6 +311,8 @@ def _md(summaries: list[dict[str, Any]], runs: list[ContinualRun], metric: str) 
         out.append(
             f"- stages: {s['stages']}; scored: {s['scored_stages'] or 'none'}; missing: {s['missing_stages'] or 'none'}"
         )
+        out.append(f"- evaluation schedule: {s['schedule']['description']}")
+        out += [f"- {_missing_line(view, c)}" for view, c in s["missing_cells"].items()]
         grouped: dict[str, list[str]] = {}
         for key, texts in s["metric_notes"].items():
             for text in texts:

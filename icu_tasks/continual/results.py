@@ -38,6 +38,7 @@ from icu_tasks.continual.fluency import fluency as fluency_of
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.hooks import GENERATE_METRICS
+from icu_tasks.schedule import EvalSchedule
 
 #: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
 METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall", "mc_accuracy")
@@ -81,6 +82,7 @@ class ContinualRun:
     utility_items: list[np.ndarray] = field(default_factory=list)
     holdout_items: dict[str, list[np.ndarray]] = field(default_factory=dict)
     holdout: dict[str, np.ndarray] = field(default_factory=dict)
+    schedule: EvalSchedule = field(default_factory=EvalSchedule)
 
     @property
     def stages(self) -> int:
@@ -111,6 +113,29 @@ class ContinualRun:
     def missing(self) -> list[int]:
         """Stages 0..T with nothing usable (not run yet, not scored, or a crashed evaluation)."""
         return [k for k, n in enumerate(self.n_samples) if n == 0]
+
+    def missing_cells(self, view: str) -> dict[str, int]:
+        """How many cells A[k][j] of ``forget[view]`` are NaN, and why (they are never imputed).
+
+        ``unscored_stage``: in a stage with nothing scored (schedule, partial run or crash);
+        ``outside_window``: a forget task the schedule's window left out at a scored stage; ``other``: a
+        scored stage and a selected task without a usable sample.
+        """
+        A = self.forget[view]
+        out = {"cells": int(A.size), "missing": 0, "unscored_stage": 0, "outside_window": 0, "other": 0}
+        for k in range(A.shape[0]):
+            keep = self.schedule.forget_tasks(k, A.shape[1])
+            for j in range(1, A.shape[1] + 1):
+                if not math.isnan(A[k, j - 1]):
+                    continue
+                out["missing"] += 1
+                if self.n_samples[k] == 0:
+                    out["unscored_stage"] += 1
+                elif keep is not None and j not in keep:
+                    out["outside_window"] += 1
+                else:
+                    out["other"] += 1
+        return out
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -251,19 +276,22 @@ def _prediction(rec: dict) -> str | None:
 
 
 def _declared_stages(run_json: dict) -> int:
-    for key in ("stages", "num_stages", "n_stages"):
-        value = run_json.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
-            return max(value)
-    return 0
+    """T as ``icu-bench run`` records it (``run.json`` ``stages``); 0 without a run.json."""
+    value = run_json.get("stages")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _name_of(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("name")
-    return str(value) if isinstance(value, str) and value else None
+    return value if isinstance(value, str) and value else None
+
+
+def schedule_of(run_json: dict) -> EvalSchedule:
+    """The evaluation schedule ``run.json`` records (``eval_every``, ``eval_window``); the full matrix without."""
+    every, window = run_json.get("eval_every", 1), run_json.get("eval_window")
+    try:
+        return EvalSchedule(int(every), None if window is None else int(window))
+    except (TypeError, ValueError, ConfigError) as err:
+        raise StageError(f"run.json: invalid evaluation schedule ({err}); fix or remove the file") from None
 
 
 def _stage_meta(root: Path, k: int, notes: list[str]) -> str | None:
@@ -274,42 +302,32 @@ def _stage_meta(root: Path, k: int, notes: list[str]) -> str | None:
     meta = _read_json(path, "a stage.json")
     if not isinstance(meta, dict):
         return None
-    for key in ("forget_tasks", "forget_task_ids", "forget_task"):
-        tasks = meta.get(key)
-        if tasks is None:
-            continue
-        tasks = tasks if isinstance(tasks, list) else [tasks]
-        if [int(t) for t in tasks if isinstance(t, (int, str)) and str(t).isdigit()] != [k]:
-            notes.append(f"stage {k} forgot task(s) {tasks}; the metrics assume stage k forgets task k")
-        break
+    tasks = meta.get("forget_tasks")  # written by icu_unlearn.stage.stage_record
+    if tasks is not None and tasks != [k]:
+        notes.append(f"stage {k} forgot task(s) {tasks}; the metrics assume stage k forgets task k")
     return _name_of(meta.get("method"))
 
 
-def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool = False) -> ContinualRun:
-    """Build the continual matrices of one run dir (finished or partial) for ``metric``.
+def _read_run_json(root: Path) -> dict:
+    if not (root / RUN_FILE).is_file():
+        return {}
+    loaded = _read_json(root / RUN_FILE, "run.json")
+    return loaded if isinstance(loaded, dict) else {}
 
-    Raises :class:`StageError` if ``run_dir`` is not a run dir, :class:`ConfigError` for an unknown metric.
-    """
-    if metric not in METRICS:
-        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    root = Path(run_dir)
-    if not root.exists():
-        raise StageError(f"run dir {root} does not exist")
-    if not is_run_dir(root):
-        raise StageError(f"{root} is not a run dir (no {RUN_FILE}, stage_K/ or {EVAL_DIR}/stage_K/ inside)")
-    run_json: dict = {}
-    if (root / RUN_FILE).is_file():
-        loaded = _read_json(root / RUN_FILE, "run.json")
-        run_json = loaded if isinstance(loaded, dict) else {}
-    eval_stages = layout.stage_indices(root / EVAL_DIR)
-    T = max([_declared_stages(run_json), *layout.stage_indices(root), *eval_stages, 0])
-    notes: list[str] = []
 
-    per_stage: list[list[tuple[float, str, str, int]]] = []
-    preds: list[list[str]] = []
-    sources: dict[int, list[str]] = {}
+Score = tuple[float, str, str, int]
+
+
+def _stage_scores(
+    root: Path, T: int, metric: str, notes: list[str], progress: bool
+) -> tuple[list[list[Score]], list[list[str]], dict[int, list[str]]]:
+    """Per stage 0..T: the (value, split, view, forget task) scores, the generated answers, the files used."""
     from tqdm.auto import tqdm
 
+    eval_stages = layout.stage_indices(root / EVAL_DIR)
+    per_stage: list[list[Score]] = []
+    preds: list[list[str]] = []
+    sources: dict[int, list[str]] = {}
     # progress: a bar on a terminal only (tqdm disables itself on a pipe), so errors stay one line in logs
     for k in tqdm(
         range(T + 1), desc=f"reading {root.name}", unit="stage", disable=None if progress else True
@@ -324,75 +342,102 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
             texts = [p for rec in records if (p := _prediction(rec)) is not None]
         per_stage.append(scores)
         preds.append(texts)
+    return per_stage, preds, sources
 
-    J = max([T, *(s[3] for scores in per_stage for s in scores if s[1] == "forget")])
-    forget = {view: np.full((T + 1, J), math.nan) for view in VIEWS}
-    retain = np.full(T + 1, math.nan)
-    retain_by_view = {view: np.full(T + 1, math.nan) for view in VIEWS}
-    utility = np.full(T + 1, math.nan)
-    holdout = {view: np.full(T + 1, math.nan) for view in VIEWS}
-    empty = np.zeros(0)
-    forget_items = {view: [[empty] * J for _ in range(T + 1)] for view in VIEWS}
-    retain_items = {view: [empty] * (T + 1) for view in VIEWS}
-    holdout_items = {view: [empty] * (T + 1) for view in VIEWS}
-    utility_items = [empty] * (T + 1)
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+def _matrices(per_stage: list[list[Score]], J: int, metric: str, notes: list[str]) -> dict[str, Any]:
+    """The ContinualRun fields holding scores (matrices, vectors, per-item arrays) from the per-stage scores."""
+    n, empty = len(per_stage), np.zeros(0)
+    out: dict[str, Any] = {
+        "forget": {view: np.full((n, J), math.nan) for view in VIEWS},
+        "retain": np.full(n, math.nan),
+        "retain_by_view": {view: np.full(n, math.nan) for view in VIEWS},
+        "utility": np.full(n, math.nan),
+        "holdout": {view: np.full(n, math.nan) for view in VIEWS},
+        "forget_items": {view: [[empty] * J for _ in range(n)] for view in VIEWS},
+        "retain_items": {view: [empty] * n for view in VIEWS},
+        "holdout_items": {view: [empty] * n for view in VIEWS},
+        "utility_items": [empty] * n,
+    }
     for k, scores in enumerate(per_stage):
         cells: dict[tuple[str, int], list[float]] = defaultdict(list)
-        ret: dict[str, list[float]] = defaultdict(list)
-        hold: dict[str, list[float]] = defaultdict(list)
+        by_split: dict[tuple[str, str], list[float]] = defaultdict(list)
         util: list[float] = []
         for value, split, view, task in scores:
-            if split == "forget" and task >= 1 and view in forget:
+            if split == "forget" and task >= 1 and view in VIEWS:
                 cells[(view, task)].append(value)
-            elif split == "retain_eval":
-                ret[view].append(value)
-            elif split == "holdout" and view in holdout:
-                hold[view].append(value)
+            elif split in ("retain_eval", "holdout"):
+                by_split[(split, view)].append(value)
             elif split == "utility":
                 util.append(value)
         for (view, task), values in cells.items():
-            forget_items[view][k][task - 1] = np.asarray(values, dtype=float)
-            forget[view][k, task - 1] = float(np.mean(values))
-        pooled = [v for values in ret.values() for v in values]
-        retain[k] = float(np.mean(pooled)) if pooled else math.nan
+            out["forget_items"][view][k][task - 1] = np.asarray(values, dtype=float)
+            out["forget"][view][k, task - 1] = _mean(values)
+        pooled = [v for (split, _), values in by_split.items() if split == "retain_eval" for v in values]
+        out["retain"][k], out["utility"][k] = _mean(pooled), _mean(util)
+        out["utility_items"][k] = np.asarray(util, dtype=float)
         for view in VIEWS:
-            retain_items[view][k] = np.asarray(ret.get(view, []), dtype=float)
-            retain_by_view[view][k] = float(np.mean(ret[view])) if ret.get(view) else math.nan
-            holdout_items[view][k] = np.asarray(hold.get(view, []), dtype=float)
-            holdout[view][k] = float(np.mean(hold[view])) if hold.get(view) else math.nan
-        utility_items[k] = np.asarray(util, dtype=float)
-        utility[k] = float(np.mean(util)) if util else math.nan
+            for split, vec, items in (("retain_eval", "retain_by_view", "retain_items"),
+                                      ("holdout", "holdout", "holdout_items")):  # fmt: skip
+                values = by_split[(split, view)]
+                out[items][view][k] = np.asarray(values, dtype=float)
+                out[vec][view][k] = _mean(values)
         if scores and not pooled:
             notes.append(f"stage {k}: no retain-eval samples scored with {metric}")
         if scores and not util:
             notes.append(f"stage {k}: no utility samples scored with {metric}")
-    n_samples = [len(s) for s in per_stage]
-    missing = [k for k, n in enumerate(n_samples) if n == 0]
-    if missing:
-        notes.append(f"stage(s) {', '.join(map(str, missing))} not scored with {metric} (rows of NaN)")
+    return out
 
+
+def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool = False) -> ContinualRun:
+    """Build the continual matrices of one run dir (finished or partial) for ``metric``.
+
+    Raises :class:`StageError` if ``run_dir`` is not a run dir, :class:`ConfigError` for an unknown metric.
+    """
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    root = Path(run_dir)
+    if not root.exists():
+        raise StageError(f"run dir {root} does not exist")
+    if not is_run_dir(root):
+        raise StageError(f"{root} is not a run dir (no {RUN_FILE}, stage_K/ or {EVAL_DIR}/stage_K/ inside)")
+    run_json = _read_run_json(root)
+    T = max(
+        [_declared_stages(run_json), *layout.stage_indices(root), *layout.stage_indices(root / EVAL_DIR), 0]
+    )
+    notes: list[str] = []
+    per_stage, preds, sources = _stage_scores(root, T, metric, notes, progress)
+    J = max([T, *(s[3] for scores in per_stage for s in scores if s[1] == "forget")])
+    fields = _matrices(per_stage, J, metric, notes)
+    n_samples = [len(s) for s in per_stage]
+    schedule = schedule_of(run_json)
+    missing = [k for k, n in enumerate(n_samples) if n == 0]
+    planned = [k for k in missing if not schedule.scored(k, T)]
+    if planned:
+        notes.append(
+            f"stage(s) {', '.join(map(str, planned))} not scored by the schedule ({schedule.describe()})"
+        )
+    if set(missing) - set(planned):
+        unplanned = ", ".join(str(k) for k in missing if k not in planned)
+        notes.append(f"stage(s) {unplanned} not scored with {metric} (rows of NaN)")
     stage_methods = {k: m for k in range(1, T + 1) if (m := _stage_meta(root, k, notes))}
     method = _name_of(run_json.get("method"))
     if method is None and stage_methods:
         method = Counter(stage_methods.values()).most_common(1)[0][0]
-    name = _name_of(run_json.get("name")) or root.resolve().name
     return ContinualRun(
         root=root,
-        name=name,
+        name=_name_of(run_json.get("name")) or root.resolve().name,
         method=method or root.resolve().name,
         metric=metric,
-        forget=forget,
-        retain=retain,
-        retain_by_view=retain_by_view,
-        utility=utility,
         fluency=np.array([fluency_of(texts) for texts in preds]),
         n_samples=n_samples,
         stage_methods=stage_methods,
         sources=sources,
         notes=notes,
-        forget_items=forget_items,
-        retain_items=retain_items,
-        utility_items=utility_items,
-        holdout_items=holdout_items,
-        holdout=holdout,
+        schedule=schedule,
+        **fields,
     )
