@@ -27,8 +27,9 @@ from typing import Any
 import yaml
 
 from icu_tasks.errors import ConfigError
+from icu_tasks.run_layout import atomic_write_json
 from icu_tasks.schedule import EvalSchedule
-from icu_unlearn.rundir import RunDir, atomic_write_json
+from icu_unlearn.rundir import RunDir
 
 #: The `icu` group includes the holdout tasks, so every run scores B[0] (the base rate) with stage 0.
 DEFAULT_TASKS: tuple[str, ...] = ("icu",)
