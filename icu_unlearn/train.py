@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import ConfigError, StageError, TrainingError
+from icu_tasks.errors import ConfigError, TrainingError
+from icu_unlearn.adapters import lora_model as _lora_model
 from icu_unlearn.distributed import is_main, world_size
 from icu_unlearn.methods.base import LM_LORA_TARGETS, _non_negative, _positive, check_scheduler
 
@@ -128,23 +129,6 @@ class FinetuneConfig:
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         check_scheduler(self.lr_scheduler)
-
-
-def _lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) -> Any:
-    """Wrap ``model`` with a fresh LoRA adapter; a pattern that matches nothing is a ConfigError."""
-    from peft import LoraConfig, get_peft_model
-
-    from icu_unlearn.stage import check_lora_targets
-    from icu_unlearn.trainer import quiet_transformers
-
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
-    try:
-        with quiet_transformers():
-            model = get_peft_model(model, config)
-    except ValueError as err:
-        raise ConfigError(f"LoRA target pattern {targets!r} matched no module of the model ({err})") from None
-    check_lora_targets(model, targets)
-    return model
 
 
 def _schedule(cfg: Any) -> dict[str, Any]:
@@ -354,24 +338,15 @@ def run_stage(
     # Heavy imports only after the cheap checks: bad input fails in well under a second.
     from transformers import set_seed
 
-    from icu_unlearn.models import apply_masks, load_base, load_stage, read_masks, remove_masks
+    from icu_unlearn.models import apply_masks, load_base, read_masks, remove_masks
     from icu_unlearn.stage import check_new_masks, mask_summary, stage_record, write_stage
-    from icu_unlearn.trainer import quiet_transformers
     from icu_unlearn.training_data import stage_data
 
-    cfg = method.config
-    set_seed(cfg.seed)
+    set_seed(method.config.seed)
     model, processor = load_base(base, device=device)
-    if parent_dir is not None:
-        with quiet_transformers():
-            model = load_stage(model, parent_dir, trainable=method.trains)
-        parent_masks = read_masks(parent_dir)
-    else:
-        model = _lora_model(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
-        parent_masks = {}
-    if not hasattr(model, "peft_config"):
-        raise StageError(f"parent stage {parent_dir} has no PEFT adapter to continue")
     sd = stage_data(data, [k], processor)
+    model = method.attach_adapter(model, sd, parent_dir)
+    parent_masks = read_masks(parent_dir) if parent_dir is not None else {}
     start = time.perf_counter()
     if method.trains:
         changes, history, steps = _train_stage(method, model, sd, device, callbacks)
@@ -417,18 +392,19 @@ def _train_stage(
     from icu_unlearn.progress import train_quietly
     from icu_unlearn.stage import check_changed, snapshot_trainable, weight_changes
     from icu_unlearn.trainer import training_arguments
-    from icu_unlearn.training_data import PairedDataset
+    from icu_unlearn.training_data import step_batches
 
     cfg = method.config
     model.train()
     method.prepare(model, sd)
     before = snapshot_trainable(model)
-    dataset = PairedDataset(sd.forget, sd.retain if method.uses_retain else None)
+    dataset = step_batches(sd, cfg, method.uses_retain, world_size())
     with tempfile.TemporaryDirectory(prefix="icu-unlearn-") as scratch:
         args = training_arguments(
             scratch,
-            **_schedule(cfg),
+            **{**_schedule(cfg), "batch_size": world_size()},  # one StepBatches item per process
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            train_sampling_strategy="sequential",
             device=device,
         )
         trainer = train_quietly(model, method, dataset, sd.collator, args, callbacks=callbacks)

@@ -119,11 +119,14 @@ def training_arguments(
     seed: int = 0,
     device: str | None = None,
     find_unused_parameters: bool = False,
+    train_sampling_strategy: str = "random",
 ) -> TrainingArguments:
     """The TrainingArguments every ICU-Bench training run uses (no checkpoints, no reporting, tqdm on).
 
     ``find_unused_parameters``: set for the full fine-tune, where a text-only batch leaves the vision tower
     without gradient (DDP would fail); LoRA stages use every adapter weight in every step.
+    ``train_sampling_strategy``: ``random`` (the fine-tune's shuffled examples) or ``sequential`` (an unlearning
+    stage's :class:`~icu_unlearn.training_data.StepBatches`, which are shuffled already).
     """
     return TrainingArguments(
         output_dir=out_dir,
@@ -146,6 +149,7 @@ def training_arguments(
         disable_tqdm=False,
         use_cpu=(device == "cpu"),
         ddp_find_unused_parameters=find_unused_parameters,
+        train_sampling_strategy=train_sampling_strategy,
     )
 
 

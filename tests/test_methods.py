@@ -515,4 +515,8 @@ def test_every_config_field_has_help(capsys):
     ]
     beta = " ".join(beta.split())
     assert "inverse temperature" in beta and f"{beta} (default 0.5; methods: npo, npo_diff)" in out
-    assert "unused by training-free manu" in out
+    assert "--learning-rate" in out and "--prune-fraction" in out
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["unlearn", "--method", "manu", "--help"])
+    manu = capsys.readouterr().out
+    assert "--prune-fraction" in manu and "--learning-rate" not in manu and "--lora-r" not in manu

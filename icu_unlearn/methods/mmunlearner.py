@@ -24,16 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from icu_unlearn.methods.base import (
-    RetainConfig,
-    StepContext,
-    UnlearningMethod,
-    _non_negative,
-    _positive,
-    forward_logits,
-    new_default,
-    retain_nll,
-)
+from icu_unlearn.methods.base import StepContext, forward_logits
+from icu_unlearn.methods.config import RetainConfig, new_default, non_negative, positive
+from icu_unlearn.methods.ga_diff import GADiff
 from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -80,8 +73,8 @@ class MMUnlearnerConfig(RetainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive(self, "gamma")
-        _non_negative(self, "fisher_batches")
+        positive(self, "gamma", "retain_weight")
+        non_negative(self, "fisher_batches")
 
 
 def diagonal_fisher(
@@ -123,7 +116,7 @@ def saliency_mask(fisher_forget: dict, fisher_preserve: dict, gamma: float) -> d
 
 
 @register_method
-class MMUnlearner(UnlearningMethod):
+class MMUnlearner(GADiff):
     """Saliency-masked gradient ascent on forget, alternating with unmasked descent on retain."""
 
     name = "mmunlearner"
@@ -148,12 +141,10 @@ class MMUnlearner(UnlearningMethod):
         return step % 2 == 0
 
     def compute_loss(self, model: torch.nn.Module, batch: dict[str, Any], ctx: StepContext) -> torch.Tensor:
-        from icu_unlearn import losses
-
+        """GA's forget term on forget steps, the retain term (``λ·L_NLL``, λ > 0) on retain steps."""
         if self.is_forget_step(ctx.step):
-            forget = batch["forget"]
-            return losses.ga_loss(forward_logits(model, forget), forget["labels"])
-        return retain_nll(model, batch, self.config.retain_weight)
+            return self.forget_loss(model, batch["forget"], ctx)
+        return self.retain_loss(model, batch["retain"], ctx)
 
     def before_optimizer_step(self, model: torch.nn.Module, ctx: StepContext) -> None:
         if not self.is_forget_step(ctx.step):
