@@ -163,6 +163,8 @@ def quiet_transformers():
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            # PEFT's SHiRA layer (MMUnlearner) builds a sparse tensor each forward; torch warns once about checks
+            warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
             yield
     finally:
         hf_logging.set_verbosity(old)
