@@ -304,6 +304,7 @@ def run_stage(
     device: str | None = None,
     allow_data_mismatch: bool = False,
     callbacks: list | None = None,
+    loaded: tuple[Any, Any] | None = None,
 ) -> StageResult:
     """Forget forget task ``stage`` starting from stage ``stage − 1``, write ``run_dir/stage_K``, return it all.
 
@@ -320,6 +321,8 @@ def run_stage(
         allow_data_mismatch: accept data other than what the vanilla model was fine-tuned on.
         callbacks: extra ``TrainerCallback`` objects for a training method's loop (e.g.
             :class:`icu_unlearn.knowledge.StopWhenForgotten`); ``stage.json`` records the steps actually run.
+        loaded: ``(model, processor)`` of ``base`` already in memory (``icu-bench sweep`` loads it once); the
+            stage adapts the model in place, so pass a copy.
     """
     from icu_unlearn.preflight import check_stage_inputs
 
@@ -343,7 +346,7 @@ def run_stage(
     from icu_unlearn.training_data import stage_data
 
     set_seed(method.config.seed)
-    model, processor = load_base(base, device=device)
+    model, processor = loaded if loaded is not None else load_base(base, device=device)
     sd = stage_data(data, [k], processor)
     model = method.attach_adapter(model, sd, parent_dir)
     parent_masks = read_masks(parent_dir) if parent_dir is not None else {}
