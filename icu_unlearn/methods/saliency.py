@@ -13,6 +13,10 @@ SHiRA fixes the number of trainable entries of an ``m × n`` weight to ``r·(m +
 rank-``r`` LoRA), one ``r`` for all modules. So the entries are the top ``r·(m + n)`` by Fisher ratio, not the
 recipe's threshold ``ratio ≥ γ`` (γ marks which of them the forget steps may move, see
 :mod:`icu_unlearn.methods.mmunlearner`), and stage K's adapter has ``r = K · shira_r``.
+
+Costs: the two Fisher estimates are float32 copies of the target weights (from stage 2 also a copy of the
+vanilla target weights, restored after the Fisher pass); SHiRA's forward adds the sparse ``ΔW`` to a copy of
+each target weight on every call.
 """
 
 from __future__ import annotations
