@@ -179,6 +179,7 @@ def test_step_batches_from_a_config():
         ("ga_diff", {"retain_batch_size": -2}, "retain_batch_size must be >= 0"),
         ("npo", {"warmup_steps": 50, "max_steps": 50}, r"warmup_steps \(50\) must be < max_steps \(50\)"),
         ("ga", {"lr_scheduler": "cosine_restarts"}, "unknown lr_scheduler"),
+        ("ga", {"lr_scheduler": "constant", "warmup_steps": 5}, "use constant_with_warmup"),
         ("ga", {"lora_alpha": 0}, "lora_alpha must be > 0"),
         ("manu", {"learning_rate": 1e-3}, "has no hyper-parameter 'learning_rate'"),
         ("manu", {"lora_r": 4}, "has no hyper-parameter 'lora_r'"),

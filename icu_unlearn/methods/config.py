@@ -133,6 +133,10 @@ class TrainingMethodConfig(MethodConfig):
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         check_scheduler(self.lr_scheduler)
+        if self.lr_scheduler == "constant" and self.warmup_steps:
+            raise ConfigError(
+                "lr_scheduler 'constant' has no warm-up (warmup_steps is ignored); use constant_with_warmup"
+            )
         try:
             re.compile(self.lora_target_modules)
         except re.error as err:
