@@ -207,7 +207,8 @@ def step_batches(data: StageData, cfg: Any, uses_retain: bool, processes: int = 
     ``cfg.batch_size`` forget and ``cfg.retain_batch_size`` retain examples per micro-batch, global (split over
     the processes; a size that does not divide is a ConfigError). ``batch_size = 0`` is the whole forget task:
     ``ceil(F / processes)`` per process, so the processes' items of one micro-batch cover every forget row.
-    ``retain_batch_size = 0`` (or a config without it) is as many retain as forget examples.
+    ``retain_batch_size = 0`` (or a config without it) is as many retain as forget examples. A batch size above
+    the forget task's size is the whole task.
     """
     from icu_unlearn.trainer import per_device_batch
 
@@ -215,12 +216,8 @@ def step_batches(data: StageData, cfg: Any, uses_retain: bool, processes: int = 
     forget_size = per_device_batch(cfg.batch_size) if cfg.batch_size else -(-len(data.forget) // processes)
     retain_size = 0
     if uses_retain:
-        retain_global = getattr(cfg, "retain_batch_size", 0) or forget_global
-        retain_size = (
-            -(-retain_global // processes)
-            if not getattr(cfg, "retain_batch_size", 0)
-            else (per_device_batch(retain_global))
-        )
+        retain_cfg = getattr(cfg, "retain_batch_size", 0)
+        retain_size = per_device_batch(retain_cfg) if retain_cfg else -(-forget_global // processes)
     length = cfg.max_steps * cfg.gradient_accumulation_steps * processes
     retain = data.retain if uses_retain else None
     return StepBatches(data.forget, retain, forget_size, retain_size, length, cfg.seed)

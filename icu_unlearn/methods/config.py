@@ -86,8 +86,8 @@ class TrainingMethodConfig(MethodConfig):
     batch_size: int = field(
         default=8,
         metadata={
-            "help": "forget examples per micro-batch, global over processes (>= 0); 0 = the whole forget task "
-            "(every row, both views) in every micro-batch."
+            "help": "forget examples per micro-batch, global over processes (>= 0); 0 (or more than the task "
+            "has) = the whole forget task, every row of both views, in every micro-batch."
         },
     )
     gradient_accumulation_steps: int = field(
