@@ -181,7 +181,7 @@ def test_step_batches_from_a_config():
         ("ga", {"lr_scheduler": "cosine_restarts"}, "unknown lr_scheduler"),
         ("ga", {"lr_scheduler": "constant", "warmup_steps": 5}, "use constant_with_warmup"),
         ("ga", {"lora_alpha": 0}, "lora_alpha must be > 0"),
-        ("manu", {"learning_rate": 1e-3}, "has no hyper-parameter 'learning_rate'"),
+        ("manu", {"learning_rate": 1e-3}, "no hyper-parameter 'learning_rate': the method is training-free"),
         ("manu", {"lora_r": 4}, "has no hyper-parameter 'lora_r'"),
         ("mmunlearner", {"retain_weight": 0.0}, "retain_weight must be > 0"),
     ],

@@ -58,6 +58,11 @@ class MethodConfig:
                 raise ConfigError(
                     f"{cls.__name__} does not use '{key}' (its settings: {', '.join(sorted(names))})"
                 )
+            if key not in names and key in _TRAINING_FIELDS and not issubclass(cls, TrainingMethodConfig):
+                raise ConfigError(
+                    f"{cls.__name__} has no hyper-parameter '{key}': the method is training-free "
+                    f"(its settings: {', '.join(sorted(names))})"
+                )
             if key not in names:
                 raise ConfigError(f"{cls.__name__} has no hyper-parameter '{key}'{did_you_mean(key, names)}")
         return cls(**values)
@@ -160,6 +165,10 @@ class RetainConfig(TrainingMethodConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         non_negative(self, "retain_weight", "retain_batch_size")
+
+
+#: The settings only a training method has (a training-free method refusing one says why).
+_TRAINING_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainingMethodConfig)) - {"seed"}
 
 
 def new_default(config: type, name: str, default: Any) -> Any:
