@@ -106,27 +106,10 @@ class MMUnlearner(GADiff):
         plus this stage's most salient ones (see the module docstring)."""
         import torch
 
-        from icu_unlearn.adapters import continue_stage
         from icu_unlearn.methods import saliency
 
         cfg = self.config
-        held: dict[str, tuple] = {}
-        parent_r = 0
-        if parent_dir is not None:
-            model = continue_stage(model, parent_dir, trainable=False)
-            peft_type = str(getattr(model.peft_config["default"], "peft_type", ""))
-            if "SHIRA" not in peft_type.upper():
-                raise StageError(
-                    f"{parent_dir} holds a {peft_type} adapter; MMUnlearner continues only its own stages"
-                )
-            held, parent_r = saliency.adapter_entries(model), model.peft_config["default"].r
-            # SHiRA's forward reads the base weight detached: take the Fisher on merged weights W + ΔW, then
-            # put the vanilla weights back bit for bit (the new adapter's ΔW starts from the parent's values)
-            vanilla = {
-                n: m.weight.detach().clone()
-                for n, m in saliency.target_linears(model, cfg.lora_target_modules).items()
-            }
-            model = model.merge_and_unload()
+        model, held, parent_r, vanilla = _merged_parent(model, parent_dir, cfg.lora_target_modules)
         linears = saliency.target_linears(model, cfg.lora_target_modules)
         qa = [e for e in data.forget if e.view == "qa"] if cfg.preserve_forget_qa else []
         size = cfg.batch_size or len(data.forget)
@@ -136,10 +119,9 @@ class MMUnlearner(GADiff):
         f_keep = saliency.diagonal_fisher(
             model, linears, data.retain + qa, data.collate, size, cfg.fisher_batches
         )
-        if parent_dir is not None:
-            with torch.no_grad():
-                for n, layer in linears.items():
-                    layer.weight.copy_(vanilla[n])
+        with torch.no_grad():  # the vanilla weights back, bit for bit (ΔW starts from the parent's values)
+            for n, weight in vanilla.items():
+                linears[n].weight.copy_(weight)
         ratios = {n: saliency.fisher_ratio(f_forget[n], f_keep[n]) for n in linears}
         entries = {}
         for n, layer in linears.items():
@@ -188,3 +170,26 @@ class MMUnlearner(GADiff):
 
     def stage_info(self) -> dict[str, Any]:
         return dict(self.info)
+
+
+def _merged_parent(
+    model: Any, parent_dir: str | os.PathLike | None, pattern: str
+) -> tuple[Any, dict, int, dict]:
+    """``(model, held, parent_r, vanilla)``: at stage 1 the base model as is; later the parent's SHiRA adapter
+    merged in (SHiRA's forward reads the base weight detached, so the Fisher is taken on merged weights
+    ``W + ΔW``), its entries and values (``held``), its ``r``, and copies of the vanilla target weights."""
+    from icu_unlearn.adapters import continue_stage
+    from icu_unlearn.methods import saliency
+
+    if parent_dir is None:
+        return model, {}, 0, {}
+    model = continue_stage(model, parent_dir, trainable=False)
+    config = model.peft_config["default"]
+    peft_type = str(getattr(config, "peft_type", ""))
+    if "SHIRA" not in peft_type.upper():
+        raise StageError(
+            f"{parent_dir} holds a {peft_type} adapter; MMUnlearner continues only its own stages"
+        )
+    held = saliency.adapter_entries(model)
+    vanilla = {n: m.weight.detach().clone() for n, m in saliency.target_linears(model, pattern).items()}
+    return model.merge_and_unload(), held, config.r, vanilla
