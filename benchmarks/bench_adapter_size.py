@@ -2,7 +2,7 @@
 
 Target (issue 8): the adapter a stage writes is at most 2% of the base model's bytes for LLaVA-1.5-7B. The 7B
 model is built from its config (written out below) on the meta device — no weights, no download, seconds — and
-wrapped with the unlearning stages' LoRA config (``MethodConfig`` defaults: r=16, α=16 on the language model's
+wrapped with the unlearning stages' LoRA config (``TrainingMethodConfig`` defaults: r=16, α=16 on the language model's
 q/k/v/o/gate/up/down projections) through PEFT's ``get_peft_model``. Bytes are parameters × element size: the
 base in bf16 and the adapter both in bf16 and in the dtype PEFT actually gives it (PEFT up-casts adapter weights
 of a half-precision base to float32 by default, and ``save_pretrained`` writes them as they are). The tiny
@@ -59,12 +59,12 @@ def llava_15_7b_config() -> Any:
 
 
 def stage_lora_config() -> Any:
-    """The LoRA config a fresh unlearning stage trains (the ``MethodConfig`` defaults)."""
+    """The LoRA config a fresh unlearning stage trains (the ``TrainingMethodConfig`` defaults)."""
     from peft import LoraConfig
 
-    from icu_unlearn.methods.base import MethodConfig
+    from icu_unlearn.methods.config import TrainingMethodConfig
 
-    cfg = MethodConfig()
+    cfg = TrainingMethodConfig()
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,

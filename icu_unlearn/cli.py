@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "icu_tasks.cli_tasks",
     "icu_unlearn.cli_model",
     "icu_unlearn.cli_train",
+    "icu_unlearn.cli_sweep",
     "icu_unlearn.cli_run",
     "icu_tasks.continual.cli",
 )

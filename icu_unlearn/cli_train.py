@@ -27,13 +27,12 @@ def _add_field(
     parser: argparse._ActionsContainer,
     f: dataclasses.Field,
     defaults: dict[str, Any],
-    ignored_by: tuple[str, ...] = (),
     name_owners: bool = True,
 ) -> None:
     """One ``--flag`` for a config field; ``defaults`` maps each owner (method / command) to its default.
 
     The help is the field's ``metadata["help"]`` then its default(s) and, with ``name_owners``, the owners
-    that have the flag; ``ignored_by`` names those of them that accept it without using it.
+    that have the flag.
     """
     default = next(iter(defaults.values()))
     flags = [_flag(f.name), *ALIASES.get(f.name, [])]
@@ -51,37 +50,82 @@ def _add_field(
             note += f"; methods: {', '.join(defaults)}"
     else:
         note = "default " + ", ".join(f"{k} {json.dumps(v)}" for k, v in defaults.items())
-    if ignored_by:
-        note += f"; unused by training-free {', '.join(ignored_by)}"
     text = f"{f.metadata.get('help', '').strip()} ({note})".strip()
     kwargs["help"] = text.replace("%", "%%")
     parser.add_argument(*flags, **kwargs)
 
 
-def _method_fields() -> dict[str, tuple[dataclasses.Field, dict[str, Any]]]:
-    """Every hyper-parameter of every registered method: name → (field, {method: its default})."""
+def _method_fields(names: list[str] | None = None) -> dict[str, tuple[dataclasses.Field, dict[str, Any]]]:
+    """The hyper-parameters of the methods ``names`` (default: all): name → (field, {method: its default})."""
     from icu_unlearn.methods import get_method, list_methods
 
     out: dict[str, tuple[dataclasses.Field, dict[str, Any]]] = {}
-    for name in list_methods():
-        cfg = get_method(name).config_class()
-        for f in dataclasses.fields(cfg):
+    for name in names or list_methods():
+        cls = get_method(name).config_class
+        cfg = cls()
+        for f in cls.fields():
             out.setdefault(f.name, (f, {}))[1][name] = getattr(cfg, f.name)
     return out
 
 
-def _ignored_by(f: dataclasses.Field, methods: dict[str, Any]) -> tuple[str, ...]:
-    """The training-free methods among ``methods`` when ``f`` is an optimisation field (they accept it unused)."""
-    from icu_unlearn.methods import get_method
+class _MethodHelp(argparse.Action):
+    """``-h/--help`` of ``unlearn``: with ``--method M`` given before it, only M's hyper-parameters."""
 
-    if not f.metadata.get("training"):
-        return ()
-    return tuple(name for name in methods if not get_method(name).trains)
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        method = getattr(namespace, "method", None)
+        if method:
+            from icu_unlearn.methods import get_method
+
+            name = get_method(method).name
+            parser = argparse.ArgumentParser(prog=parser.prog, description=parser.description, add_help=False)
+            _unlearn_arguments(parser, [name])
+        parser.print_help()
+        parser.exit()
+
+
+def _unlearn_arguments(un: argparse.ArgumentParser, methods: list[str] | None = None) -> None:
+    """The ``unlearn`` arguments, with the hyper-parameters of ``methods`` (default: every method)."""
+    from icu_unlearn.methods import list_methods
+
+    un.add_argument(
+        "-h", "--help", action=_MethodHelp, help="show this help; after --method M, only M's hyper-parameters"
+    )
+    un.add_argument("--method", required=True, help=f"one of: {', '.join(list_methods())}")
+    un.add_argument("--base", required=True, help="the vanilla model dir (from `icu-bench finetune`)")
+    un.add_argument("--data", required=True, help="ICU-Bench data dir the vanilla model was trained on")
+    un.add_argument("--stage", required=True, type=int, help="K >= 1: forgets forget task K")
+    un.add_argument(
+        "--from", dest="parent", default=None, help="stage K-1 dir (default: RUN_DIR/stage_{K-1})"
+    )
+    un.add_argument("--out", required=True, help="run dir; the stage is written to RUN_DIR/stage_K")
+    un.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    un.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR/stage_K")
+    un.add_argument(
+        "--allow-data-mismatch",
+        action="store_true",
+        help="accept a data dir whose data hash differs from the one BASE was fine-tuned on",
+    )
+    un.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only validate the inputs (method, hyper-parameters, BASE, DATA and its hash, the forget task, "
+        "the parent stage if it exists) and exit; writes nothing",
+    )
+    title = (
+        f"hyper-parameters of {methods[0]}"
+        if methods and len(methods) == 1
+        else "hyper-parameters (only those of the chosen method are accepted; `--method M --help` lists M's)"
+    )
+    group = un.add_argument_group(title)
+    for f, defaults in _method_fields(methods).values():
+        _add_field(group, f, defaults, name_owners=not methods or len(methods) > 1)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``finetune``, ``unlearn`` and ``methods`` to the ``icu-bench`` parser."""
-    from icu_unlearn.methods import list_methods
 
     ft = subparsers.add_parser(
         "finetune",
@@ -107,35 +151,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     un = subparsers.add_parser(
         "unlearn",
+        add_help=False,
         help="run one unlearning stage: forget task K starting from stage K-1",
         description="Forget forget task K of DATA with METHOD, starting from stage K-1 (the vanilla model BASE "
-        "for K = 1), and write RUN_DIR/stage_K (PEFT adapter, masks, stage.json). Works under "
+        "for K = 1), and write RUN_DIR/stage_K (adapter, masks, stage.json). Works under "
         "`accelerate launch --num_processes N`.",
     )
-    un.add_argument("--method", required=True, help=f"one of: {', '.join(list_methods())}")
-    un.add_argument("--base", required=True, help="the vanilla model dir (from `icu-bench finetune`)")
-    un.add_argument("--data", required=True, help="ICU-Bench data dir the vanilla model was trained on")
-    un.add_argument("--stage", required=True, type=int, help="K >= 1: forgets forget task K")
-    un.add_argument(
-        "--from", dest="parent", default=None, help="stage K-1 dir (default: RUN_DIR/stage_{K-1})"
-    )
-    un.add_argument("--out", required=True, help="run dir; the stage is written to RUN_DIR/stage_K")
-    un.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    un.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR/stage_K")
-    un.add_argument(
-        "--allow-data-mismatch",
-        action="store_true",
-        help="accept a data dir whose data hash differs from the one BASE was fine-tuned on",
-    )
-    un.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="only validate the inputs (method, hyper-parameters, BASE, DATA and its hash, the forget task, "
-        "the parent stage if it exists) and exit; writes nothing",
-    )
-    group = un.add_argument_group("hyper-parameters (only those of the chosen method are accepted)")
-    for f, defaults in _method_fields().values():
-        _add_field(group, f, defaults, _ignored_by(f, defaults))
+    _unlearn_arguments(un)
     un.set_defaults(func=_unlearn)
 
     me = subparsers.add_parser("methods", help="list the unlearning methods and their hyper-parameters")
@@ -183,11 +205,12 @@ def _unlearn(args: argparse.Namespace) -> int:
 
     cls = get_method(args.method)
     values = _hyper_parameters(args)
-    known = {f.name for f in dataclasses.fields(cls.config_class)}
+    known = {f.name for f in cls.config_class.fields()}
     wrong = sorted(set(values) - known)
     if wrong:
+        kind = "training-free method" if not cls.trains else "method"
         raise ConfigError(
-            f"{', '.join(_flag(w) for w in wrong)} does not apply to method '{cls.name}' "
+            f"{', '.join(_flag(w) for w in wrong)} does not apply to {kind} '{cls.name}' "
             f"(its hyper-parameters: {', '.join(_flag(k) for k in sorted(known))})"
         )
     method = cls(cls.config_class.from_dict(values))
@@ -229,5 +252,7 @@ def _methods(args: argparse.Namespace) -> int:
         cfg = cls.config_class()
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{name}: {doc}")
-        print("  " + ", ".join(f"{_flag(f.name)}={getattr(cfg, f.name)!r}" for f in dataclasses.fields(cfg)))
+        print(
+            "  " + ", ".join(f"{_flag(f.name)}={getattr(cfg, f.name)!r}" for f in cls.config_class.fields())
+        )
     return 0

@@ -187,8 +187,8 @@ def _finetune_model(model_dir: str | os.PathLike, cfg: FinetuneConfig, device: s
     Trainer's default) or every weight with two AdamW parameter groups (language model; vision + projector)."""
     import torch
 
+    from icu_unlearn.adapters import lora_model
     from icu_unlearn.models import load_base
-    from icu_unlearn.trainer import lora_model
 
     model, processor = load_base(model_dir, device=device)
     model.train()

@@ -23,7 +23,7 @@ def stage_card(record: dict[str, Any], final: Path) -> str:
         "",
         f"# ICU-Bench unlearning stage {k} ({record.get('method')})",
         "",
-        f"A PEFT LoRA adapter (not merged) that unlearns forget task(s) {tasks} of the ICU-Bench data set with "
+        f"A PEFT {adapter.get('type') or 'LORA'} adapter (not merged) that unlearns forget task(s) {tasks} of the ICU-Bench data set with "
         f"the method `{record.get('method')}`, continuing "
         + (f"stage {parent.get('stage')}'s adapter." if parent else "from the vanilla model (stage 0)."),
         "All people in the data are fictional.",
@@ -39,7 +39,7 @@ def stage_card(record: dict[str, Any], final: Path) -> str:
         f"| data dir (at creation) | `{record.get('data_dir')}` |",
         f"| stage id (sha256 of adapter + masks) | `{record.get('stage_id')}` |",
         *([f"| parent stage id | `{parent.get('stage_id')}` |"] if parent else []),
-        f"| LoRA | r={adapter.get('r')}, alpha={adapter.get('lora_alpha')} |",
+        f"| adapter | {adapter.get('type') or 'LORA'}, r={adapter.get('r')}, alpha={adapter.get('lora_alpha')} |",
         f"| seed | {record.get('seed')} |",
         "",
         "Every hyper-parameter, the loss log, package versions and what changed are in `stage.json`.",

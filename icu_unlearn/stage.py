@@ -153,10 +153,16 @@ def stage_record(
 
 
 def adapter_summary(model: Any) -> dict[str, Any]:
-    """The LoRA adapter actually trained (a continued stage keeps its parent's rank and targets)."""
+    """The adapter actually trained (LoRA, or MMUnlearner's SHiRA; a continued LoRA keeps its parent's rank)."""
     cfg = model.peft_config["default"]
     targets = cfg.target_modules if isinstance(cfg.target_modules, str) else sorted(cfg.target_modules or [])
-    return {"r": cfg.r, "lora_alpha": cfg.lora_alpha, "target_modules": targets}
+    kind = str(getattr(cfg.peft_type, "value", cfg.peft_type))
+    return {
+        "type": kind,
+        "r": cfg.r,
+        "lora_alpha": getattr(cfg, "lora_alpha", None),
+        "target_modules": targets,
+    }
 
 
 # ----------------------------------------------------------------------------------------------- guards
@@ -188,7 +194,7 @@ def snapshot_trainable(model: Any) -> dict[str, Any]:
 def _module_of(param_name: str) -> str:
     """``base_model.model.x.q_proj.lora_A.default.weight`` → ``x.q_proj`` (base-model module name)."""
     name = param_name.removeprefix("base_model.model.")
-    for marker in (".lora_A.", ".lora_B.", ".lora_embedding_A.", ".lora_embedding_B."):
+    for marker in (".lora_A.", ".lora_B.", ".lora_embedding_A.", ".lora_embedding_B.", ".shira_weight."):
         if marker in name:
             return name.split(marker)[0]
     return name.rsplit(".", 1)[0]

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import StageError
-from icu_unlearn.distributed import is_main
+from icu_unlearn.distributed import is_main, world_size
 
 # ----------------------------------------------------------------------------------------------- unlearning
 
@@ -42,6 +41,7 @@ def run_stage(
     device: str | None = None,
     allow_data_mismatch: bool = False,
     callbacks: list | None = None,
+    loaded: tuple[Any, Any] | None = None,
 ) -> StageResult:
     """Forget forget task ``stage`` starting from stage ``stage − 1``, write ``run_dir/stage_K``, return it all.
 
@@ -58,6 +58,8 @@ def run_stage(
         allow_data_mismatch: accept data other than what the vanilla model was fine-tuned on.
         callbacks: extra ``TrainerCallback`` objects for a training method's loop (e.g.
             :class:`icu_unlearn.knowledge.StopWhenForgotten`); ``stage.json`` records the steps actually run.
+        loaded: ``(model, processor)`` of ``base`` already in memory (``icu-bench sweep`` loads it once); the
+            stage adapts the model in place, so pass a copy.
     """
     from icu_unlearn.preflight import check_stage_inputs
 
@@ -76,12 +78,15 @@ def run_stage(
     # Heavy imports only after the cheap checks: bad input fails in well under a second.
     from transformers import set_seed
 
+    from icu_unlearn.models import load_base, read_masks
     from icu_unlearn.stage import mask_summary, stage_record, write_stage
     from icu_unlearn.training_data import stage_data
 
     set_seed(method.config.seed)
-    model, processor, parent_masks = _stage_model(method, base, parent_dir, device)
+    model, processor = loaded if loaded is not None else load_base(base, device=device)
     sd = stage_data(data, [k], processor)
+    model = method.attach_adapter(model, sd, parent_dir)
+    parent_masks = read_masks(parent_dir) if parent_dir is not None else {}
     start = time.perf_counter()
     if method.trains:
         changes, history, steps = _train_stage(method, model, sd, device, callbacks)
@@ -111,26 +116,6 @@ def run_stage(
     return StageResult(final, record, model, processor)
 
 
-def _stage_model(method: Any, base: str | os.PathLike, parent_dir: Path | None, device: str | None):
-    """The model a stage starts from: the vanilla model + the parent's adapter (or a fresh LoRA adapter for
-    stage 1); returns ``(model, processor, parent_masks)``."""
-    from icu_unlearn.models import load_base, load_stage, read_masks
-    from icu_unlearn.trainer import lora_model, quiet_transformers
-
-    cfg = method.config
-    model, processor = load_base(base, device=device)
-    if parent_dir is not None:
-        with quiet_transformers():
-            model = load_stage(model, parent_dir, trainable=method.trains)
-        parent_masks = read_masks(parent_dir)
-    else:
-        model = lora_model(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
-        parent_masks = {}
-    if not hasattr(model, "peft_config"):
-        raise StageError(f"parent stage {parent_dir} has no PEFT adapter to continue")
-    return model, processor, parent_masks
-
-
 def _prune_stage(method: Any, model: Any, sd: Any, parent_masks: dict) -> dict:
     """A training-free stage: the method's cumulative masks, applied to ``model`` in place; returns them."""
     from icu_unlearn.models import apply_masks, remove_masks
@@ -152,18 +137,19 @@ def _train_stage(
     from icu_unlearn.progress import train_quietly
     from icu_unlearn.stage import check_changed, snapshot_trainable, weight_changes
     from icu_unlearn.trainer import schedule_args, training_arguments
-    from icu_unlearn.training_data import PairedDataset
+    from icu_unlearn.training_data import step_batches
 
     cfg = method.config
     model.train()
     method.prepare(model, sd)
     before = snapshot_trainable(model)
-    dataset = PairedDataset(sd.forget, sd.retain if method.uses_retain else None)
+    dataset = step_batches(sd, cfg, method.uses_retain, world_size())
     with tempfile.TemporaryDirectory(prefix="icu-unlearn-") as scratch:
         args = training_arguments(
             scratch,
-            **schedule_args(cfg),
+            **{**schedule_args(cfg), "batch_size": world_size()},  # one StepBatches item per process
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            train_sampling_strategy="sequential",
             device=device,
         )
         trainer = train_quietly(model, method, dataset, sd.collator, args, callbacks=callbacks)

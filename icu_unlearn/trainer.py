@@ -119,11 +119,14 @@ def training_arguments(
     seed: int = 0,
     device: str | None = None,
     find_unused_parameters: bool = False,
+    train_sampling_strategy: str = "random",
 ) -> TrainingArguments:
     """The TrainingArguments every ICU-Bench training run uses (no checkpoints, no reporting, tqdm on).
 
     ``find_unused_parameters``: set for the full fine-tune, where a text-only batch leaves the vision tower
     without gradient (DDP would fail); LoRA stages use every adapter weight in every step.
+    ``train_sampling_strategy``: ``random`` (the fine-tune's shuffled examples) or ``sequential`` (an unlearning
+    stage's :class:`~icu_unlearn.training_data.StepBatches`, which are shuffled already).
     """
     return TrainingArguments(
         output_dir=out_dir,
@@ -146,6 +149,7 @@ def training_arguments(
         disable_tqdm=False,
         use_cpu=(device == "cpu"),
         ddp_find_unused_parameters=find_unused_parameters,
+        train_sampling_strategy=train_sampling_strategy,
     )
 
 
@@ -159,25 +163,11 @@ def quiet_transformers():
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            # PEFT's SHiRA layer (MMUnlearner) builds a sparse tensor each forward; torch warns once about checks
+            warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
             yield
     finally:
         hf_logging.set_verbosity(old)
-
-
-def lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) -> Any:
-    """Wrap ``model`` with a fresh LoRA adapter; a pattern that matches nothing is a ConfigError."""
-    from peft import LoraConfig, get_peft_model
-
-    from icu_unlearn.stage import check_lora_targets
-
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
-    try:
-        with quiet_transformers():
-            model = get_peft_model(model, config)
-    except ValueError as err:
-        raise ConfigError(f"LoRA target pattern {targets!r} matched no module of the model ({err})") from None
-    check_lora_targets(model, targets)
-    return model
 
 
 def schedule_args(cfg: Any) -> dict[str, Any]:

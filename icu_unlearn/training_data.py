@@ -19,7 +19,6 @@ held-out phrasing, a separate file). :func:`check_trainable` enforces this where
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,8 +115,8 @@ def load_image(path: Path | None):
 class Collator:
     """``list[Example]`` → model inputs with answer-only ``labels`` (through ``encoding.encode``).
 
-    Given a list of ``{"forget": Example, "retain": Example | None}`` pairs (what :class:`PairedDataset`
-    yields) it returns ``{"forget": inputs, "retain": inputs | None}``.
+    Given a list of :class:`StepBatches` items (``{"forget": [Example], "retain": [Example] | None}``) it
+    returns ``{"forget": inputs, "retain": inputs | None}`` over all of them.
     """
 
     def __init__(self, processor: Any) -> None:
@@ -139,8 +138,8 @@ class Collator:
     def __call__(self, items: Sequence[Any]) -> dict[str, Any]:
         if items and isinstance(items[0], Example):
             return self.encode(items)
-        forget = [it["forget"] for it in items]
-        retain = [it["retain"] for it in items if it.get("retain") is not None]
+        forget = [e for it in items for e in it["forget"]]
+        retain = [e for it in items for e in (it.get("retain") or [])]
         return {"forget": self.encode(forget), "retain": self.encode(retain) if retain else None}
 
 
@@ -158,30 +157,91 @@ class ExampleDataset:
         return self.examples[i]
 
 
-class PairedDataset:
-    """Item ``i`` = ``{"forget": forget[i % F], "retain": retain[i % R]}`` (``retain`` ``None`` if unused).
+class StepBatches:
+    """Item ``i`` = the ``i``-th micro-batch of an unlearning stage: ``{"forget": [...], "retain": [...] | None}``.
 
-    Its length is ``F · ceil(R / F)`` when retain examples are used — one pass sees every retain example once
-    and every forget example equally often — else ``F``. The Trainer's seeded sampler shuffles the indices.
+    The forget examples are walked through in a seeded random order that is drawn anew after every pass
+    (``forget_size`` ≥ the task's size puts the whole task, shuffled, in every item); the retain examples the
+    same, independently. Items depend only on ``i`` and the seed, so the Trainer reads them with a sequential
+    sampler and a per-device batch of one item; under data parallelism consecutive items go to the processes in
+    turn, so the sizes given here are per process.
+
+    Args:
+        forget: the stage's forget examples; ``retain``: retain-train examples, or ``None`` when unused.
+        forget_size / retain_size: examples per item (per process); ``0`` for forget = the whole task.
+        length: the number of items (micro-batches over all processes and steps).
+        seed: the seed of the orders.
     """
 
-    def __init__(self, forget: Sequence[Example], retain: Sequence[Example] | None = None) -> None:
+    def __init__(
+        self,
+        forget: Sequence[Example],
+        retain: Sequence[Example] | None,
+        forget_size: int,
+        retain_size: int,
+        length: int,
+        seed: int = 0,
+    ) -> None:
         if not forget:
             raise DataError("the forget set is empty")
-        self.forget = list(forget)
-        self.retain = list(retain) if retain else None
+        self.forget, self.retain = list(forget), list(retain) if retain else None
         check_trainable(self.forget, "an unlearning stage's forget set")
         check_trainable(self.retain or [], "a retain term")
-        self._len = len(self.forget) * (math.ceil(len(self.retain) / len(self.forget)) if self.retain else 1)
+        self.forget_size = min(forget_size, len(self.forget)) if forget_size else len(self.forget)
+        self.retain_size = retain_size
+        self.length, self.seed = length, seed
 
     def __len__(self) -> int:
-        return self._len
+        return self.length
 
-    def __getitem__(self, i: int) -> dict[str, Example | None]:
-        return {
-            "forget": self.forget[i % len(self.forget)],
-            "retain": self.retain[i % len(self.retain)] if self.retain else None,
-        }
+    def __getitem__(self, i: int) -> dict[str, list[Example] | None]:
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        forget = _window(self.forget, self.forget_size, i, self.seed)
+        retain = _window(self.retain, self.retain_size, i, self.seed + 1) if self.retain else None
+        return {"forget": forget, "retain": retain}
+
+
+def _window(items: list[Example], size: int, i: int, seed: int) -> list[Example]:
+    """Examples ``i*size … (i+1)*size − 1`` of the endless stream of seeded permutations of ``items``."""
+    out = []
+    for pos in range(i * size, (i + 1) * size):
+        n_pass, offset = divmod(pos, len(items))
+        order = _permutation(len(items), seed, n_pass)
+        out.append(items[order[offset]])
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _permutation(n: int, seed: int, n_pass: int) -> tuple[int, ...]:
+    """The order of pass ``n_pass`` over ``n`` items (Python's seeded Mersenne Twister: the same everywhere)."""
+    import random
+
+    order = list(range(n))
+    random.Random(f"{seed}:{n_pass}").shuffle(order)
+    return tuple(order)
+
+
+def step_batches(data: StageData, cfg: Any, uses_retain: bool, processes: int = 1) -> StepBatches:
+    """The micro-batches of a stage trained with ``cfg`` (a ``TrainingMethodConfig``) on ``processes`` processes.
+
+    ``cfg.batch_size`` forget and ``cfg.retain_batch_size`` retain examples per micro-batch, global (split over
+    the processes; a size that does not divide is a ConfigError). ``batch_size = 0`` is the whole forget task:
+    ``ceil(F / processes)`` per process, so the processes' items of one micro-batch cover every forget row.
+    ``retain_batch_size = 0`` (or a config without it) is as many retain as forget examples. A batch size above
+    the forget task's size is the whole task.
+    """
+    from icu_unlearn.trainer import per_device_batch
+
+    forget_global = cfg.batch_size or len(data.forget)
+    forget_size = per_device_batch(cfg.batch_size) if cfg.batch_size else -(-len(data.forget) // processes)
+    retain_size = 0
+    if uses_retain:
+        retain_cfg = getattr(cfg, "retain_batch_size", 0)
+        retain_size = per_device_batch(retain_cfg) if retain_cfg else -(-forget_global // processes)
+    length = cfg.max_steps * cfg.gradient_accumulation_steps * processes
+    retain = data.retain if uses_retain else None
+    return StepBatches(data.forget, retain, forget_size, retain_size, length, cfg.seed)
 
 
 @dataclass

@@ -227,7 +227,7 @@ ARG_CASES: dict[str, tuple[Callable[..., list[str]], tuple[str, ...], str]] = {
         "learning_rate must be > 0, got -1.0",
     ),
     "zero_steps": (_unlearn, ("--method", "npo", "--max-steps", "0"), "max_steps must be > 0, got 0"),
-    "zero_batch_size_run": (_run, ("--set", "batch_size=0"), "batch_size must be > 0, got 0"),
+    "negative_batch_size_run": (_run, ("--set", "batch_size=-1"), "batch_size must be >= 0, got -1"),
     "negative_learning_rate_run": (_run, ("--set", "learning_rate=-1e-3"), "learning_rate must be > 0"),
     "flag_of_another_method": (
         _unlearn,

@@ -2,7 +2,7 @@
 or retain term, not by the knowledge stopping rule.
 
 Everything here calls the functions that build the real training sets (``finetune_examples``, ``stage_data``,
-``PairedDataset``, ``check_groups``) on the small generated set; the expected ids are read straight from the
+``step_batches``, ``check_groups``) on the small generated set; the expected ids are read straight from the
 parquet files. The one slow test (the vanilla model knows forget rows and not holdout rows) needs the
 ``vanilla_model_dir`` fixture.
 """
@@ -51,28 +51,29 @@ def test_finetune_examples_are_every_known_row_and_no_holdout_or_paraphrase(data
 
 def test_stage_forget_set_and_retain_term_never_hold_holdout_or_paraphrase(data, parquet_ids):
     from icu_unlearn.methods import build_method
-    from icu_unlearn.training_data import PairedDataset, stage_data
+    from icu_unlearn.training_data import stage_data, step_batches
 
     sd = stage_data(data, [2], processor=None)  # the processor is only stored for collating
     assert {e.id for e in sd.forget} == {r["id"] for r in data.forget(2)}
     assert {e.id for e in sd.retain} == parquet_ids["retain_train"]
     method = build_method("ga_diff")
     assert method.uses_retain
-    paired = PairedDataset(sd.forget, sd.retain if method.uses_retain else None)
+    batches = step_batches(sd, method.config, method.uses_retain)
     seen = Counter()
-    for i in range(len(paired)):
-        item = paired[i]
-        seen.update(e.split for e in (item["forget"], item["retain"]))
-        assert item["retain"].id in parquet_ids["retain_train"]
-        assert item["retain"].id not in parquet_ids["holdout"] | parquet_ids["paraphrase"]
+    for i in range(len(batches)):
+        item = batches[i]
+        seen.update(e.split for e in (*item["forget"], *item["retain"]))
+        for example in item["retain"]:
+            assert example.id in parquet_ids["retain_train"]
+            assert example.id not in parquet_ids["holdout"] | parquet_ids["paraphrase"]
     assert set(seen) == {"forget", "retain_train"}
 
 
 def test_training_sets_refuse_holdout_and_paraphrase_examples(data):
     from icu_unlearn.training_data import (
         ExampleDataset,
-        PairedDataset,
         StageData,
+        StepBatches,
         examples_from_rows,
     )
 
@@ -85,9 +86,9 @@ def test_training_sets_refuse_holdout_and_paraphrase_examples(data):
     with pytest.raises(
         DataError, match=r"a retain term must never train on paraphrase \(held-out phrasing\)"
     ):
-        PairedDataset(forget, para[:1])
+        StepBatches(forget, para[:1], 1, 1, 1)
     with pytest.raises(DataError, match="forget set must never train on holdout rows"):
-        PairedDataset(holdout[:1])
+        StepBatches(holdout[:1], None, 1, 0, 1)
     with pytest.raises(DataError, match="a retain term must never train on holdout rows"):
         StageData(forget, holdout[:1], collator=None)
 

@@ -56,7 +56,14 @@ TEST_CONFIGS: dict[str, dict] = {
     "kl_min": {"learning_rate": 1e-3, "lr_scheduler": "constant", "max_steps": 200, "retain_weight": 3.0},
     "npo": {"learning_rate": 1e-3, "lr_scheduler": "constant", "max_steps": 100},
     "npo_diff": {"learning_rate": 2e-3, "lr_scheduler": "constant", "max_steps": 200},
-    "mmunlearner": {"learning_rate": 2e-3, "lr_scheduler": "constant", "max_steps": 400},
+    # one retain step per forget step, as when the budget below was measured (the recipe's default
+    # interleaving, len(retain-train) / len(forget task) = 4 here, would leave 80 instead of 200 forget steps)
+    "mmunlearner": {
+        "learning_rate": 2e-3,
+        "lr_scheduler": "constant",
+        "max_steps": 400,
+        "retain_steps_per_forget": 1,
+    },
     # all four layers of each tower, 20 % of the channels: the default (last 3 layers, 2 %) changes nothing
     # measurable on a model this small; a cap of 50 % lets stage 2 prune more
     "manu": {"prune_fraction": 0.2, "last_layers": 4, "max_total_fraction": 0.5},
@@ -374,19 +381,19 @@ class TestNPODiff(RetainFloorTester):
 
 class TestMMUnlearner(RetainFloorTester):
     method = "mmunlearner"
-    # The recipe aims at the image view (the forget profiles' text QA is in its preserve set), but with the
-    # saliency computed on LoRA parameters both views drop alike on this model (image kept 0.15, text 0.12),
-    # so the claims are made on both views pooled, which has twice the items.
+    # The recipe aims at the image view (the forget profiles' text QA is in its preserve set); the claims are
+    # made on both views pooled, which has twice the items. The numbers above were measured when the saliency
+    # was computed on LoRA parameters; the weight-level (SHiRA) version is not measured yet.
 
     def test_saliency_mask_saved(self, stage1):
         from safetensors.torch import load_file
 
         result, _, _ = stage1
         mask = load_file(str(result.path / "saliency.safetensors"))
-        trainable = {n for n, p in result.model.named_parameters() if "lora_" in n}
+        trainable = {n for n, p in result.model.named_parameters() if ".shira_weight." in n}
         assert set(mask) == trainable
         values = {float(v) for m in mask.values() for v in m.unique()}
-        assert values <= {0.0, 1.0} and values == {0.0, 1.0}, "the mask must select some parameters, not all"
+        assert values <= {0.0, 1.0} and 1.0 in values, "the mask must select some adapter entries"
         assert 0 < result.record["method_info"]["salient_fraction"] < 1
 
 
@@ -515,4 +522,8 @@ def test_every_config_field_has_help(capsys):
     ]
     beta = " ".join(beta.split())
     assert "inverse temperature" in beta and f"{beta} (default 0.5; methods: npo, npo_diff)" in out
-    assert "unused by training-free manu" in out
+    assert "--learning-rate" in out and "--prune-fraction" in out
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["unlearn", "--method", "manu", "--help"])
+    manu = capsys.readouterr().out
+    assert "--prune-fraction" in manu and "--learning-rate" not in manu and "--lora-r" not in manu

@@ -133,7 +133,7 @@ def test_manu_cap_is_reached_without_failing_the_run(tiny_model_dir, small_data_
     from icu_unlearn.models import read_masks
 
     manu = get_method("manu")
-    cfg = {"prune_fraction": 0.05, "max_total_fraction": 0.05, "batch_size": 8}
+    cfg = {"prune_fraction": 0.05, "max_total_fraction": 0.05, "calib_batch_size": 8}
     s1 = _run(manu(manu.config_class(**cfg)), tiny_model_dir, small_data_dir, 1, tmp_path)
     s2 = _run(manu(manu.config_class(**cfg)), tiny_model_dir, small_data_dir, 2, tmp_path)
     r2 = json.loads((s2.path / "stage.json").read_text())

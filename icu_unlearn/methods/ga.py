@@ -1,7 +1,7 @@
 """GA — gradient ascent on the forget set: minimise ``−L_NLL(forget)``.
 
 The simplest baseline (MLLMU-Bench, TOFU). With no retain term it has no middle ground: once the forget task
-is gone, everything else degrades too (see the README's measured results).
+is gone, everything else degrades too.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from icu_unlearn.methods.base import MethodConfig, StepContext, UnlearningMethod, forward_logits, new_default
+from icu_unlearn.methods.base import StepContext, UnlearningMethod, forward_logits
+from icu_unlearn.methods.config import TrainingMethodConfig, new_default
 from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -17,10 +18,10 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class GAConfig(MethodConfig):
-    """GA hyper-parameters: only the shared ones (:class:`MethodConfig`); tiny-model defaults (README)."""
+class GAConfig(TrainingMethodConfig):
+    """GA hyper-parameters: only the shared ones (:class:`TrainingMethodConfig`); tiny-model defaults."""
 
-    learning_rate: float = new_default(MethodConfig, "learning_rate", 4e-4)
+    learning_rate: float = new_default(TrainingMethodConfig, "learning_rate", 4e-4)
 
 
 @register_method
@@ -30,8 +31,7 @@ class GA(UnlearningMethod):
     name = "ga"
     config_class = GAConfig
 
-    def compute_loss(self, model: torch.nn.Module, batch: dict[str, Any], ctx: StepContext) -> torch.Tensor:
+    def forget_loss(self, model: torch.nn.Module, forget: dict[str, Any], ctx: StepContext) -> torch.Tensor:
         from icu_unlearn import losses
 
-        forget = batch["forget"]
         return losses.ga_loss(forward_logits(model, forget), forget["labels"])

@@ -17,15 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from icu_unlearn.methods.base import (
-    RetainConfig,
-    StepContext,
-    UnlearningMethod,
-    _non_negative,
-    forward_logits,
-    new_default,
-    retain_nll,
-)
+from icu_unlearn.methods.base import StepContext, forward_logits
+from icu_unlearn.methods.config import RetainConfig, new_default, non_negative
+from icu_unlearn.methods.ga_diff import GADiff
 from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -34,40 +28,37 @@ if TYPE_CHECKING:
 
 @dataclass
 class KLMinConfig(RetainConfig):
-    """KL-Min hyper-parameters: the shared ones, ``retain_weight`` λ, and ``kl_weight`` (≥ 0).
-
-    Defaults are for the tiny model; the calibrated defaults are documented in the README.
-    """
+    """KL-Min hyper-parameters: the shared ones, the retain term and ``kl_weight`` (>= 0)."""
 
     learning_rate: float = new_default(RetainConfig, "learning_rate", 1e-3)
     kl_weight: float = field(
-        default=1.0, metadata={"help": "weight (>= 0) of the KL term to the parent stage on retain-train."}
+        default=1.0, metadata={"help": "weight (>= 0) of the KL term to the vanilla model on retain-train."}
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _non_negative(self, "kl_weight")
+        non_negative(self, "kl_weight")
 
 
 @register_method
-class KLMin(UnlearningMethod):
-    """``−L_NLL(f) + λ·L_NLL(r) + w·KL(p_M0 ‖ p_θ)(r)``."""
+class KLMin(GADiff):
+    """``−L_NLL(f) + λ·L_NLL(r) + w·KL(p_M0 ‖ p_θ)(r)``: GA-Diff with a KL anchor in its retain term."""
 
     name = "kl_min"
     config_class = KLMinConfig
-    uses_retain = True
 
-    def compute_loss(self, model: torch.nn.Module, batch: dict[str, Any], ctx: StepContext) -> torch.Tensor:
+    def retain_loss(
+        self, model: torch.nn.Module, retain: dict[str, Any], ctx: StepContext
+    ) -> torch.Tensor | None:
+        """``λ·L_NLL(r) + w·KL(p_ref ‖ p_θ)(r)`` from one forward pass; ``None`` when both weights are 0."""
         from icu_unlearn import losses
 
-        forget, retain = batch["forget"], batch["retain"]
-        loss = losses.ga_loss(forward_logits(model, forget), forget["labels"])
-        retain_logits = forward_logits(model, retain)
-        if self.config.retain_weight:
-            loss = loss + retain_nll(model, batch, self.config.retain_weight, logits=retain_logits)
-        if self.config.kl_weight:
-            kl = losses.kl_to_reference(
-                retain_logits, ctx.reference_logits(retain), retain.get("attention_mask")
-            )
-            loss = loss + self.config.kl_weight * kl
+        cfg = self.config
+        if not (cfg.retain_weight or cfg.kl_weight):
+            return None
+        logits = forward_logits(model, retain)
+        loss = cfg.retain_weight * losses.nll_loss(logits, retain["labels"]) if cfg.retain_weight else 0.0
+        if cfg.kl_weight:
+            kl = losses.kl_to_reference(logits, ctx.reference_logits(retain), retain.get("attention_mask"))
+            loss = loss + cfg.kl_weight * kl
         return loss

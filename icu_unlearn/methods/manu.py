@@ -19,7 +19,7 @@ prunes nothing new and records ``cap_reached`` in stage.json (the run goes on; a
 nothing is refused by the stage guard). Pruning is stored as inference-time
 output-channel masks (``masks.safetensors``: base-model module name → 0/1 ``[out_features]``), which zero the
 neuron's output row and bias exactly as weight surgery would, without touching the base weights. The stage
-dir still carries the parent's adapter (or an identity LoRA at stage 1) so it is complete on its own.
+dir still carries the parent's adapter (or an identity rank-1 LoRA at stage 1) so it is complete on its own.
 
 On a 3.6 M-parameter model the facts live in few, shared neurons, so MANU barely separates forget from retain
 (see the README's measured results); that is a finding, not a bug.
@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn.methods.base import MethodConfig, UnlearningMethod, _non_negative, _positive
+from icu_unlearn.methods.base import UnlearningMethod
+from icu_unlearn.methods.config import LM_LORA_TARGETS, MethodConfig, non_negative, positive
 from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -51,10 +52,10 @@ STAT_NAMES = ("abs", "freq", "var", "rms")
 
 @dataclass
 class MANUConfig(MethodConfig):
-    """MANU hyper-parameters (training-free: the optimisation fields of :class:`MethodConfig` are unused,
-    its LoRA fields shape the identity adapter of a stage 1).
+    """MANU hyper-parameters: pruning settings only (training-free: no learning rate, steps or adapter).
 
     Attributes:
+        calib_batch_size: examples per forward pass of the activation statistics (≥ 1).
         prune_fraction: fraction of each group's channels pruned per stage, in (0, 1].
         max_total_fraction: cap on the cumulative pruned fraction per group over all stages, in (0, 1].
         last_layers: how many of the last layers of each tower are candidates (≥ 1).
@@ -64,6 +65,9 @@ class MANUConfig(MethodConfig):
         clamp: activations are clamped to ±clamp before the statistics.
     """
 
+    calib_batch_size: int = field(
+        default=8, metadata={"help": "examples per forward pass of the activation statistics (>= 1)."}
+    )
     prune_fraction: float = field(
         default=0.02, metadata={"help": "fraction of each group's channels pruned per stage, in (0, 1]."}
     )
@@ -94,8 +98,8 @@ class MANUConfig(MethodConfig):
         for name in ("prune_fraction", "max_total_fraction"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)}")
-        _positive(self, "last_layers", "clamp")
-        _non_negative(self, "calib_batches", "freq_threshold")
+        positive(self, "calib_batch_size", "last_layers", "clamp")
+        non_negative(self, "calib_batches", "freq_threshold")
         if set(self.weights) != set(STAT_NAMES) or any(not w >= 0 for w in self.weights.values()):
             raise ConfigError(
                 f"weights must give a value >= 0 for exactly {', '.join(STAT_NAMES)}: {self.weights}"
@@ -212,6 +216,15 @@ class MANU(UnlearningMethod):
         super().__init__(config)
         self.info: dict[str, Any] = {}
 
+    def attach_adapter(self, model: Any, data: StageData, parent_dir: Any) -> Any:
+        """The parent's adapter (frozen), or at stage 1 an identity LoRA (rank 1, ``lora_B = 0``) on the language
+        model, so that every stage dir holds an adapter and loads the same way."""
+        from icu_unlearn.adapters import continue_stage, lora_model
+
+        if parent_dir is not None:
+            return continue_stage(model, parent_dir, trainable=False)
+        return lora_model(model, 1, 1.0, 0.0, LM_LORA_TARGETS)
+
     def output_masks(
         self, model: torch.nn.Module, data: StageData, parent: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
@@ -228,12 +241,13 @@ class MANU(UnlearningMethod):
                 continue
             forget = [e for e in data.forget if e.view == view]
             retain = [e for e in data.retain if e.view == view]
-            n = min(math.ceil(len(forget) / cfg.batch_size), math.ceil(len(retain) / cfg.batch_size))
+            size = cfg.calib_batch_size
+            n = min(math.ceil(len(forget) / size), math.ceil(len(retain) / size))
             n = min(n, cfg.calib_batches) if cfg.calib_batches else n
             if n == 0:
                 continue
-            imp_f = activation_stats(model, by_tower[tower], forget, data.collate, cfg.batch_size, n, cfg)
-            imp_r = activation_stats(model, by_tower[tower], retain, data.collate, cfg.batch_size, n, cfg)
+            imp_f = activation_stats(model, by_tower[tower], forget, data.collate, size, n, cfg)
+            imp_r = activation_stats(model, by_tower[tower], retain, data.collate, size, n, cfg)
             for name in by_tower[tower]:
                 scores[name] = sum(
                     cfg.weights[s] * (imp_f[name][s] / (imp_r[name][s] + 1e-5) - 1.0) for s in STAT_NAMES

@@ -17,14 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from icu_unlearn.methods.base import (
-    MethodConfig,
-    StepContext,
-    UnlearningMethod,
-    _positive,
-    forward_logits,
-    new_default,
-)
+from icu_unlearn.methods.base import StepContext, UnlearningMethod, forward_logits
+from icu_unlearn.methods.config import TrainingMethodConfig, new_default, positive
 from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
@@ -32,13 +26,10 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class NPOConfig(MethodConfig):
-    """NPO hyper-parameters: the shared ones plus the inverse temperature ``beta`` (> 0).
+class NPOConfig(TrainingMethodConfig):
+    """NPO hyper-parameters: the shared ones plus the inverse temperature ``beta`` (> 0); tiny-model defaults."""
 
-    Defaults are for the tiny model (smoke-test scale): see the README's table of calibrated defaults.
-    """
-
-    learning_rate: float = new_default(MethodConfig, "learning_rate", 4e-4)
+    learning_rate: float = new_default(TrainingMethodConfig, "learning_rate", 4e-4)
     beta: float = field(
         default=0.5,
         metadata={"help": "NPO inverse temperature beta (> 0): larger is closer to gradient ascent."},
@@ -46,19 +37,7 @@ class NPOConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive(self, "beta")
-
-
-def npo_forget_loss(
-    model: torch.nn.Module, forget: dict[str, Any], ctx: StepContext, beta: float
-) -> torch.Tensor:
-    """The NPO term on one forget batch (shared with NPO-Diff)."""
-    from icu_unlearn import losses
-
-    labels = forget["labels"]
-    logp = losses.sequence_log_probs(forward_logits(model, forget), labels)
-    logp_ref = losses.sequence_log_probs(ctx.reference_logits(forget), labels)
-    return losses.npo_loss(logp, logp_ref, beta)
+        positive(self, "beta")
 
 
 @register_method
@@ -68,5 +47,10 @@ class NPO(UnlearningMethod):
     name = "npo"
     config_class = NPOConfig
 
-    def compute_loss(self, model: torch.nn.Module, batch: dict[str, Any], ctx: StepContext) -> torch.Tensor:
-        return npo_forget_loss(model, batch["forget"], ctx, self.config.beta)
+    def forget_loss(self, model: torch.nn.Module, forget: dict[str, Any], ctx: StepContext) -> torch.Tensor:
+        from icu_unlearn import losses
+
+        labels = forget["labels"]
+        logp = losses.sequence_log_probs(forward_logits(model, forget), labels)
+        logp_ref = losses.sequence_log_probs(ctx.reference_logits(forget), labels)
+        return losses.npo_loss(logp, logp_ref, self.config.beta)

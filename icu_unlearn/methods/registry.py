@@ -14,6 +14,7 @@ import re
 
 from icu_tasks.errors import ConfigError, did_you_mean
 from icu_unlearn.methods.base import MethodConfig, UnlearningMethod
+from icu_unlearn.methods.config import TrainingMethodConfig
 
 _REGISTRY: dict[str, type[UnlearningMethod]] = {}
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -36,6 +37,8 @@ def register_method(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
         raise ValueError(
             f"a method called '{cls.name}' is already registered ({_REGISTRY[cls.name].__name__})"
         )
+    if cls.trains and not issubclass(cls.config_class, TrainingMethodConfig):
+        raise TypeError(f"{cls.__name__} trains, so its config_class must be a TrainingMethodConfig subclass")
     _REGISTRY[cls.name] = cls
     return cls
 

@@ -341,6 +341,11 @@ def check_adapter(model, stage_dir: str | os.PathLike) -> dict:
 
 def _check_key(key: str, shape: list[int], modules: dict, stage: Path) -> None:
     name = key.removeprefix(_PEFT_PREFIX)
+    for part in (".shira_weight", ".shira_indices"):  # MMUnlearner's sparse adapter: the module must exist
+        if name.endswith(part) and name[: -len(part)] not in modules:
+            raise StageError(
+                f"adapter {stage} targets {name[: -len(part)]!r}, which the base model does not have"
+            )
     for part in (".lora_A.weight", ".lora_B.weight"):
         if name.endswith(part):
             module_name = name[: -len(part)]
