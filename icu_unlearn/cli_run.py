@@ -39,10 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--measure-batches",
         type=int,
-        default=2,
+        default=None,
         dest="measure_batches",
-        help="batches per task (and training steps) timed for the cost estimate printed at the start "
-        "(default 2; 0 = request counts only)",
+        help="batches per task (and training steps) timed for the wall-time estimate (default: 2 with "
+        "--dry-run; 0 for a real run, which prints request counts and records every stage's measured time)",
     )
     p.add_argument(
         "--set",
@@ -92,8 +92,10 @@ def _parse_sets(items: list[str]) -> dict:
 
 def _run(args: argparse.Namespace) -> int:
     from icu_tasks.errors import ConfigError
-    from icu_unlearn.pipeline import RunConfig, dry_run, run
+    from icu_unlearn.pipeline import DEFAULT_MEASURE_BATCHES, RunConfig, dry_run, run
 
+    if args.measure_batches is None:
+        args.measure_batches = DEFAULT_MEASURE_BATCHES if args.dry_run else 0
     if args.measure_batches < 0:
         raise ConfigError(f"--measure-batches must be >= 0, got {args.measure_batches}")
     flags = {

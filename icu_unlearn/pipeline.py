@@ -153,7 +153,7 @@ def run(
     *,
     overwrite: bool = False,
     allow_data_mismatch: bool = False,
-    measure_batches: int = DEFAULT_MEASURE_BATCHES,
+    measure_batches: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run (or resume) the continual benchmark; returns the report dict (``report/report.json``).
@@ -162,7 +162,8 @@ def run(
     tasks, the data hash the vanilla model was fine-tuned on, the run dir's recorded config); a run dir this
     call created is removed again if it fails before any stage or evaluation is complete.
     ``allow_data_mismatch`` accepts data other than the vanilla model's. The run's cost (requests per stage,
-    and an estimated wall time from ``measure_batches`` timed batches; 0 = counts only) is logged first and
+    and, with ``measure_batches`` > 0, an estimated wall time from that many timed batches; default 0 =
+    counts only, as measuring costs a model pass per task) is logged first and
     recorded in ``RUN/cost.json`` with the measured seconds of every stage (:mod:`icu_unlearn.cost`).
     """
     from icu_unlearn.preflight import check_run_inputs

@@ -141,7 +141,7 @@ def test_full_schedule_reports_no_missing_cell(tmp_path):
 
 
 def _expected_requests(data_dir: Path) -> dict[str, Counter]:
-    """Generate requests per (split, forget task) of the five ``icu`` tasks, straight from qa.parquet."""
+    """Generate requests per (split, forget task) of the seven ``icu`` tasks, straight from qa.parquet."""
     rows = pq.read_table(data_dir / "qa.parquet").to_pylist()
     return Counter((r["split"], r["forget_task"]) for r in rows if r["split"] != "retain_train")
 
@@ -151,7 +151,7 @@ def test_dry_run_counts_and_writes_nothing(small_data_dir, tiny_model_dir, tmp_p
 
     counts = _expected_requests(small_data_dir)
     forget = {j: n for (split, j), n in counts.items() if split == "forget"}
-    other = {s: sum(n for (split, _), n in counts.items() if split == s) for s in ("retain_eval", "utility")}
+    other = {s: sum(n for (split, _), n in counts.items() if split == s) for s in ("retain_eval", "holdout", "utility")}
     config = RunConfig(
         base=str(tiny_model_dir), data=str(small_data_dir), method="ga", stages=3, eval_every=2, eval_window=0
     )
@@ -166,6 +166,7 @@ def test_dry_run_counts_and_writes_nothing(small_data_dir, tiny_model_dir, tmp_p
     assert record["requests_by_family"] == {
         "forget/generate": 2 * sum(forget.values()) + forget[1] + forget[2],
         "retain/generate": 3 * other["retain_eval"],
+        "holdout/generate": 3 * other["holdout"],
         "utility/generate": 3 * other["utility"],
     }
     assert record["estimate_s"] is None and any("not measured" in line for line in lines)
@@ -183,8 +184,8 @@ def test_cli_dry_run_flags(small_data_dir, tiny_model_dir, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "forget tasks j <= k + 0" in proc.stdout and "limit 5 docs per task" in proc.stdout
-    # 5 generate tasks x at most 5 docs each, 3 scored stages
-    assert "requests in total: 75" in proc.stdout
+    # 7 generate tasks (the icu group, holdout included) x at most 5 docs each, 3 scored stages
+    assert "requests in total: 105" in proc.stdout
     assert not out.exists()
     bad = run_cli(["run", "--dry-run", "--base", str(tiny_model_dir), "--data", str(small_data_dir),
                    "--eval-every", "0", "--out", str(out)], tmp_path)  # fmt: skip
