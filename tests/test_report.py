@@ -199,10 +199,10 @@ def test_matrices_from_samples(runs):
     assert run.utility_items[0].tolist() == [1.0, 1.0, 1.0, 0.0]
     assert np.isnan(run.holdout["vqa"]).all()  # no holdout split in these files
     assert run.n_samples == [4 * N_DOCS + 4 * N_DOCS + N_DOCS + N_DOCS + N_DOCS] * 4  # 44 per stage
-    np.testing.assert_allclose(run.fluency[0], FLUENCY_STAGE0)
+    np.testing.assert_allclose(run.answer_entropy[0], FLUENCY_STAGE0)
 
 
-# Fluency of stage 0 by hand: the mean over its 44 generated answers of ROME's n-gram entropy,
+# Short-answer entropy (answer_entropy) of stage 0 by hand: the mean over its 44 generated answers of ROME's n-gram entropy,
 # mean(2/3 * H_2, 4/3 * H_3) with H_n = log2(number of n-grams) when every n-gram occurs once.
 #   right, even doc "value fvqa 1 0": 4 tokens, 3 bigrams, 2 trigrams -> (2/3 log2 3 + 4/3 log2 2)/2
 #   right, odd doc "It is value fvqa 1 1.": 7 tokens, 6 bigrams, 5 trigrams -> (2/3 log2 6 + 4/3 log2 5)/2
@@ -265,7 +265,7 @@ def test_mc_accuracy_reads_multiple_choice_tasks(tmp_path):
     run = load_run(run_dir, metric="mc_accuracy")
     np.testing.assert_allclose(run.A_vqa, A_VQA[:2])
     assert run.method == "mc"  # no run.json/stage.json: the dir name
-    assert math.isnan(run.fluency[0])  # no generated answers in MC tasks
+    assert math.isnan(run.answer_entropy[0])  # no generated answers in MC tasks
     assert load_run(run_dir).missing == [0, 1]  # nothing scored with `contains`
 
 
@@ -278,12 +278,13 @@ def test_report_files_and_figures(runs, tmp_path):
         for run, expected in zip(summary, (EXPECTED_FULL, EXPECTED_PARTIAL), strict=True):
             got = {key: run["metrics"][key] for key in expected}
             assert got == pytest.approx(expected), run["name"]
-            assert run["metrics"]["fluency_stage0"] == pytest.approx(FLUENCY_STAGE0)
+            assert run["per_stage"]["answer_entropy"][0] == pytest.approx(FLUENCY_STAGE0)
+            assert run["metrics"]["fluency_stage0"] is None  # fluency = long-form entropy; none scored here
         assert summary[0]["per_stage"]["ru"] == pytest.approx(RU_PER_STAGE)
         assert summary[1]["per_stage"]["ru"][:3] == pytest.approx(RU_PER_STAGE[:3])
     full, partial = on_disk["runs"]
     assert full["metric_notes"] == {}  # every term of every metric was defined and scored
-    assert partial["missing_stages"] == [3] and partial["metrics"]["fluency_final_stage"] == 2
+    assert partial["missing_stages"] == [3] and partial["metrics"]["fluency_final_stage"] is None
     assert partial["per_stage"]["ru"][3] is None  # NaN -> null, valid JSON
     assert partial["forget"]["vqa"][3] == [None] * 4
     assert any("skipped stage(s) 3" in n for n in partial["metric_notes"]["fe_vqa"])

@@ -19,6 +19,9 @@ parseable records). A stage with no usable samples is a row of NaN and is listed
 The base rate B[k] comes from the split ``holdout`` (tasks ``icu_holdout_vqa`` / ``icu_holdout_qa`` and their
 ``_mc`` twins, part of the ``icu`` / ``icu_mc`` groups). Samples of the paraphrase tasks (``icu_*_para``,
 payload ``"phrasing": "paraphrase"``) are left out of every matrix here, so scoring them never changes A.
+Samples of the long-form tasks (``icu_longform_*``, metric keys ``longform_*``) carry no accuracy: they become
+the per-stage fluency (long-form entropy, 3-gram repetition) and leakage (forget / retain-eval) rows of
+``ContinualRun.longform``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.hooks import GENERATE_METRICS
 
+#: Rows of ``ContinualRun.longform``: (row name, payload score, split or None for forget and retain pooled).
+LONGFORM_ROWS: tuple[tuple[str, str, str | None], ...] = (
+    ("entropy", "longform_entropy", None),
+    ("repetition", "longform_repetition", None),
+    ("leakage_forget", "longform_leakage", "forget"),
+    ("leakage_retain", "longform_leakage", "retain_eval"),
+)
+
 #: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
 METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall", "mc_accuracy")
 DEFAULT_METRIC = "contains"
@@ -54,8 +65,12 @@ class ContinualRun:
 
     ``forget[view]`` has shape ``(T + 1, J)``: ``forget[view][k, j - 1]`` is A[k][j], the accuracy on forget
     task j after stage k, for every task seen in the samples (future tasks included). ``retain`` pools both
-    views of retain-eval, ``retain_by_view`` keeps them apart; ``utility`` is the utility split; ``fluency`` is
-    the mean n-gram entropy of all generated answers of the stage (generate_until tasks only).
+    views of retain-eval, ``retain_by_view`` keeps them apart; ``utility`` is the utility split.
+    ``longform[row]`` (rows of :data:`LONGFORM_ROWS`) holds, per stage, the mean over the long-form samples of
+    the fluency (``entropy``: ROME's n-gram entropy in bits; ``repetition``: repeated 3-gram fraction; both
+    over forget and retain-eval summaries) and of the leakage (mean ROUGE-L recall of the private values) of
+    the forget and the retain-eval profiles. ``answer_entropy`` is the mean n-gram entropy of the short
+    generated answers: a length proxy kept for reference, NOT a fluency measure (1-6 token answers).
 
     The per-item scores behind every mean are kept for resampling (:mod:`icu_tasks.continual.bootstrap`):
     ``forget_items[view][k][j - 1]``, ``retain_items[view][k]``, ``utility_items[k]`` and
@@ -71,7 +86,7 @@ class ContinualRun:
     retain: np.ndarray
     retain_by_view: dict[str, np.ndarray]
     utility: np.ndarray
-    fluency: np.ndarray
+    answer_entropy: np.ndarray
     n_samples: list[int]
     stage_methods: dict[int, str] = field(default_factory=dict)
     sources: dict[int, list[str]] = field(default_factory=dict)
@@ -81,6 +96,7 @@ class ContinualRun:
     utility_items: list[np.ndarray] = field(default_factory=list)
     holdout_items: dict[str, list[np.ndarray]] = field(default_factory=dict)
     holdout: dict[str, np.ndarray] = field(default_factory=dict)
+    longform: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def stages(self) -> int:
@@ -250,6 +266,25 @@ def _prediction(rec: dict) -> str | None:
     return pred if isinstance(pred, str) else None
 
 
+def _longform_payload(rec: dict) -> dict | None:
+    payload = _payload(rec, ("longform_entropy",))
+    return payload if payload is not None and "longform_leakage" in payload else None
+
+
+def longform_means(records: list[dict]) -> dict[str, float]:
+    """The :data:`LONGFORM_ROWS` means of one stage's records (NaN where no long-form sample applies)."""
+    payloads = [p for rec in records if (p := _longform_payload(rec)) is not None]
+    out = {}
+    for row, key, split in LONGFORM_ROWS:
+        values = [
+            float(p[key])
+            for p in payloads
+            if (split is None and p.get("split") in ("forget", "retain_eval")) or p.get("split") == split
+        ]
+        out[row] = float(np.mean(values)) if values else math.nan
+    return out
+
+
 def _declared_stages(run_json: dict) -> int:
     for key in ("stages", "num_stages", "n_stages"):
         value = run_json.get(key)
@@ -307,6 +342,7 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
 
     per_stage: list[list[tuple[float, str, str, int]]] = []
     preds: list[list[str]] = []
+    longform = {row: np.full(T + 1, math.nan) for row, _, _ in LONGFORM_ROWS}
     sources: dict[int, list[str]] = {}
     from tqdm.auto import tqdm
 
@@ -322,6 +358,8 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
             sources[k] = used
             scores = [s for rec in records if (s := _score(rec, metric)) is not None]
             texts = [p for rec in records if (p := _prediction(rec)) is not None]
+            for row, value in longform_means(records).items():
+                longform[row][k] = value
         per_stage.append(scores)
         preds.append(texts)
 
@@ -385,7 +423,7 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
         retain=retain,
         retain_by_view=retain_by_view,
         utility=utility,
-        fluency=np.array([fluency_of(texts) for texts in preds]),
+        answer_entropy=np.array([fluency_of(texts) for texts in preds]),
         n_samples=n_samples,
         stage_methods=stage_methods,
         sources=sources,
@@ -395,4 +433,5 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
         utility_items=utility_items,
         holdout_items=holdout_items,
         holdout=holdout,
+        longform=longform,
     )
