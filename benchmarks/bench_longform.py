@@ -55,9 +55,9 @@ def scores(model, processor, rows: list[dict]) -> tuple[dict[str, float], list[s
         "entropy": statistics.fmean(p["longform_entropy"] for p in per),
         "repetition": statistics.fmean(p["longform_repetition"] for p in per),
     }
-    for split in ("forget", "retain_eval"):
+    for name, split in (("forget", "forget"), ("retain", "retain_eval")):
         vals = [p["longform_leakage"] for p, r in zip(per, rows, strict=True) if r["split"] == split]
-        out[f"leakage_{split}"] = statistics.fmean(vals) if vals else float("nan")
+        out[f"leakage_{name}"] = statistics.fmean(vals) if vals else float("nan")
     return out, texts
 
 
