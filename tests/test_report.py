@@ -430,3 +430,52 @@ def test_paraphrase_samples_stay_out_of_the_matrices(tmp_path):
     assert np.isnan(run.holdout["vqa"]).all()  # the paraphrased holdout docs are not a base rate either
     # every stage has 4 x 4 forget + 4 retain docs per view + 4 utility docs = 44 core samples
     assert run.n_samples == [44, 44]
+
+
+def _longform_doc(split: str, forget_task: int, i: int) -> dict:
+    values = [f"Name{i} Smith", f"MR-{10000 + i}", f"{i} Oak St, Hullport"]
+    return {
+        "id": f"{split}-{forget_task}-{i}-longform",
+        "forget_task": forget_task,
+        "split": split,
+        "view": "qa",
+        "field": "longform",
+        "phrasing": "longform",
+        "question": f"Summarise the medical report of Name{i} Smith.",
+        "answer": f"{values[0]} (ID {values[1]}) lives at {values[2]}.",
+        "values": values,
+    }
+
+
+def test_longform_samples_become_fluency_and_leakage_rows(runs, tmp_path):
+    """Real lmms-eval sample files of the long-form tasks: stage 0 writes every summary, stage 3 collapses
+    to "the the the the"; the matrices do not change, the per-stage fluency and leakage rows do."""
+    import shutil
+
+    root = tmp_path / "run"
+    shutil.copytree(runs["full"], root)
+    for k, fluent in ((0, True), (3, False)):
+        tasks = {
+            "icu_longform_forget": [(_longform_doc("forget", 1 + i % 2, i), fluent) for i in range(4)],
+            "icu_longform_retain": [(_longform_doc("retain_eval", 0, i), True) for i in range(2)],
+        }
+        write_lmms_eval_output(root / "eval" / f"stage_{k}", tasks, date=f"20260101_10000{k}", longform=True)
+    run, before = load_run(root), load_run(runs["full"])
+    np.testing.assert_allclose(run.A_vqa, before.A_vqa)
+    assert run.n_samples == before.n_samples  # long-form samples carry no accuracy
+    # "Name0 Smith (ID MR-10000) lives at 0 Oak St, Hullport.": 16 tokens (name0 smith ( id mr - 10000 ) lives
+    # at 0 oak st , hullport .), all 15 bigrams and 14 trigrams distinct -> (2/3 log2 15 + 4/3 log2 14) / 2
+    # per summary (every i gives the same pattern); a collapsed one scores 0 and repetition 1 - 1/2.
+    fluent = (2 / 3 * math.log2(15) + 4 / 3 * math.log2(14)) / 2
+    np.testing.assert_allclose(run.longform["entropy"], [fluent, math.nan, math.nan, fluent * 2 / 6])
+    np.testing.assert_allclose(run.longform["repetition"], [0.0, math.nan, math.nan, 0.5 * 4 / 6])
+    np.testing.assert_allclose(run.longform["leakage_forget"], [1.0, math.nan, math.nan, 0.0])
+    np.testing.assert_allclose(run.longform["leakage_retain"], [1.0, math.nan, math.nan, 1.0])
+    report = write_report([run], tmp_path / "report", n_boot=0)
+    summary = report["runs"][0]
+    assert summary["metrics"]["fluency_stage0"] == pytest.approx(fluent)
+    assert summary["metrics"]["fluency_final_stage"] == 3
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| fluency | rep | leak F | leak R |" in md
+    assert f"| {fluent:.2f} | 0.000 | 1.000 | 1.000 | 44 |" in md
+    assert f"| {fluent / 3:.2f} | 0.333 | 0.000 | 1.000 | 44 |" in md
