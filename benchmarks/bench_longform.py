@@ -2,7 +2,7 @@
 
 Fine-tunes the tiny model on a small data set with the long-form rows on, runs one gradient-ascent stage on
 forget task 1 with a large learning rate (the classic collapse), and prints, for both models, the long-form
-scores of the forget and retain-eval summaries (the ``icu_longform`` metrics, same decoding: greedy, 64 new
+scores of the forget and retain-eval summaries (the ``icu_longform`` metrics, same decoding: greedy, 128 new
 tokens, cut at a newline): n-gram entropy (bits), 3-gram repetition rate, leakage (mean ROUGE-L recall of
 the private values), plus a few generations.
 
@@ -46,7 +46,7 @@ def scores(model, processor, rows: list[dict]) -> tuple[dict[str, float], list[s
         processor,
         [question_text(r) for r in rows],
         None,
-        max_new_tokens=64,
+        max_new_tokens=128,
         batch_size=8,
         until=["\n"],
     )

@@ -1,7 +1,8 @@
 """The ``!function`` targets of the long-form lmms-eval tasks (``icu_longform_forget`` / ``icu_longform_retain``).
 
 Each doc is a long-form row (``qa_longform.parquet``: "Summarise the <record> of <name>.", text only). The
-generation (greedy, up to 64 new tokens) gets three per-sample scores:
+generation (greedy, up to 128 new tokens: the tiny model's tokenizer needs up to 111 for a gold summary)
+gets three per-sample scores:
 
 * ``longform_entropy`` — ROME's weighted bi/tri-gram entropy in bits
   (:func:`icu_tasks.continual.fluency.ngram_entropy`); near 0 for a degenerate loop or an empty answer.

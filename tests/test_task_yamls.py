@@ -274,7 +274,7 @@ def test_longform_task_configs_and_docs(small_data_dir, task_manager, monkeypatc
         assert config["process_results"] is longform_hooks.process_results
         assert [m["metric"] for m in config["metric_list"]] == list(longform_hooks.LONGFORM_METRICS)
         gen = config["generation_kwargs"]
-        assert gen["do_sample"] is False and gen["max_new_tokens"] == 64
+        assert gen["do_sample"] is False and gen["max_new_tokens"] == 128
     monkeypatch.setenv("ICU_DATA_DIR", str(small_data_dir))
     rows = pq.read_table(small_data_dir / LONGFORM_FILE).to_pylist()
     loaded = task_manager.load_task_or_group(["icu_longform"])

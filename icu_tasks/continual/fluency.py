@@ -32,6 +32,8 @@ def repetition_rate(text: str, n: int = 3) -> float:
     ``1 - distinct / total``: 0 when every n-gram is new, close to 1 for a degenerate loop ("the the the
     the" has the 3-grams (the the the) twice: 1 - 1/2 = 0.5). A text with fewer than ``n`` tokens has no
     n-grams and scores 0 (nothing repeated; an empty generation is caught by entropy and leakage instead).
+    This is Welleck et al.'s rep-n on word tokens, so a loop without spaces ("196651966519665...") is one
+    token and scores 0 here; its entropy (0 bits) is what flags it.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
