@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from icu_tasks.continual.fluency import ngram_entropy, repetition_rate
-from icu_tasks.continual.results import longform_means
+from icu_tasks.continual.longform import longform_means
 from icu_tasks.longform_hooks import LONGFORM_METRICS, process_results, score_longform
 
 VALUES = ["Ada Byron", "MR-12345", "12 Oak St, Hullport", "Type 2 diabetes"]

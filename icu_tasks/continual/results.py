@@ -38,17 +38,10 @@ import numpy as np
 
 from icu_tasks import run_layout as layout
 from icu_tasks.continual.fluency import fluency as fluency_of
+from icu_tasks.continual.longform import LONGFORM_ROWS, longform_means
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.hooks import GENERATE_METRICS
-
-#: Rows of ``ContinualRun.longform``: (row name, payload score, split or None for forget and retain pooled).
-LONGFORM_ROWS: tuple[tuple[str, str, str | None], ...] = (
-    ("entropy", "longform_entropy", None),
-    ("repetition", "longform_repetition", None),
-    ("leakage_forget", "longform_leakage", "forget"),
-    ("leakage_retain", "longform_leakage", "retain_eval"),
-)
 
 #: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
 METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall", "mc_accuracy")
@@ -264,25 +257,6 @@ def _prediction(rec: dict) -> str | None:
         return None
     pred = payload.get("prediction")
     return pred if isinstance(pred, str) else None
-
-
-def _longform_payload(rec: dict) -> dict | None:
-    payload = _payload(rec, ("longform_entropy",))
-    return payload if payload is not None and "longform_leakage" in payload else None
-
-
-def longform_means(records: list[dict]) -> dict[str, float]:
-    """The :data:`LONGFORM_ROWS` means of one stage's records (NaN where no long-form sample applies)."""
-    payloads = [p for rec in records if (p := _longform_payload(rec)) is not None]
-    out = {}
-    for row, key, split in LONGFORM_ROWS:
-        values = [
-            float(p[key])
-            for p in payloads
-            if (split is None and p.get("split") in ("forget", "retain_eval")) or p.get("split") == split
-        ]
-        out[row] = float(np.mean(values)) if values else math.nan
-    return out
 
 
 def _declared_stages(run_json: dict) -> int:
