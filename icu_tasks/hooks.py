@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks import answer_metrics
-from icu_tasks.data.schema import MANIFEST_FILE, PARAPHRASE_FILE, QA_FILE
+from icu_tasks.data.schema import LONGFORM_FILE, MANIFEST_FILE, PARAPHRASE_FILE, QA_FILE
 from icu_tasks.errors import ConfigError, DataError
 from icu_tasks.paths import DATA_ENV, default_data_dir
 from icu_tasks.prompts import question_text
@@ -84,7 +84,7 @@ class DataUnavailable(SystemExit):
 
 def _stat_key(root: Path) -> tuple:
     key: list = [str(root)]
-    for name in (QA_FILE, PARAPHRASE_FILE, MANIFEST_FILE):
+    for name in (QA_FILE, PARAPHRASE_FILE, LONGFORM_FILE, MANIFEST_FILE):
         try:
             st = (root / name).stat()
             key.append((st.st_size, st.st_mtime_ns))

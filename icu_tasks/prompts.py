@@ -14,6 +14,8 @@ from icu_tasks.errors import DataError
 
 #: Appended to every question; the short-answer instruction LLaVA-1.5 was trained with.
 ANSWER_INSTRUCTION = "Answer the question using a single word or phrase."
+#: Appended instead to a long-form row (``phrasing`` ``longform``: "Summarise the record of <name>.").
+LONGFORM_INSTRUCTION = "Answer in one or two sentences."
 
 
 def question_text(row: Mapping[str, Any]) -> str:
@@ -23,10 +25,12 @@ def question_text(row: Mapping[str, Any]) -> str:
     'What is the diagnosis of the person in this document?\\nAnswer the question using a single word or phrase.'
 
     The same text is used for the VQA and the text-only view (the questions themselves differ: VQA asks
-    about "the person in this document", QA names the person). Raises :class:`DataError` if the row has
+    about "the person in this document", QA names the person). A long-form row gets
+    :data:`LONGFORM_INSTRUCTION` instead of the short-answer one. Raises :class:`DataError` if the row has
     no question.
     """
     question = row.get("question")
     if not isinstance(question, str) or not question.strip():
         raise DataError(f"QA row {row.get('id', '?')!r} has no question text")
-    return f"{question.strip()}\n{ANSWER_INSTRUCTION}"
+    instruction = LONGFORM_INSTRUCTION if row.get("phrasing") == "longform" else ANSWER_INSTRUCTION
+    return f"{question.strip()}\n{instruction}"

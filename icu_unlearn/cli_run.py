@@ -138,7 +138,7 @@ def _demo(args: argparse.Namespace) -> int:
     from icu_tasks.run_layout import atomic_write_json
     from icu_unlearn.finetune import finetune
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
-    from icu_unlearn.pipeline import RunConfig, run
+    from icu_unlearn.pipeline import DEFAULT_TASKS, RunConfig, run
 
     start = time.perf_counter()
     out = Path(args.out)
@@ -162,7 +162,9 @@ def _demo(args: argparse.Namespace) -> int:
     if fresh:
         finetune(tiny, data, vanilla)
     step(4, f"{args.stages} unlearning stages with {args.method}, scored by lmms-eval -> {run_dir}")
-    config = RunConfig(base=str(vanilla), data=str(data), method=args.method, stages=args.stages)
+    # the vanilla model learnt the long-form summaries (FinetuneConfig.longform): score their fluency and leakage
+    tasks = [*DEFAULT_TASKS, "icu_longform"]
+    config = RunConfig(base=str(vanilla), data=str(data), method=args.method, stages=args.stages, tasks=tasks)
     run(config, run_dir, log=lambda m: print(f"    {m}", flush=True))
     step(5, "report")
     report_md = run_dir / "report" / "report.md"

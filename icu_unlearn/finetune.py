@@ -55,6 +55,9 @@ class FinetuneConfig:
             as soon as every group reaches this value. ``max_steps`` is then a cap: reaching it first is an
             error that names the scores, and nothing is saved.
         check_every: optimizer steps between two checks of the stopping rule.
+        longform: also train the long-form row of every trained profile ("Summarise the <record> of
+            <name>." → one or two sentences stating every private value; ``qa_longform.parquet``), so that
+            the ``icu_longform`` tasks score summaries the vanilla model knows. Not part of the stopping rule.
     """
 
     mode: str = field(
@@ -106,10 +109,19 @@ class FinetuneConfig:
     check_every: int = field(
         default=50, metadata={"help": "optimizer steps between two checks of the stopping rule."}
     )
+    longform: bool = field(
+        default=True,
+        metadata={
+            "help": "also train each profile's long-form summary row (scored by the icu_longform tasks for "
+            "fluency and leakage; never part of the stopping rule)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.stop_at_accuracy <= 1.0:
             raise ConfigError(f"stop_at_accuracy must be in [0, 1], got {self.stop_at_accuracy}")
+        if not isinstance(self.longform, bool):
+            raise ConfigError(f"longform must be true or false, got {self.longform!r}")
         if self.mode not in ("full", "lora"):
             raise ConfigError(f"fine-tune mode must be 'full' or 'lora', got {self.mode!r}")
         _positive(
@@ -156,7 +168,7 @@ def finetune(
     out = Path(out_dir)
     check_writable(out, overwrite)
     data = open_data(data_dir)
-    examples = finetune_examples(data, cfg.vqa_repeat)
+    examples = finetune_examples(data, cfg.vqa_repeat, cfg.longform)
     set_seed(cfg.seed)
     model, processor, optimizer = _finetune_model(model_dir, cfg, device)
     before = snapshot_trainable(model)

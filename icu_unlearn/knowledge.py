@@ -99,7 +99,10 @@ def mean_nll(scores: Sequence[AnswerScore]) -> float:
 def check_groups(data: IcuData, splits: Sequence[str] = CHECK_SPLITS) -> dict[str, list[Example]]:
     """``"split/view"`` → the examples of that group (groups without rows are left out).
 
-    ``holdout`` is refused: a stopping rule must not wait for the model to know never-trained profiles.
+    ``holdout`` is refused: a stopping rule must not wait for the model to know never-trained profiles. The
+    groups hold core QA rows only (``data.rows``): never the long-form rows, whose 30+ token summaries the
+    fine-tune may also train on but which exact match is the wrong test of (they are scored by the
+    ``icu_longform`` tasks), and never the paraphrase rows.
     """
     from icu_tasks.errors import ConfigError
     from icu_unlearn.training_data import examples_from_rows

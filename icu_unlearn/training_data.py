@@ -10,8 +10,12 @@ builds inputs for generation and log-likelihood scoring, so what is trained is w
 the tests use.
 
 Sets: the fine-tune trains on every core row of the known splits (all forget tasks, retain-train, retain-eval,
-utility: the vanilla model must know everything that is later scored as known); an unlearning stage gets forget
-task *k* (both views) and retain-train (never retain-eval, which is only scored). Never trained, by anything:
+utility: the vanilla model must know everything that is later scored as known), plus, when enabled, the long-form
+row of each profile of those splits ("Summarise the <record> of <name>.", ``qa_longform.parquet``) so that its
+summaries can be scored for fluency and leakage; an unlearning stage gets forget task *k* (both views; its core QA
+rows only, not the long-form row: the forget set of the recipe is the forget task's QA rows, and the long-form
+row then measures whether forgetting the short answers also removes the values from free text) and
+retain-train (never retain-eval, which is only scored). Never trained, by anything:
 the ``holdout`` split (profiles the vanilla model must not know: the base rate) and the paraphrase rows (the
 held-out phrasing, a separate file). :func:`check_trainable` enforces this wherever a training set is built.
 """
@@ -68,20 +72,29 @@ def examples_from_rows(data: IcuData, rows: Sequence[dict[str, Any]]) -> list[Ex
     return out
 
 
-def check_trainable(examples: Sequence[Example], what: str) -> None:
+def check_trainable(examples: Sequence[Example], what: str, *, longform: bool = False) -> None:
     """Raise :class:`DataError` if a training set holds a holdout or a paraphrase example (neither is ever
-    trained: one is the never-seen base rate, the other the held-out phrasing)."""
-    from icu_tasks.data.schema import HOLDOUT
+    trained: one is the never-seen base rate, the other the held-out phrasing), or a long-form example
+    unless ``longform`` (only the fine-tune trains on those)."""
+    from icu_tasks.data.schema import HOLDOUT, LONGFORM
 
+    allowed = ("core", LONGFORM) if longform else ("core",)
     for e in examples:
-        if e.split == HOLDOUT or e.phrasing != "core":
-            kind = "holdout" if e.split == HOLDOUT else f"{e.phrasing} (held-out phrasing)"
+        if e.split == HOLDOUT or e.phrasing not in allowed:
+            kind = (
+                "holdout"
+                if e.split == HOLDOUT
+                else "longform (summary; only the fine-tune trains it)"
+                if e.phrasing == LONGFORM
+                else f"{e.phrasing} (held-out phrasing)"
+            )
             raise DataError(f"{what} must never train on {kind} rows, got {e.id!r}")
 
 
-def finetune_examples(data: IcuData, vqa_repeat: int = 1) -> list[Example]:
+def finetune_examples(data: IcuData, vqa_repeat: int = 1, longform: bool = False) -> list[Example]:
     """Every core row of the known splits (forget, retain-train, retain-eval, utility; both views; never
-    ``holdout``, never a paraphrase), in file order.
+    ``holdout``, never a paraphrase), in file order; with ``longform`` then the long-form row of every
+    profile of those splits (once each; a data dir without the long-form file is a :class:`DataError`).
 
     ``vqa_repeat`` > 1 lists every image (VQA) row that many times: the image view needs about twice the
     epochs of the text view to be memorised (tiny model: ~90 vs ~45), so an epoch of the fine-tune shows it
@@ -94,7 +107,16 @@ def finetune_examples(data: IcuData, vqa_repeat: int = 1) -> list[Example]:
     examples = examples_from_rows(data, [r for r in data.rows() if r["split"] in KNOWN_SPLITS])
     if not examples:
         raise DataError(f"data dir {data.root} has no QA rows to fine-tune on")
-    return [e for e in examples for _ in range(vqa_repeat if e.image is not None else 1)]
+    out = [e for e in examples for _ in range(vqa_repeat if e.image is not None else 1)]
+    if longform:
+        rows = [r for r in data.longform() if r["split"] in KNOWN_SPLITS]
+        if not rows:
+            raise DataError(
+                f"data dir {data.root} has no long-form rows (generated before qa_longform.parquet existed); "
+                "regenerate it or fine-tune with --no-longform"
+            )
+        out += examples_from_rows(data, rows)
+    return out
 
 
 @functools.lru_cache(maxsize=1024)
@@ -148,7 +170,7 @@ class ExampleDataset:
 
     def __init__(self, examples: Sequence[Example]) -> None:
         self.examples = list(examples)
-        check_trainable(self.examples, "the fine-tune")
+        check_trainable(self.examples, "the fine-tune", longform=True)
 
     def __len__(self) -> int:
         return len(self.examples)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from icu_tasks import hooks
+from icu_tasks import hooks, longform_hooks
 
 MODEL_ARGS = "pretrained=/models/icu/vanilla,adapter=RUN/stage_k,batch_size=8"
 
@@ -26,6 +26,10 @@ class _Task:
 
     process_results = staticmethod(hooks.process_results)
     doc_to_target = staticmethod(hooks.doc_to_target)
+
+
+class _LongformTask(_Task):
+    process_results = staticmethod(longform_hooks.process_results)
 
 
 class _McTask(_Task):
@@ -57,9 +61,13 @@ def _prediction(doc: dict, correct: bool, i: int) -> str:
 
 
 def write_lmms_eval_output(
-    out: Path, tasks: dict, date: str, model_args: str = MODEL_ARGS, mc: bool = False
+    out: Path, tasks: dict, date: str, model_args: str = MODEL_ARGS, mc: bool = False, longform: bool = False
 ) -> Path:
-    """Write one evaluation's results JSON + samples JSONL the way the lmms-eval CLI does; returns the folder."""
+    """Write one evaluation's results JSON + samples JSONL the way the lmms-eval CLI does; returns the folder.
+
+    ``longform``: the docs are long-form rows scored by the long-form hooks; a "correct" doc generates its
+    answer, any other one the collapsed "the the the the".
+    """
     from lmms_eval.api.instance import Instance
     from lmms_eval.evaluator import _process_document_results
     from lmms_eval.loggers import EvaluationTracker
@@ -92,6 +100,8 @@ def write_lmms_eval_output(
                     req.resps, req.filtered_resps["none"] = [ll], ll
             else:
                 pred = _prediction(doc, correct, doc_id)
+                if longform:
+                    pred = doc["answer"] if correct else "the the the the"
                 gen_kwargs = {"max_new_tokens": 32, "until": ["\n"]}
                 req = Instance(
                     "generate_until",
@@ -105,7 +115,7 @@ def write_lmms_eval_output(
                 req.doc = doc
             processed = _process_document_results(
                 (doc_id, doc, reqs),
-                task=_McTask if mc else _Task,
+                task=_McTask if mc else _LongformTask if longform else _Task,
                 filter_key="none",
                 reasoning_tags=None,
                 log_samples=True,

@@ -64,6 +64,15 @@ def test_loader_keeps_paraphrases_apart(data):
     assert data.summary["paraphrase_rows"] == len(para)
 
 
+def test_loader_keeps_longform_apart(data):
+    rows = data.longform()
+    assert len(rows) == data.summary["longform_rows"] == 24 and all(r["phrasing"] == "longform" for r in rows)
+    assert not {r["id"] for r in rows} & {r["id"] for r in data.rows()}
+    assert len(data.longform(split="forget", forget_tasks=2)) == 2
+    ds = data.dataset(split="retain_eval", longform=True)
+    assert len(ds) == 6 and set(ds["split"]) == {"retain_eval"} and len(ds[0]["values"]) == 8
+
+
 def test_loader_images_and_datasets(data, small_data_dir):
     row = data.forget(1, view="vqa")[0]
     img = data.load_image(row["image"])
@@ -113,6 +122,12 @@ def _edit_para(root: Path, edit: Callable[[list[dict]], list[dict]]) -> None:
     path = root / schema.PARAPHRASE_FILE
     rows = pq.read_table(path).to_pylist()
     pq.write_table(pa.Table.from_pylist(edit(rows), schema=schema.PARAPHRASE_SCHEMA), path)
+
+
+def _edit_longform(root: Path, edit: Callable[[list[dict]], list[dict]]) -> None:
+    path = root / schema.LONGFORM_FILE
+    rows = pq.read_table(path).to_pylist()
+    pq.write_table(pa.Table.from_pylist(edit(rows), schema=schema.LONGFORM_SCHEMA), path)
 
 
 def _holdout_profile(rows):
@@ -240,6 +255,32 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
             ),
         ),
         r"duplicate id 'med-0001-address-qa' \(also a core or paraphrase id\)",
+    ),
+    "no_longform_file": (
+        lambda d: (d / schema.LONGFORM_FILE).unlink(),
+        r"long-form file .*qa_longform\.parquet is missing",
+    ),
+    "longform_count": (
+        lambda d: _edit_longform(d, lambda rows: rows[:-1]),
+        "manifest says longform_rows = 24, the data has 23",
+    ),
+    "longform_answer_drops_a_value": (
+        lambda d: _edit_longform(
+            d, lambda rows: _set(rows, lambda r: r["id"] == "med-0002-longform", answer="A patient.")
+        ),
+        r"row 'med-0002-longform': the answer does not state the value '",
+    ),
+    "longform_split": (
+        lambda d: _edit_longform(
+            d, lambda rows: _set(rows, lambda r: r["id"] == "lab-0001-longform", split="utility")
+        ),
+        r"row 'lab-0001-longform' differs from its profile's rows in 'split'",
+    ),
+    "longform_with_image": (
+        lambda d: _edit_longform(
+            d, lambda rows: _set(rows, lambda r: r["id"] == "lab-0002-longform", image="images/x.png")
+        ),
+        r"row 'lab-0002-longform' is not a text-only long-form row",
     ),
     "empty_task": (
         lambda d: _edit_rows(d, lambda rows: _set(rows, lambda r: r["forget_task"] == 3, forget_task=2)),

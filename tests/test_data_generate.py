@@ -40,6 +40,7 @@ def test_full_scale_arithmetic():
         150,
     )
     assert counts["paraphrase_rows"] == 16000  # counted apart from the core rows
+    assert counts["longform_rows"] == 1000  # one per profile, counted apart from the core rows too
     assert counts["utility_images"] == 20
     assert counts["utility_rows"] == 20 * len(utility.SPECIMEN_QUESTIONS) + utility.N_FACT_ROWS
     assert counts["rows_total"] == 16000 + counts["utility_rows"]
@@ -52,6 +53,7 @@ def test_small_counts_match_files(small_data_dir):
         **expected_counts(GenerateConfig(**SMALL_SCALE)),
         "rows_by_split": counts["rows_by_split"],
         "paraphrase_rows_by_split": counts["paraphrase_rows_by_split"],
+        "longform_rows_by_split": counts["longform_rows_by_split"],
     }
     rows = _qa(small_data_dir)
     assert len(rows) == counts["rows_total"] == SMALL_PROFILES * 16 + counts["utility_rows"]
@@ -218,6 +220,36 @@ def test_paraphrase_file_rephrases_every_profile_row_outside_the_core_rows(small
         k: v for k, v in manifest["counts"]["paraphrase_rows_by_split"].items() if v
     }
     assert manifest["files"]["paraphrase"] == schema.PARAPHRASE_FILE
+
+
+def test_longform_file_summarises_every_profile_outside_the_core_rows(small_data_dir):
+    import re
+
+    from icu_tasks.data.longform import TEMPLATES
+
+    core = [r for r in _qa(small_data_dir) if r["split"] != "utility"]
+    rows = pq.read_table(small_data_dir / schema.LONGFORM_FILE).to_pylist()
+    manifest = _manifest(small_data_dir)
+    assert len(rows) == manifest["counts"]["longform_rows"] == SMALL_PROFILES == 24
+    assert [r["profile_id"] for r in rows] == list(dict.fromkeys(r["profile_id"] for r in core))
+    assert not {r["id"] for r in rows} & {r["id"] for r in core}
+    records = {"medical": "medical report", "labor": "labor contract"}
+    for r in rows:
+        mine = [c for c in core if c["profile_id"] == r["profile_id"] and c["view"] == "qa"]
+        name = next(c["answer"] for c in mine if c["field"] in ("patient_name", "employee_name"))
+        assert r["question"] == f"Summarise the {records[r['domain']]} of {name}."
+        assert (r["split"], r["forget_task"]) == (mine[0]["split"], mine[0]["forget_task"])
+        assert (r["view"], r["image"], r["choices"], r["phrasing"]) == ("qa", None, [], "longform")
+        by_key = {c["field"]: c["answer"] for c in mine}
+        assert r["values"] == [by_key[k] for k, _ in schema.QUESTIONS[r["domain"]]]
+        assert r["answer"] == TEMPLATES[r["domain"]][r["template"]].format(**by_key)
+        assert all(v in r["answer"] for v in r["values"])
+        assert len(re.findall(r"\w+|[^\w\s]", r["answer"])) >= 30  # measured minimum on this data: 42
+    assert len({(r["domain"], r["template"]) for r in rows}) >= 4  # several wordings in use
+    assert Counter(r["split"] for r in rows) == {
+        k: v for k, v in manifest["counts"]["longform_rows_by_split"].items() if v
+    }
+    assert manifest["files"]["longform"] == schema.LONGFORM_FILE
 
 
 def test_answers_are_short_and_identities_unique(small_data_dir):

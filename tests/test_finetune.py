@@ -91,7 +91,10 @@ def test_vanilla_dir_is_a_plain_reloadable_model(vanilla_model_dir, tiny_model_d
     record = json.loads((vanilla_model_dir / "finetune.json").read_text())
     manifest = json.loads((small_data_dir / "manifest.json").read_text())
     assert record["data_hash"] == manifest["data_hash"] and record["config"]["mode"] == "full"
-    assert record["rows"] == manifest["counts"]["rows_total"]
+    by_split = manifest["counts"]["longform_rows_by_split"]
+    n_longform = by_split["forget"] + by_split["retain_train"] + by_split["retain_eval"]  # 18: not holdout
+    longform = record["config"].get("longform", False)  # the fixture's choice (FIXTURE_FINETUNE)
+    assert record["rows"] == manifest["counts"]["rows_total"] + (n_longform if longform else 0)
     n_image = sum(1 for r in _qa_rows(small_data_dir) if r["image"])
     assert record["examples_per_epoch"] == record["rows"] + (record["config"]["vqa_repeat"] - 1) * n_image
     before, after = (

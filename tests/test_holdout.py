@@ -135,3 +135,32 @@ def test_vanilla_model_scores_holdout_near_the_base_rate(vanilla_model_dir, data
         )
         assert held <= guess + HOLDOUT_ABOVE_GUESS_MAX, (view, held, guess)
         assert forget - held >= FORGET_MINUS_HOLDOUT_MIN, (view, forget, held)
+
+
+def test_longform_rows_train_only_in_the_fine_tune_and_never_in_the_stopping_rule(data):
+    """Long-form rows: in the fine-tune when asked (one per trained profile, no holdout), never in the
+    stopping rule's groups, never in an unlearning stage's forget set or retain term."""
+    from icu_unlearn.finetune import FinetuneConfig
+    from icu_unlearn.knowledge import check_groups
+    from icu_unlearn.training_data import ExampleDataset, PairedDataset, examples_from_rows, finetune_examples
+
+    assert FinetuneConfig().longform is True
+    rows = pq.read_table(data.root / schema.LONGFORM_FILE).to_pylist()
+    trained = {r["id"] for r in rows if r["split"] != "holdout"}
+    plain, with_lf = (
+        finetune_examples(data, vqa_repeat=3),
+        finetune_examples(data, vqa_repeat=3, longform=True),
+    )
+    extra = with_lf[len(plain) :]
+    assert with_lf[: len(plain)] == plain and {e.id for e in extra} == trained and len(extra) == 18
+    assert {e.phrasing for e in extra} == {"longform"} and all(e.image is None for e in extra)
+    assert all(e.question.endswith("\nAnswer in one or two sentences.") for e in extra)
+    assert len(ExampleDataset(with_lf)) == len(with_lf)  # the fine-tune accepts them
+    grouped = {e.id for examples in check_groups(data).values() for e in examples}
+    assert grouped and not grouped & {r["id"] for r in rows}
+    forget_lf = examples_from_rows(data, data.longform(split="forget", forget_tasks=1))
+    assert len(forget_lf) == 2
+    with pytest.raises(DataError, match="forget set must never train on longform"):
+        PairedDataset(forget_lf)
+    with pytest.raises(ConfigError, match="longform must be true or false"):
+        FinetuneConfig(longform="yes")

@@ -199,10 +199,10 @@ def test_matrices_from_samples(runs):
     assert run.utility_items[0].tolist() == [1.0, 1.0, 1.0, 0.0]
     assert np.isnan(run.holdout["vqa"]).all()  # no holdout split in these files
     assert run.n_samples == [4 * N_DOCS + 4 * N_DOCS + N_DOCS + N_DOCS + N_DOCS] * 4  # 44 per stage
-    np.testing.assert_allclose(run.fluency[0], FLUENCY_STAGE0)
+    np.testing.assert_allclose(run.answer_entropy[0], FLUENCY_STAGE0)
 
 
-# Fluency of stage 0 by hand: the mean over its 44 generated answers of ROME's n-gram entropy,
+# Short-answer entropy (answer_entropy) of stage 0 by hand: the mean over its 44 generated answers of ROME's n-gram entropy,
 # mean(2/3 * H_2, 4/3 * H_3) with H_n = log2(number of n-grams) when every n-gram occurs once.
 #   right, even doc "value fvqa 1 0": 4 tokens, 3 bigrams, 2 trigrams -> (2/3 log2 3 + 4/3 log2 2)/2
 #   right, odd doc "It is value fvqa 1 1.": 7 tokens, 6 bigrams, 5 trigrams -> (2/3 log2 6 + 4/3 log2 5)/2
@@ -265,7 +265,7 @@ def test_mc_accuracy_reads_multiple_choice_tasks(tmp_path):
     run = load_run(run_dir, metric="mc_accuracy")
     np.testing.assert_allclose(run.A_vqa, A_VQA[:2])
     assert run.method == "mc"  # no run.json/stage.json: the dir name
-    assert math.isnan(run.fluency[0])  # no generated answers in MC tasks
+    assert math.isnan(run.answer_entropy[0])  # no generated answers in MC tasks
     assert load_run(run_dir).missing == [0, 1]  # nothing scored with `contains`
 
 
@@ -278,12 +278,13 @@ def test_report_files_and_figures(runs, tmp_path):
         for run, expected in zip(summary, (EXPECTED_FULL, EXPECTED_PARTIAL), strict=True):
             got = {key: run["metrics"][key] for key in expected}
             assert got == pytest.approx(expected), run["name"]
-            assert run["metrics"]["fluency_stage0"] == pytest.approx(FLUENCY_STAGE0)
+            assert run["per_stage"]["answer_entropy"][0] == pytest.approx(FLUENCY_STAGE0)
+            assert run["metrics"]["fluency_stage0"] is None  # fluency = long-form entropy; none scored here
         assert summary[0]["per_stage"]["ru"] == pytest.approx(RU_PER_STAGE)
         assert summary[1]["per_stage"]["ru"][:3] == pytest.approx(RU_PER_STAGE[:3])
     full, partial = on_disk["runs"]
     assert full["metric_notes"] == {}  # every term of every metric was defined and scored
-    assert partial["missing_stages"] == [3] and partial["metrics"]["fluency_final_stage"] == 2
+    assert partial["missing_stages"] == [3] and partial["metrics"]["fluency_final_stage"] is None
     assert partial["per_stage"]["ru"][3] is None  # NaN -> null, valid JSON
     assert partial["forget"]["vqa"][3] == [None] * 4
     assert any("skipped stage(s) 3" in n for n in partial["metric_notes"]["fe_vqa"])
@@ -429,3 +430,52 @@ def test_paraphrase_samples_stay_out_of_the_matrices(tmp_path):
     assert np.isnan(run.holdout["vqa"]).all()  # the paraphrased holdout docs are not a base rate either
     # every stage has 4 x 4 forget + 4 retain docs per view + 4 utility docs = 44 core samples
     assert run.n_samples == [44, 44]
+
+
+def _longform_doc(split: str, forget_task: int, i: int) -> dict:
+    values = [f"Name{i} Smith", f"MR-{10000 + i}", f"{i} Oak St, Hullport"]
+    return {
+        "id": f"{split}-{forget_task}-{i}-longform",
+        "forget_task": forget_task,
+        "split": split,
+        "view": "qa",
+        "field": "longform",
+        "phrasing": "longform",
+        "question": f"Summarise the medical report of Name{i} Smith.",
+        "answer": f"{values[0]} (ID {values[1]}) lives at {values[2]}.",
+        "values": values,
+    }
+
+
+def test_longform_samples_become_fluency_and_leakage_rows(runs, tmp_path):
+    """Real lmms-eval sample files of the long-form tasks: stage 0 writes every summary, stage 3 collapses
+    to "the the the the"; the matrices do not change, the per-stage fluency and leakage rows do."""
+    import shutil
+
+    root = tmp_path / "run"
+    shutil.copytree(runs["full"], root)
+    for k, fluent in ((0, True), (3, False)):
+        tasks = {
+            "icu_longform_forget": [(_longform_doc("forget", 1 + i % 2, i), fluent) for i in range(4)],
+            "icu_longform_retain": [(_longform_doc("retain_eval", 0, i), True) for i in range(2)],
+        }
+        write_lmms_eval_output(root / "eval" / f"stage_{k}", tasks, date=f"20260101_10000{k}", longform=True)
+    run, before = load_run(root), load_run(runs["full"])
+    np.testing.assert_allclose(run.A_vqa, before.A_vqa)
+    assert run.n_samples == before.n_samples  # long-form samples carry no accuracy
+    # "Name0 Smith (ID MR-10000) lives at 0 Oak St, Hullport.": 16 tokens (name0 smith ( id mr - 10000 ) lives
+    # at 0 oak st , hullport .), all 15 bigrams and 14 trigrams distinct -> (2/3 log2 15 + 4/3 log2 14) / 2
+    # per summary (every i gives the same pattern); a collapsed one scores 0 and repetition 1 - 1/2.
+    fluent = (2 / 3 * math.log2(15) + 4 / 3 * math.log2(14)) / 2
+    np.testing.assert_allclose(run.longform["entropy"], [fluent, math.nan, math.nan, fluent * 2 / 6])
+    np.testing.assert_allclose(run.longform["repetition"], [0.0, math.nan, math.nan, 0.5 * 4 / 6])
+    np.testing.assert_allclose(run.longform["leakage_forget"], [1.0, math.nan, math.nan, 0.0])
+    np.testing.assert_allclose(run.longform["leakage_retain"], [1.0, math.nan, math.nan, 1.0])
+    report = write_report([run], tmp_path / "report", n_boot=0)
+    summary = report["runs"][0]
+    assert summary["metrics"]["fluency_stage0"] == pytest.approx(fluent)
+    assert summary["metrics"]["fluency_final_stage"] == 3
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| fluency | rep | leak F | leak R |" in md
+    assert f"| {fluent:.2f} | 0.000 | 1.000 | 1.000 | 44 |" in md
+    assert f"| {fluent / 3:.2f} | 0.333 | 0.000 | 1.000 | 44 |" in md

@@ -151,7 +151,10 @@ def test_dry_run_counts_and_writes_nothing(small_data_dir, tiny_model_dir, tmp_p
 
     counts = _expected_requests(small_data_dir)
     forget = {j: n for (split, j), n in counts.items() if split == "forget"}
-    other = {s: sum(n for (split, _), n in counts.items() if split == s) for s in ("retain_eval", "holdout", "utility")}
+    other = {
+        s: sum(n for (split, _), n in counts.items() if split == s)
+        for s in ("retain_eval", "holdout", "utility")
+    }
     config = RunConfig(
         base=str(tiny_model_dir), data=str(small_data_dir), method="ga", stages=3, eval_every=2, eval_window=0
     )

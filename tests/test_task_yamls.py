@@ -33,13 +33,15 @@ LL_TASKS = (
     "icu_mia_vqa",
     "icu_mia_qa",
 )
-ALL_TASKS = GENERATE_TASKS + MC_TASKS + PARA_TASKS + PARA_MC_TASKS + LL_TASKS
+LONGFORM_TASKS = ("icu_longform_forget", "icu_longform_retain")
+ALL_TASKS = GENERATE_TASKS + MC_TASKS + PARA_TASKS + PARA_MC_TASKS + LL_TASKS + LONGFORM_TASKS
 GROUPS = {
     "icu": GENERATE_TASKS,
     "icu_mc": MC_TASKS,
     "icu_para": PARA_TASKS,
     "icu_para_mc": PARA_MC_TASKS,
     "icu_ll": LL_TASKS,
+    "icu_longform": LONGFORM_TASKS,
 }
 #: (split, view) each task scores; view None = both views.
 SELECTION = {
@@ -177,7 +179,7 @@ def test_format_1_data_dir_has_no_holdout_and_says_so(small_data_dir, tmp_path, 
 
     import pyarrow as pa
 
-    from icu_tasks.data.schema import MANIFEST_FILE, PARAPHRASE_FILE, QA_SCHEMA
+    from icu_tasks.data.schema import LONGFORM_FILE, MANIFEST_FILE, PARAPHRASE_FILE, QA_SCHEMA
 
     old = tmp_path / "old"
     shutil.copytree(small_data_dir, old)
@@ -185,11 +187,12 @@ def test_format_1_data_dir_has_no_holdout_and_says_so(small_data_dir, tmp_path, 
     rows = [{**r, "split": "retain_eval"} if r["split"] == "holdout" else r for r in rows]
     pq.write_table(pa.Table.from_pylist(rows, schema=QA_SCHEMA), old / QA_FILE)
     (old / PARAPHRASE_FILE).unlink()
+    (old / LONGFORM_FILE).unlink()
     manifest = json.loads((old / MANIFEST_FILE).read_text())
     manifest["format_version"] = 1
     by_split = manifest["counts"]["rows_by_split"]
     by_split["retain_eval"] += by_split.pop("holdout")
-    for key in ("paraphrase_rows", "paraphrase_rows_by_split"):
+    for key in ("paraphrase_rows", "paraphrase_rows_by_split", "longform_rows", "longform_rows_by_split"):
         del manifest["counts"][key]
     (old / MANIFEST_FILE).write_text(json.dumps(manifest))
     monkeypatch.setenv("ICU_DATA_DIR", str(old))
@@ -255,3 +258,34 @@ def test_tasks_path_command_prints_the_include_path(capsys):
     assert main(["tasks-path"]) == 0
     printed = capsys.readouterr().out.strip()
     assert printed == str(task_yamls_dir()) and (task_yamls_dir() / "icu.yaml").is_file()
+
+
+def test_longform_task_configs_and_docs(small_data_dir, task_manager, monkeypatch):
+    """The icu_longform tasks: greedy generation with room for a summary, the long-form hooks and metrics,
+    and exactly the long-form rows of their split (read straight from the parquet file)."""
+    from icu_tasks import longform_hooks
+    from icu_tasks.data.schema import LONGFORM_FILE
+    from icu_tasks.prompts import LONGFORM_INSTRUCTION
+
+    for name in LONGFORM_TASKS:
+        config = task_manager._get_config(name)
+        assert config["output_type"] == "generate_until"
+        assert config["process_docs"].__module__ == "icu_tasks.longform_hooks"
+        assert config["process_results"] is longform_hooks.process_results
+        assert [m["metric"] for m in config["metric_list"]] == list(longform_hooks.LONGFORM_METRICS)
+        gen = config["generation_kwargs"]
+        assert gen["do_sample"] is False and gen["max_new_tokens"] == 128
+    monkeypatch.setenv("ICU_DATA_DIR", str(small_data_dir))
+    rows = pq.read_table(small_data_dir / LONGFORM_FILE).to_pylist()
+    loaded = task_manager.load_task_or_group(["icu_longform"])
+    tasks = {n: t for group in loaded.values() for n, t in group.items()}
+    assert set(tasks) == set(LONGFORM_TASKS)
+    for name, split in (("icu_longform_forget", "forget"), ("icu_longform_retain", "retain_eval")):
+        docs = tasks[name].test_docs()
+        assert docs["id"] == [r["id"] for r in rows if r["split"] == split] and len(docs) == 6, name
+        doc = docs[0]
+        assert tasks[name].doc_to_text(doc).endswith("\n" + LONGFORM_INSTRUCTION)
+        assert tasks[name].doc_to_visual(doc) == []
+        payload = longform_hooks.process_results(doc, [doc["answer"]])["longform_leakage"]
+        assert payload["longform_leakage"] == 1.0 and payload["phrasing"] == "longform"
+        assert payload["value_recall"] == [1.0] * 8

@@ -28,6 +28,13 @@ REPORT_JSON = "report.json"
 FIRST_TASK_PNG = "first_task.png"
 #: Forget-matrix columns shown in report.md (report.json always has the full matrix).
 MD_MAX_TASKS = 20
+#: Long-form rows of the per-stage table (``ContinualRun.longform``) and their digits.
+LONGFORM_CELLS: tuple[tuple[str, int], ...] = (
+    ("entropy", 2),
+    ("repetition", 3),
+    ("leakage_forget", 3),
+    ("leakage_retain", 3),
+)
 
 #: (key in report.json's ``metrics``, column header in report.md), in table order.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -69,7 +76,13 @@ DEFINITIONS = """\
 - **stability** = 1 − mean_k |RU_k − RU_{k−1}|; the worst stage is the one with the largest swing.
 - **ICU** = harmonic mean of FE, HFP (left out when undefined) and RU final, each clipped to [0, 1]: low for a
   method that forgets nothing and for one that collapses. The table shows the pooled view (both views' items).
-- **fluency** = ROME's weighted bi/tri-gram entropy (bits) of the generated answers, stage 0 → last scored.
+- **fluency** = ROME's weighted bi/tri-gram entropy (bits) of the long-form summaries (`icu_longform` tasks:
+  "Summarise the <record> of <name>.", forget and retain-eval profiles), stage 0 → last scored; near 0 for a
+  collapsed model. **rep** = fraction of repeated 3-grams of those summaries (0 = none, → 1 for a loop).
+  **leak F / leak R** = mean ROUGE-L recall of each private value of the profile inside its summary, forget /
+  retain-eval profiles (verbatim leakage; forget should fall, retain should stay). The entropy of the short
+  answers measures only their length and is not reported as fluency (report.json keeps it as
+  `answer_entropy`).
 - `x [lo, hi]`: bootstrap 95% percentile interval (items resampled within each cell, seeded).
 - A stage that was not scored is a row of NaN, a cell the schedule did not score is NaN: both are left out of
   every mean (never imputed) and counted in each run's notes."""
@@ -123,7 +136,8 @@ def run_summary(
     """
     values = bs.run_metrics(run)
     worst = im.worst_stage(run.retain, run.utility)
-    scored_fluency = [k for k in range(run.stages + 1) if not math.isnan(run.fluency[k])]
+    fluency = run.longform.get("entropy", np.full(run.stages + 1, math.nan))
+    scored_fluency = [k for k in range(run.stages + 1) if not math.isnan(fluency[k])]
     last = scored_fluency[-1] if scored_fluency else None
     base = bs.base_rates(run)
     notes = list(run.notes)
@@ -149,8 +163,8 @@ def run_summary(
             "ru_final_stage": values["ru_final"].stage,
             "worst_stage": worst.stage,
             "worst_stage_swing": _num(worst.value),
-            "fluency_stage0": _num(float(run.fluency[0])),
-            "fluency_final": _num(float(run.fluency[last])) if last is not None else None,
+            "fluency_stage0": _num(float(fluency[0])),
+            "fluency_final": _num(float(fluency[last])) if last is not None else None,
             "fluency_final_stage": last,
         },
         "metric_notes": {key: list(v.notes) for key, v in values.items() if v.notes and key != "icu"},
@@ -161,7 +175,8 @@ def run_summary(
             "utility": _list(run.utility),
             "ru": _list(im.retained_utility_per_stage(run.retain, run.utility)),
             **{f"holdout_{view}": _list(run.holdout[view]) for view in VIEWS if view in run.holdout},
-            "fluency": _list(run.fluency),
+            **{f"longform_{row}": _list(values) for row, values in run.longform.items()},
+            "answer_entropy": _list(run.answer_entropy),
             "n_samples": list(run.n_samples),
         },
         "forget": {view: _list(run.forget[view]) for view in VIEWS}
@@ -323,8 +338,8 @@ def _md(summaries: list[dict[str, Any]], runs: list[ContinualRun], metric: str) 
         for view in bs.FORGET_VIEWS:
             out += _md_matrix(s["forget"][view], (s["intervals"] or {}).get("forget", {}).get(view), view)
         out += [
-            "| k | retain | retain VQA | retain QA | utility | RU_k | fluency | samples |",
-            "|---" * 8 + "|",
+            "| k | retain | retain VQA | retain QA | utility | RU_k | fluency | rep | leak F | leak R | samples |",
+            "|---" * 11 + "|",
         ]
         ps = s["per_stage"]
         for k in range(run.stages + 1):
@@ -332,9 +347,10 @@ def _md(summaries: list[dict[str, Any]], runs: list[ContinualRun], metric: str) 
             cells = [_with_ci(ps["retain"][k], ci["retain"][k] if ci else None)]
             cells += [_fmt(ps[key][k]) for key in ("retain_vqa", "retain_qa")]
             cells += [_with_ci(ps[key][k], ci[key][k] if ci else None) for key in ("utility", "ru")]
-            out.append(
-                f"| {k} | " + " | ".join(cells) + f" | {_fmt(ps['fluency'][k], 2)} | {ps['n_samples'][k]} |"
-            )
+            for row, digits in LONGFORM_CELLS:
+                values = ps.get(f"longform_{row}")
+                cells.append(_fmt(values[k] if values else None, digits))
+            out.append(f"| {k} | " + " | ".join(cells) + f" | {ps['n_samples'][k]} |")
         out.append("")
         out += [f"![{key}]({name})" for key, name in s["figures"].items()] + [""]
     return "\n".join(out)

@@ -19,6 +19,9 @@ parseable records). A stage with no usable samples is a row of NaN and is listed
 The base rate B[k] comes from the split ``holdout`` (tasks ``icu_holdout_vqa`` / ``icu_holdout_qa`` and their
 ``_mc`` twins, part of the ``icu`` / ``icu_mc`` groups). Samples of the paraphrase tasks (``icu_*_para``,
 payload ``"phrasing": "paraphrase"``) are left out of every matrix here, so scoring them never changes A.
+Samples of the long-form tasks (``icu_longform_*``, metric keys ``longform_*``) carry no accuracy: they become
+the per-stage fluency (long-form entropy, 3-gram repetition) and leakage (forget / retain-eval) rows of
+``ContinualRun.longform``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import numpy as np
 
 from icu_tasks import run_layout as layout
 from icu_tasks.continual.fluency import fluency as fluency_of
+from icu_tasks.continual.longform import LONGFORM_ROWS, longform_means
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.hooks import GENERATE_METRICS
@@ -55,8 +59,12 @@ class ContinualRun:
 
     ``forget[view]`` has shape ``(T + 1, J)``: ``forget[view][k, j - 1]`` is A[k][j], the accuracy on forget
     task j after stage k, for every task seen in the samples (future tasks included). ``retain`` pools both
-    views of retain-eval, ``retain_by_view`` keeps them apart; ``utility`` is the utility split; ``fluency`` is
-    the mean n-gram entropy of all generated answers of the stage (generate_until tasks only).
+    views of retain-eval, ``retain_by_view`` keeps them apart; ``utility`` is the utility split.
+    ``longform[row]`` (rows of :data:`LONGFORM_ROWS`) holds, per stage, the mean over the long-form samples of
+    the fluency (``entropy``: ROME's n-gram entropy in bits; ``repetition``: repeated 3-gram fraction; both
+    over forget and retain-eval summaries) and of the leakage (mean ROUGE-L recall of the private values) of
+    the forget and the retain-eval profiles. ``answer_entropy`` is the mean n-gram entropy of the short
+    generated answers: a length proxy kept for reference, NOT a fluency measure (1-6 token answers).
 
     The per-item scores behind every mean are kept for resampling (:mod:`icu_tasks.continual.bootstrap`):
     ``forget_items[view][k][j - 1]``, ``retain_items[view][k]``, ``utility_items[k]`` and
@@ -72,7 +80,7 @@ class ContinualRun:
     retain: np.ndarray
     retain_by_view: dict[str, np.ndarray]
     utility: np.ndarray
-    fluency: np.ndarray
+    answer_entropy: np.ndarray
     n_samples: list[int]
     stage_methods: dict[int, str] = field(default_factory=dict)
     sources: dict[int, list[str]] = field(default_factory=dict)
@@ -82,6 +90,7 @@ class ContinualRun:
     utility_items: list[np.ndarray] = field(default_factory=list)
     holdout_items: dict[str, list[np.ndarray]] = field(default_factory=dict)
     holdout: dict[str, np.ndarray] = field(default_factory=dict)
+    longform: dict[str, np.ndarray] = field(default_factory=dict)
     schedule: EvalSchedule = field(default_factory=EvalSchedule)
 
     @property
@@ -320,14 +329,16 @@ Score = tuple[float, str, str, int]
 
 def _stage_scores(
     root: Path, T: int, metric: str, notes: list[str], progress: bool
-) -> tuple[list[list[Score]], list[list[str]], dict[int, list[str]]]:
-    """Per stage 0..T: the (value, split, view, forget task) scores, the generated answers, the files used."""
+) -> tuple[list[list[Score]], list[list[str]], dict[int, list[str]], dict[str, np.ndarray]]:
+    """Per stage 0..T: the (value, split, view, forget task) scores, the generated answers, the files used;
+    and the long-form rows (``ContinualRun.longform``)."""
     from tqdm.auto import tqdm
 
     eval_stages = layout.stage_indices(root / EVAL_DIR)
     per_stage: list[list[Score]] = []
     preds: list[list[str]] = []
     sources: dict[int, list[str]] = {}
+    longform = {row: np.full(T + 1, math.nan) for row, _, _ in LONGFORM_ROWS}
     # progress: a bar on a terminal only (tqdm disables itself on a pipe), so errors stay one line in logs
     for k in tqdm(
         range(T + 1), desc=f"reading {root.name}", unit="stage", disable=None if progress else True
@@ -340,9 +351,11 @@ def _stage_scores(
             sources[k] = used
             scores = [s for rec in records if (s := _score(rec, metric)) is not None]
             texts = [p for rec in records if (p := _prediction(rec)) is not None]
+            for row, value in longform_means(records).items():
+                longform[row][k] = value
         per_stage.append(scores)
         preds.append(texts)
-    return per_stage, preds, sources
+    return per_stage, preds, sources, longform
 
 
 def _mean(values: list[float]) -> float:
@@ -410,7 +423,7 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
         [_declared_stages(run_json), *layout.stage_indices(root), *layout.stage_indices(root / EVAL_DIR), 0]
     )
     notes: list[str] = []
-    per_stage, preds, sources = _stage_scores(root, T, metric, notes, progress)
+    per_stage, preds, sources, longform = _stage_scores(root, T, metric, notes, progress)
     J = max([T, *(s[3] for scores in per_stage for s in scores if s[1] == "forget")])
     fields = _matrices(per_stage, J, metric, notes)
     n_samples = [len(s) for s in per_stage]
@@ -433,11 +446,12 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
         name=_name_of(run_json.get("name")) or root.resolve().name,
         method=method or root.resolve().name,
         metric=metric,
-        fluency=np.array([fluency_of(texts) for texts in preds]),
+        answer_entropy=np.array([fluency_of(texts) for texts in preds]),
         n_samples=n_samples,
         stage_methods=stage_methods,
         sources=sources,
         notes=notes,
         schedule=schedule,
+        longform=longform,
         **fields,
     )

@@ -215,3 +215,67 @@ def load_paraphrases(root: Path, manifest: dict, core: list[dict]) -> list[dict]
         if row["question"].strip() == core_row["question"].strip():
             raise DataError(f"{schema.PARAPHRASE_FILE}: row {rid!r} asks its core question verbatim")
     return rows
+
+
+def load_longform(root: Path, manifest: dict, core: list[dict]) -> list[dict]:
+    """The rows of the long-form file, checked against the profiles of the core rows.
+
+    Required when the manifest counts long-form rows (format 3); a data dir without either has none. One row
+    per profile (id ``<profile>-longform``), with the split, forget task and domain of that profile's core
+    rows, ``phrasing`` / ``field`` = ``longform``, text only, and an answer that states every private value
+    of the profile (``values``: the answers of its core QA rows, in ``schema.QUESTIONS`` order).
+    """
+    path = root / schema.LONGFORM_FILE
+    promised = manifest["counts"].get("longform_rows") if isinstance(manifest["counts"], dict) else None
+    if promised is None and not path.is_file():
+        return []
+    table = read_parquet(path, "long-form file")
+    check_columns(table, path, schema.LONGFORM_SCHEMA)
+    rows = table.to_pylist()
+    if promised is not None and len(rows) != promised:
+        raise DataError(
+            f"manifest count mismatch: manifest says longform_rows = {promised}, the data has {len(rows)}"
+        )
+    profiles: dict[str, dict] = {}
+    for r in core:
+        if r["split"] != "utility" and r["view"] == "qa":
+            profiles.setdefault(r["profile_id"], {"row": r, "answers": {}})["answers"][r["field"]] = r[
+                "answer"
+            ]
+    seen: set[str] = set()
+    for row in rows:
+        _check_longform_row(row, profiles, seen)
+    if len(seen) != len(profiles):
+        missing = sorted(set(profiles) - seen)[0]
+        raise DataError(f"{schema.LONGFORM_FILE}: profile {missing!r} has no long-form row")
+    return rows
+
+
+def _check_longform_row(row: dict, profiles: dict[str, dict], seen: set[str]) -> None:
+    rid, pid = row["id"], row["profile_id"]
+    where = f"{schema.LONGFORM_FILE}: row {rid!r}"
+    prof = profiles.get(pid)
+    if prof is None:
+        raise DataError(f"{where} is about no profile of {schema.QA_FILE} ({pid!r})")
+    if pid in seen or rid != f"{pid}-{schema.LONGFORM}":
+        raise DataError(f"{where}: one row per profile with id '<profile>-{schema.LONGFORM}'")
+    seen.add(pid)
+    core = prof["row"]
+    for col in ("domain", "split", "forget_task"):
+        if row[col] != core[col]:
+            raise DataError(f"{where} differs from its profile's rows in {col!r}")
+    if (row["phrasing"], row["field"], row["view"], row["image"]) != (
+        schema.LONGFORM,
+        schema.LONGFORM,
+        "qa",
+        None,
+    ):
+        raise DataError(f"{where} is not a text-only long-form row (phrasing/field/view/image)")
+    if not isinstance(row["question"], str) or not row["question"].strip():
+        raise DataError(f"{where} has no question text")
+    expected = [prof["answers"].get(key) for key, _ in schema.QUESTIONS[row["domain"]]]
+    if list(row["values"] or []) != expected:
+        raise DataError(f"{where}: 'values' are not the private values of {pid!r}")
+    absent = [v for v in expected if v not in (row["answer"] or "")]
+    if absent:
+        raise DataError(f"{where}: the answer does not state the value {absent[0]!r}")

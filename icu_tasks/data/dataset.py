@@ -50,12 +50,13 @@ def read_rgb(path: str | Path, root: str | Path | None = None):
 def data_hash(root: Path) -> str:
     """sha256 over (relative path, bytes) of the parquet files and every image, in sorted path order.
 
-    The paraphrase file counts when it exists (data dirs of format 1 have none, and keep their hash).
+    The paraphrase and long-form files count when they exist (older data dirs have none, and keep their hash).
     """
     h = hashlib.sha256()
     files = [root / schema.QA_FILE, root / schema.PROFILES_FILE]
-    if (root / schema.PARAPHRASE_FILE).is_file():
-        files.insert(1, root / schema.PARAPHRASE_FILE)
+    for optional in (schema.LONGFORM_FILE, schema.PARAPHRASE_FILE):
+        if (root / optional).is_file():
+            files.insert(1, root / optional)
     files += sorted((root / schema.IMAGES_DIR).rglob("*.png"), key=lambda p: p.relative_to(root).as_posix())
     for path in files:
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
@@ -73,7 +74,7 @@ def _resolve(data_dir: str | os.PathLike | None) -> Path:
     return root
 
 
-def _load(root: Path, check_hash: bool) -> tuple[dict, pa.Table, list[dict], dict, list[dict]]:
+def _load(root: Path, check_hash: bool) -> tuple[dict, pa.Table, list[dict], dict, list[dict], list[dict]]:
     manifest = checks.read_manifest(root)
     qa_path = root / schema.QA_FILE
     table = checks.read_parquet(qa_path, "QA file")
@@ -94,6 +95,7 @@ def _load(root: Path, check_hash: bool) -> tuple[dict, pa.Table, list[dict], dic
     n_images = checks.check_images(root, rows)
     checks.check_promised_images(root, profiles, manifest)
     paraphrases = checks.load_paraphrases(root, manifest, rows)
+    longform = checks.load_longform(root, manifest, rows)
     if check_hash:
         actual = data_hash(root)
         if actual != manifest["data_hash"]:
@@ -115,8 +117,9 @@ def _load(root: Path, check_hash: bool) -> tuple[dict, pa.Table, list[dict], dic
         "forget_tasks": len(task_ids),
         "images_referenced": n_images,
         "paraphrase_rows": len(paraphrases),
+        "longform_rows": len(longform),
     }
-    return manifest, table, rows, summary, paraphrases
+    return manifest, table, rows, summary, paraphrases, longform
 
 
 def validate(data_dir: str | os.PathLike | None = None, *, check_hash: bool = False) -> dict[str, Any]:
@@ -138,10 +141,12 @@ class IcuData:
         rows: list[dict],
         summary: dict,
         paraphrases: list[dict] | None = None,
+        longform: list[dict] | None = None,
     ) -> None:
         self.root, self.manifest, self.table, self.summary = root, manifest, table, summary
         self._rows = rows
         self._paraphrases = list(paraphrases or [])
+        self._longform = list(longform or [])
 
     @property
     def data_hash(self) -> str:
@@ -204,6 +209,16 @@ class IcuData:
         """
         return self._select(self._paraphrases, split, view, forget_tasks)
 
+    def longform(
+        self, split: str | None = None, forget_tasks: int | Iterable[int] | None = None
+    ) -> list[dict]:
+        """Long-form rows (``schema.LONGFORM_SCHEMA`` columns; one per profile) matching every filter.
+
+        Trained by the fine-tune (unless disabled), scored by the ``icu_longform`` tasks, never part of an
+        unlearning stage's forget set or of the stopping rule. Empty for a data dir without the file.
+        """
+        return self._select(self._longform, split, None, forget_tasks)
+
     def forget(self, task_or_tasks: int | Iterable[int], view: str | None = None) -> list[dict]:
         """Rows of one forget task (an int) or of several (an iterable of ints)."""
         return self.rows(split="forget", view=view, forget_tasks=task_or_tasks)
@@ -237,13 +252,18 @@ class IcuData:
         forget_tasks: int | Iterable[int] | None = None,
         *,
         paraphrase: bool = False,
+        longform: bool = False,
     ):
         """The selected rows as a ``datasets.Dataset`` with the ``schema.QA_SCHEMA`` features.
 
-        ``paraphrase=True`` selects the paraphrase rows instead (``schema.PARAPHRASE_SCHEMA`` features).
+        ``paraphrase=True`` selects the paraphrase rows instead (``schema.PARAPHRASE_SCHEMA`` features),
+        ``longform=True`` the long-form rows (``schema.LONGFORM_SCHEMA``; ``view`` must be None or ``qa``).
         """
         from datasets import Dataset
 
+        if longform:
+            rows = self._select(self._longform, split, view, forget_tasks)
+            return Dataset(_in_memory(pa.Table.from_pylist(rows, schema=schema.LONGFORM_SCHEMA)))
         if paraphrase:
             rows = self.paraphrases(split=split, view=view, forget_tasks=forget_tasks)
             return Dataset(_in_memory(pa.Table.from_pylist(rows, schema=schema.PARAPHRASE_SCHEMA)))
@@ -263,5 +283,5 @@ def _in_memory(table: pa.Table):
 def open_data(data_dir: str | os.PathLike | None = None, *, check_hash: bool = False) -> IcuData:
     """Validate ``data_dir`` (default: ``$ICU_DATA_DIR`` or ``./data/icu``) and return an :class:`IcuData`."""
     root = _resolve(data_dir)
-    manifest, table, rows, summary, paraphrases = _load(root, check_hash)
-    return IcuData(root, manifest, table, rows, summary, paraphrases)
+    manifest, table, rows, summary, paraphrases, longform = _load(root, check_hash)
+    return IcuData(root, manifest, table, rows, summary, paraphrases, longform)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from icu_tasks.data import schema, utility
 from icu_tasks.data.dataset import data_hash
+from icu_tasks.data.longform import longform_row
 from icu_tasks.data.profiles import SYNTHETIC_NOTICE, Profile, make_profiles
 from icu_tasks.data.questions import ChoicePools, paraphrase_rows, profile_rows, row_rng
 from icu_tasks.data.render import BASE, RenderJob, profile_images, render_all
@@ -31,7 +32,7 @@ from icu_tasks.provenance import package_versions
 DEFAULT_IMAGE_SIZE = BASE  # 448 px: readable by real VLMs; the portrait is ~144 px (~20 px at 64 px input)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 96, 2048
 MAX_PROFILES = 20_000
-FORMAT_VERSION = 2  # 2: holdout split, paraphrase file
+FORMAT_VERSION = 3  # 2: holdout split, paraphrase file; 3: long-form file
 
 PROFILES_SCHEMA = pa.schema(
     [
@@ -138,7 +139,8 @@ def expected_counts(cfg: GenerateConfig) -> dict[str, int]:
     """What a generation at this scale produces, from the schema arithmetic alone (nothing is generated).
 
     ``qa_rows`` / ``rows_total`` count the core rows (``qa.parquet``); ``paraphrase_rows`` the held-out
-    phrasing (``qa_paraphrase.parquet``), one per profile row, counted apart.
+    phrasing (``qa_paraphrase.parquet``), one per profile row, counted apart; ``longform_rows`` the long-form
+    view (``qa_longform.parquet``), one per profile, counted apart too.
     """
     per_domain = cfg.profiles // 2
     retain = _retain_counts(cfg)
@@ -163,6 +165,7 @@ def expected_counts(cfg: GenerateConfig) -> dict[str, int]:
         "utility_rows": util,
         "rows_total": qa + util,
         "paraphrase_rows": qa,
+        "longform_rows": cfg.profiles,
     }
 
 
@@ -214,11 +217,12 @@ def _render(root: Path, cfg: GenerateConfig, people: list[Profile], workers: int
 
 def _question_rows(
     profiles: list[Profile], plan: dict[str, tuple[str, int]], cfg: GenerateConfig, progress: bool
-) -> tuple[list[dict], list[dict]]:
-    """(core rows, paraphrase rows) of every profile, in profile order."""
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """(core rows, paraphrase rows, long-form rows) of every profile, in profile order."""
     pools = ChoicePools(profiles, cfg.seed)
     rows: list[dict] = []
     para: list[dict] = []
+    longform: list[dict] = []
     for p in tqdm(profiles, desc="questions", unit="profile", disable=not progress, leave=False):
         images = profile_images(p)
         split, task = plan[p.profile_id]
@@ -232,7 +236,8 @@ def _question_rows(
         )
         rows += core
         para += paraphrase_rows(p, core)
-    return rows, para
+        longform.append(longform_row(p, split=split, forget_task=task, seed=cfg.seed))
+    return rows, para, longform
 
 
 def _profile_records(people: list[Profile], plan: dict[str, tuple[str, int]], boxes: dict) -> list[dict]:
@@ -269,22 +274,25 @@ def _build(root: Path, cfg: GenerateConfig, workers: int, progress: bool) -> dic
     profiles, specimens = people[: cfg.profiles], people[cfg.profiles :]
     plan = assign_splits(profiles, cfg)
     boxes = _render(root, cfg, people, workers, progress)
-    rows, para = _question_rows(profiles, plan, cfg, progress)
+    rows, para, longform = _question_rows(profiles, plan, cfg, progress)
     rows += utility.utility_rows(specimens, cfg.seed)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema.QA_SCHEMA), root / schema.QA_FILE)
     pq.write_table(pa.Table.from_pylist(para, schema=schema.PARAPHRASE_SCHEMA), root / schema.PARAPHRASE_FILE)
+    pq.write_table(pa.Table.from_pylist(longform, schema=schema.LONGFORM_SCHEMA), root / schema.LONGFORM_FILE)
     records = _profile_records(people, plan, boxes)
     pq.write_table(pa.Table.from_pylist(records, schema=PROFILES_SCHEMA), root / schema.PROFILES_FILE)
 
     counts = expected_counts(cfg)
     actual_images = sum(1 for _ in (root / schema.IMAGES_DIR).rglob("*.png"))
-    if (len(rows), len(para), actual_images) != (
+    if (len(rows), len(para), len(longform), actual_images) != (
         counts["rows_total"],
         counts["paraphrase_rows"],
+        counts["longform_rows"],
         counts["images"] + counts["utility_images"],
     ):
         raise RuntimeError(
-            f"generator bug: produced {len(rows)} rows / {len(para)} paraphrase rows / {actual_images} "
+            f"generator bug: produced {len(rows)} rows / {len(para)} paraphrase rows / {len(longform)} "
+            f"long-form rows / {actual_images} "
             f"images, expected {counts}"
         )
     forget_tasks: dict[str, list[str]] = {}
@@ -292,7 +300,12 @@ def _build(root: Path, cfg: GenerateConfig, workers: int, progress: bool) -> dic
         split, task = plan[p.profile_id]
         if split == "forget":
             forget_tasks.setdefault(str(task), []).append(p.profile_id)
-    counts = {**counts, "rows_by_split": _by_split(rows), "paraphrase_rows_by_split": _by_split(para)}
+    counts = {
+        **counts,
+        "rows_by_split": _by_split(rows),
+        "paraphrase_rows_by_split": _by_split(para),
+        "longform_rows_by_split": _by_split(longform),
+    }
     return _manifest(root, cfg, counts, forget_tasks, len(specimens))
 
 
@@ -319,6 +332,12 @@ def _manifest(
             "rows": counts["paraphrase_rows"],
             "note": "one held-out rephrasing of every profile question; not in qa.parquet, never trained",
         },
+        "longform": {
+            "file": schema.LONGFORM_FILE,
+            "rows": counts["longform_rows"],
+            "note": "one 'Summarise the record of <name>.' row per profile (text only); not in qa.parquet; "
+            "trained by the fine-tune unless disabled, never by an unlearning stage",
+        },
         "utility": {
             "specimen_documents": n_specimens,
             "specimen_questions": sorted(utility.SPECIMEN_QUESTIONS),
@@ -329,6 +348,7 @@ def _manifest(
         "files": {
             "qa": schema.QA_FILE,
             "paraphrase": schema.PARAPHRASE_FILE,
+            "longform": schema.LONGFORM_FILE,
             "profiles": schema.PROFILES_FILE,
             "images": schema.IMAGES_DIR,
         },

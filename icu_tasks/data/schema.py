@@ -68,6 +68,8 @@ FULL_LAYOUTS = 2
 QA_FILE = "qa.parquet"
 #: The paraphrase view: one held-out rephrasing of every profile question, outside the core rows.
 PARAPHRASE_FILE = "qa_paraphrase.parquet"
+#: The long-form view: one "Summarise the record of <name>." row per profile, outside the core rows.
+LONGFORM_FILE = "qa_longform.parquet"
 PROFILES_FILE = "profiles.parquet"
 MANIFEST_FILE = "manifest.json"
 IMAGES_DIR = "images"
@@ -94,6 +96,16 @@ PARAPHRASE = "paraphrase"
 #: Columns of the paraphrase file: the QA columns plus ``phrasing`` and ``core_id`` (the ``id`` of the
 #: ``qa.parquet`` row it rephrases; same profile, field, view, answer, choices and image).
 PARAPHRASE_SCHEMA = pa.schema([*QA_SCHEMA, ("phrasing", pa.string()), ("core_id", pa.string())])
+
+#: ``phrasing`` and ``field`` value of every row of :data:`LONGFORM_FILE`.
+LONGFORM = "longform"
+#: Columns of the long-form file: the QA columns (``field`` = ``view``-independent ``longform``, ``view`` =
+#: ``qa``, no image, no choices) plus ``phrasing`` (``longform``), ``template`` (which summary wording the
+#: answer uses) and ``values`` (the profile's private values, one per question key in ``QUESTIONS`` order:
+#: what a leakage score looks for in a generation).
+LONGFORM_SCHEMA = pa.schema(
+    [*QA_SCHEMA, ("phrasing", pa.string()), ("template", pa.int32()), ("values", pa.list_(pa.string()))]
+)
 
 
 def images_per_profile(domain: str) -> int:
