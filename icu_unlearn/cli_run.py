@@ -162,8 +162,9 @@ def _demo(args: argparse.Namespace) -> int:
     if fresh:
         finetune(tiny, data, vanilla)
     step(4, f"{args.stages} unlearning stages with {args.method}, scored by lmms-eval -> {run_dir}")
-    # the vanilla model learnt the long-form summaries (FinetuneConfig.longform): score their fluency and leakage
-    tasks = [*DEFAULT_TASKS, "icu_longform"]
+    # the vanilla model learnt the long-form summaries (FinetuneConfig.longform): score their fluency and leakage;
+    # icu_ll: answer probability, truth ratio and membership inference (forget vs holdout) per stage
+    tasks = [*DEFAULT_TASKS, "icu_longform", "icu_ll"]
     config = RunConfig(base=str(vanilla), data=str(data), method=args.method, stages=args.stages, tasks=tasks)
     run(config, run_dir, log=lambda m: print(f"    {m}", flush=True))
     step(5, "report")
