@@ -1,7 +1,7 @@
 """Per-stage probability, truth ratio and membership inference of a run, from the ``icu_ll`` / ``icu_mia`` samples.
 
 Reads the same lmms-eval samples files as :mod:`icu_tasks.continual.results` (through
-:func:`~icu_tasks.continual.results.stage_records`) and keeps the payloads of the likelihood tasks
+:func:`~icu_tasks.continual.samples.stage_records`) and keeps the payloads of the likelihood tasks
 (:mod:`icu_tasks.likelihood`: key ``answer_prob``) and of the membership-inference tasks (:mod:`icu_tasks.mia`:
 key ``mia_auc_loss``). Per stage k (0 = vanilla), per view (``vqa``, ``qa``) and pooled over both views:
 
@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from icu_tasks.continual.results import EVAL_DIR, stage_records
+from icu_tasks.continual.results import EVAL_DIR
+from icu_tasks.continual.samples import stage_records
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.likelihood import truth_ratio_statistic
 from icu_tasks.mia import auc_lower_is_member
