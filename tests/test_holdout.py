@@ -142,7 +142,7 @@ def test_longform_rows_train_only_in_the_fine_tune_and_never_in_the_stopping_rul
     stopping rule's groups, never in an unlearning stage's forget set or retain term."""
     from icu_unlearn.finetune import FinetuneConfig
     from icu_unlearn.knowledge import check_groups
-    from icu_unlearn.training_data import ExampleDataset, PairedDataset, examples_from_rows, finetune_examples
+    from icu_unlearn.training_data import ExampleDataset, StepBatches, examples_from_rows, finetune_examples
 
     assert FinetuneConfig().longform is True
     rows = pq.read_table(data.root / schema.LONGFORM_FILE).to_pylist()
@@ -161,6 +161,6 @@ def test_longform_rows_train_only_in_the_fine_tune_and_never_in_the_stopping_rul
     forget_lf = examples_from_rows(data, data.longform(split="forget", forget_tasks=1))
     assert len(forget_lf) == 2
     with pytest.raises(DataError, match="forget set must never train on longform"):
-        PairedDataset(forget_lf)
+        StepBatches(forget_lf, None, 1, 0, 1)
     with pytest.raises(ConfigError, match="longform must be true or false"):
         FinetuneConfig(longform="yes")
