@@ -64,16 +64,7 @@ def run_stage(
     from icu_unlearn.preflight import check_stage_inputs
 
     inputs = check_stage_inputs(
-        base,
-        data_dir,
-        stage,
-        run_dir,
-        parent=parent,
-        overwrite=overwrite,
-        allow_data_mismatch=allow_data_mismatch,
-    )
-    k, final, data, parent_dir, parent_record = (
-        inputs.k, inputs.final, inputs.data, inputs.parent_dir, inputs.parent_record,
+        base, data_dir, stage, run_dir, parent=parent, overwrite=overwrite, allow_data_mismatch=allow_data_mismatch
     )  # fmt: skip
     # Heavy imports only after the cheap checks: bad input fails in well under a second.
     from transformers import set_seed
@@ -84,9 +75,9 @@ def run_stage(
 
     set_seed(method.config.seed)
     model, processor = loaded if loaded is not None else load_base(base, device=device)
-    sd = stage_data(data, [k], processor)
-    model = method.attach_adapter(model, sd, parent_dir)
-    parent_masks = read_masks(parent_dir) if parent_dir is not None else {}
+    sd = stage_data(inputs.data, [inputs.k], processor)
+    model = method.attach_adapter(model, sd, inputs.parent_dir)
+    parent_masks = read_masks(inputs.parent_dir) if inputs.parent_dir is not None else {}
     start = time.perf_counter()
     if method.trains:
         changes, history, steps = _train_stage(method, model, sd, device, callbacks)
@@ -95,25 +86,16 @@ def run_stage(
         changes, history, steps = {}, [], 0
         masks = _prune_stage(method, model, sd, parent_masks)
     record = stage_record(
-        method,
-        k,
-        data,
-        base,
-        parent_dir,
-        parent_record,
-        model,
-        sd,
-        changes=changes,
-        masks=mask_summary(masks, parent_masks),
-        seconds=time.perf_counter() - start,
+        method, inputs.k, inputs.data, base, inputs.parent_dir, inputs.parent_record, model, sd,
+        changes=changes, masks=mask_summary(masks, parent_masks), seconds=time.perf_counter() - start,
         history=history,
-    )
+    )  # fmt: skip
     record["steps"] = steps
     if is_main():
-        write_stage(final, model, masks, method.artifacts(), record, overwrite=overwrite)
+        write_stage(inputs.final, model, masks, method.artifacts(), record, overwrite=overwrite)
     _barrier()
     model.eval()
-    return StageResult(final, record, model, processor)
+    return StageResult(inputs.final, record, model, processor)
 
 
 def _prune_stage(method: Any, model: Any, sd: Any, parent_masks: dict) -> dict:

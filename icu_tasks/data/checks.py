@@ -175,6 +175,25 @@ def check_manifest(manifest: dict, rows: list[dict], task_ids: list[int], n_prof
             )
 
 
+def _extra_rows(
+    path: Path, manifest: dict, count_key: str, what: str, expected: pa.Schema
+) -> list[dict] | None:
+    """The rows of a file outside the core rows (paraphrase, long-form): ``None`` when neither the manifest
+    counts it nor the file exists; else read, columns checked, and the row count equal to the manifest's."""
+    counts = manifest["counts"]
+    promised = counts.get(count_key) if isinstance(counts, dict) else None
+    if promised is None and not path.is_file():
+        return None
+    table = read_parquet(path, what)
+    check_columns(table, path, expected)
+    rows = table.to_pylist()
+    if promised is not None and len(rows) != promised:
+        raise DataError(
+            f"manifest count mismatch: manifest says {count_key} = {promised}, the data has {len(rows)}"
+        )
+    return rows
+
+
 def load_paraphrases(root: Path, manifest: dict, core: list[dict]) -> list[dict]:
     """The rows of the paraphrase file, checked against the core rows they rephrase.
 
@@ -182,17 +201,15 @@ def load_paraphrases(root: Path, manifest: dict, core: list[dict]) -> list[dict]
     Each row must copy its core row (``core_id``) except ``id``, ``question``, ``phrasing`` and ``core_id``,
     must ask it in other words, and must not reuse a core id.
     """
-    path = root / schema.PARAPHRASE_FILE
-    promised = manifest["counts"].get("paraphrase_rows") if isinstance(manifest["counts"], dict) else None
-    if promised is None and not path.is_file():
+    rows = _extra_rows(
+        root / schema.PARAPHRASE_FILE,
+        manifest,
+        "paraphrase_rows",
+        "paraphrase file",
+        schema.PARAPHRASE_SCHEMA,
+    )
+    if rows is None:
         return []
-    table = read_parquet(path, "paraphrase file")
-    check_columns(table, path, schema.PARAPHRASE_SCHEMA)
-    rows = table.to_pylist()
-    if promised is not None and len(rows) != promised:
-        raise DataError(
-            f"manifest count mismatch: manifest says paraphrase_rows = {promised}, the data has {len(rows)}"
-        )
     by_id = {r["id"]: r for r in core}
     seen: set[str] = set()
     same = [c for c in schema.QA_SCHEMA.names if c not in ("id", "question")]
@@ -225,17 +242,11 @@ def load_longform(root: Path, manifest: dict, core: list[dict]) -> list[dict]:
     rows, ``phrasing`` / ``field`` = ``longform``, text only, and an answer that states every private value
     of the profile (``values``: the answers of its core QA rows, in ``schema.QUESTIONS`` order).
     """
-    path = root / schema.LONGFORM_FILE
-    promised = manifest["counts"].get("longform_rows") if isinstance(manifest["counts"], dict) else None
-    if promised is None and not path.is_file():
+    rows = _extra_rows(
+        root / schema.LONGFORM_FILE, manifest, "longform_rows", "long-form file", schema.LONGFORM_SCHEMA
+    )
+    if rows is None:
         return []
-    table = read_parquet(path, "long-form file")
-    check_columns(table, path, schema.LONGFORM_SCHEMA)
-    rows = table.to_pylist()
-    if promised is not None and len(rows) != promised:
-        raise DataError(
-            f"manifest count mismatch: manifest says longform_rows = {promised}, the data has {len(rows)}"
-        )
     profiles: dict[str, dict] = {}
     for r in core:
         if r["split"] != "utility" and r["view"] == "qa":
