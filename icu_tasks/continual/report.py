@@ -327,6 +327,8 @@ def _md(summaries: list[dict[str, Any]], runs: list[ContinualRun], metric: str) 
             f"- stages: {s['stages']}; scored: {s['scored_stages'] or 'none'}; missing: {s['missing_stages'] or 'none'}"
         )
         out.append(f"- evaluation schedule: {s['schedule']['description']}")
+        rates = ", ".join(f"{view} {_fmt_rate(b)}" for view, b in s["base_rate"].items())
+        out.append(f"- base rate B[0] (vanilla accuracy on never-seen holdout profiles): {rates}")
         out += [f"- {_missing_line(view, c)}" for view, c in s["missing_cells"].items()]
         grouped: dict[str, list[str]] = {}
         for key, texts in s["metric_notes"].items():
@@ -406,3 +408,7 @@ def _likelihood_sections(summaries: list[dict[str, Any]], runs: list[ContinualRu
     if not lines:
         return ""
     return "\n\n## Probability, truth ratio and membership inference\n\n" + "\n".join(lines)
+
+
+def _fmt_rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
