@@ -84,7 +84,9 @@ def test_inprocess_run_writes_stages_evals_and_report(inprocess_run: Path) -> No
         assert json.loads((inprocess_run / f"stage_{k}" / "stage.json").read_text())["method"] == METHOD
     for k in range(STAGES + 1):
         assert list((inprocess_run / "eval" / f"stage_{k}").rglob("*_results.json"))
-        assert len(list((inprocess_run / "eval" / f"stage_{k}").rglob("*_samples_icu_*.jsonl"))) == 7  # the icu group
+        assert (
+            len(list((inprocess_run / "eval" / f"stage_{k}").rglob("*_samples_icu_*.jsonl"))) == 7
+        )  # the icu group
     report = json.loads((inprocess_run / "report" / "report.json").read_text())
     assert report["runs"][0]["method"] == METHOD
     assert not list(inprocess_run.rglob(".tmp-*")), "temp dirs left behind"
