@@ -24,18 +24,10 @@ from icu_tasks.data.schema import QA_FILE
 from icu_tasks.paths import task_yamls_dir
 from icu_tasks.prompts import question_text
 from tests.subprocess_env import subprocess_env
+from tests.test_task_yamls import GENERATE_TASKS  # the icu group's free-answer tasks
 
 pytestmark = pytest.mark.slow
 
-GENERATE_TASKS = (
-    "icu_forget_vqa",
-    "icu_forget_qa",
-    "icu_retain_vqa",
-    "icu_retain_qa",
-    "icu_holdout_vqa",
-    "icu_holdout_qa",
-    "icu_utility",
-)
 MC_TASK = "icu_forget_qa_mc"  # one multiple-choice task keeps the loglikelihood path covered at low cost
 SELECTION = {
     "icu_forget_vqa": ("forget", "vqa"),
