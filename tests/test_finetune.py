@@ -244,3 +244,58 @@ def test_vqa_repeat_lists_image_rows_that_many_times(small_data_dir):
         finetune_examples(data, vqa_repeat=0)
     with pytest.raises(ConfigError, match="vqa_repeat must be > 0"):
         FinetuneConfig(vqa_repeat=0)
+
+
+def _is_longform(example) -> bool:
+    from icu_tasks.data.schema import LONGFORM
+
+    return example.phrasing == LONGFORM
+
+
+def test_longform_rows_are_batched_apart_from_short_ones(small_data_dir):
+    """Each epoch shows every row once; every batch but the epoch's last is all short or all long-form."""
+    from icu_tasks.data.dataset import open_data
+    from icu_unlearn.training_data import ExampleDataset, finetune_examples
+
+    data = open_data(small_data_dir)
+    assert ExampleDataset(finetune_examples(data)).sampler(16, 0) is None  # no long rows: the Trainer's order
+    dataset = ExampleDataset(finetune_examples(data, vqa_repeat=3, longform=True))
+    long = {i for i, e in enumerate(dataset.examples) if _is_longform(e)}
+    assert len(long) == 18  # one summary per trained profile (6 forget + 6 retain-train + 6 retain-eval)
+    sampler = dataset.sampler(16, seed=0)
+    epochs = [list(sampler), list(sampler)]
+    for order in epochs:
+        assert sorted(order) == list(range(len(dataset)))
+        batches = [order[i : i + 16] for i in range(0, len(order), 16)]
+        # 18 long rows = 1 full batch + 2 left over; the short rows' remainder and those 2 close the epoch
+        mixed = [b for b in batches if 0 < len(long.intersection(b)) < len(b)]
+        assert mixed == [] or mixed == [batches[-1]] or mixed == [batches[-2]], mixed
+        assert sum(set(b) <= long for b in batches) == 1
+    assert epochs[0] != epochs[1]  # a new permutation per epoch
+    assert list(dataset.sampler(16, seed=0)) == epochs[0]  # seeded
+
+
+def test_trainer_batches_use_the_data_sets_order(tiny_model_dir, small_data_dir, tmp_path):
+    """The real Trainer's data loader follows ``ExampleDataset.sampler``: long-form rows never pad a QA batch."""
+    from icu_tasks.data.dataset import open_data
+    from icu_unlearn.models import load_base
+    from icu_unlearn.trainer import IcuTrainer, NLLObjective, training_arguments
+    from icu_unlearn.training_data import Collator, ExampleDataset, finetune_examples
+
+    model, processor = load_base(tiny_model_dir, device="cpu")
+    dataset = ExampleDataset(finetune_examples(open_data(small_data_dir), longform=True))
+    args = training_arguments(str(tmp_path), max_steps=1, batch_size=16, learning_rate=1e-3, device="cpu")
+    trainer = IcuTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=lambda items: items,
+        objective=NLLObjective(),
+    )
+    batches = list(trainer.get_train_dataloader())
+    assert sorted(e.id for b in batches for e in b) == sorted(e.id for e in dataset.examples)
+    kinds = [{_is_longform(e) for e in b} for b in batches[:-2]]
+    assert all(len(k) == 1 for k in kinds) and {True} in kinds
+    lengths = [Collator(processor)(b)["input_ids"].shape[1] for b in batches[:-2]]
+    short = [n for n, k in zip(lengths, kinds, strict=True) if k == {False}]
+    assert max(short) < min(n for n, k in zip(lengths, kinds, strict=True) if k == {True})
