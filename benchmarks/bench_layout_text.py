@@ -57,7 +57,17 @@ def main() -> None:
         print(f"layout {layout}: value ink height at {args.size} px: {stats}")
         for side, s in scaled.items():
             print(f"    at a {side} px input: {s}")
-    print(json.dumps({"size": args.size, **summary}))
+    rows = [  # for run_all's table: informational, no target
+        {
+            "name": f"full layout {layout} value text at a {side} px input",
+            "measured": f"{s['at_input'][side]['min']}-{s['at_input'][side]['max']} px high",
+            "target": "",
+            "pass": None,
+        }
+        for layout, s in enumerate(summary.values())
+        for side in args.input
+    ]
+    print(json.dumps({"size": args.size, **summary, "rows": rows}))
 
 
 if __name__ == "__main__":
