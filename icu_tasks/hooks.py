@@ -33,10 +33,29 @@ What lmms-eval writes (``--output_path OUT --log_samples``)
     ``OUT/<model>/<same timestamp>_samples_<task>.jsonl`` per task, one JSON object per doc:
     ``doc_id``, ``target`` (the answer; the choice index as a string for ``_mc``), ``input`` (the user
     text), ``filtered_resps`` (the generated answer; for ``_mc`` one string ``"(loglikelihood, is_greedy)"``
-    per choice), ``input_media`` (image path, VQA docs), ``token_counts``, ``doc_hash``, and every metric
-    key mapped to the same payload dict ``{"id", "forget_task", "split", "view", "field", "prediction",
-    <metrics>}`` (plus ``"phrasing": "paraphrase"`` for the ``_para`` tasks). lmms-eval drops the doc itself from the samples file, so the payload is where
-    ``forget_task`` lives. The results file is written first, the samples files after it.
+    per choice), ``input_media`` (image path, VQA docs), ``token_counts``, ``doc_hash``, and under every
+    metric key the payload dict ``{"id", "profile_id", "forget_task", "split", "view", "field",
+    "prediction", <metrics>, "score"}`` (plus ``"phrasing": "paraphrase"`` for the ``_para`` tasks): the
+    same fields under every key except ``score``, that metric's own per-doc value. lmms-eval drops the doc
+    itself from the samples file, so the payload is where ``forget_task`` lives. The results file is written
+    first, the samples files after it.
+
+Standard errors and doc hashes
+    lmms-eval 0.7.3 fills ``<metric>_stderr`` (the table's ``Stderr`` column) only for its own registered
+    aggregations (``mean`` and a fixed bootstrappable list, ``api/metrics.py`` ``stderr_for_metric``) over
+    plain numbers; a ``!function`` aggregation over dicts always gets ``N/A``. Its mechanism for dict-valued
+    samples is the CLT standard error (``evaluator_utils.py`` ``calculate_clt_aggregate_metric``): it reads
+    the per-doc value under the task's ``score_key`` (default ``score``) and writes
+    ``<metric>_stderr_clt`` = sample std (ddof 1) / sqrt(n) — the formula ``mean``'s ``mean_stderr`` uses —
+    and, with ``cluster_key``, ``<metric>_stderr_clustered`` (Miller 2024, "Adding Error Bars to Evals"),
+    which counts the questions about one profile as correlated (``cluster_key: profile_id`` in
+    ``_icu_common_yaml``). So every metric that is a mean over docs gets its per-doc value under ``score``
+    (:func:`per_metric`); the membership-inference AUCs are not a mean over docs and lmms-eval cannot
+    bootstrap a ``!function`` aggregation, so they carry no ``score`` and stay ``N/A``.
+    The ``doc_hash`` of a sample is lmms-eval's hash of ``requests[0].doc``, an attribute lmms-eval's tasks
+    never set (``construct_requests`` has ``doc=doc`` commented out), so without help every sample of every
+    task hashes ``null``. ``icu_hf`` sets it to the doc it scores (:mod:`icu_unlearn.lmms_model`), so each
+    sample's ``doc_hash`` is the SHA-256 of its own row (``json.dumps(doc, indent=2, ensure_ascii=False)``).
 """
 
 from __future__ import annotations
@@ -62,7 +81,10 @@ from icu_tasks.schedule import FORGET_TASKS_ENV, FORGET_TASKS_KEY, forget_task_f
 #: Metric keys of the generate_until tasks and of the multiple-choice tasks, as named in the YAMLs.
 GENERATE_METRICS: tuple[str, ...] = ("exact_match", "contains", "rougeL_recall")
 MC_METRICS: tuple[str, ...] = ("mc_accuracy",)
-_PAYLOAD_KEYS: tuple[str, ...] = ("id", "forget_task", "split", "view", "field")
+_PAYLOAD_KEYS: tuple[str, ...] = ("id", "profile_id", "forget_task", "split", "view", "field")
+#: Where a payload carries its metric's per-doc value for lmms-eval's CLT standard error (the default
+#: ``score_key`` of lmms-eval's TaskConfig; see the module docstring).
+SCORE_KEY = "score"
 
 HOW_TO_GENERATE = "generate it with `icu-bench data generate --out DIR` and `export ICU_DATA_DIR=DIR`"
 
@@ -286,8 +308,14 @@ def _payload(doc: Mapping[str, Any], prediction: str) -> dict[str, Any]:
     return payload
 
 
+def per_metric(payload: Mapping[str, Any], scores: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    """One copy of ``payload`` per metric of ``scores``, each with that metric's per-doc value under
+    :data:`SCORE_KEY`, from which lmms-eval computes the metric's ``_stderr_clt`` / ``_stderr_clustered``."""
+    return {metric: {**payload, SCORE_KEY: float(value)} for metric, value in scores.items()}
+
+
 def process_results(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Score one generated answer; the same payload dict goes under every metric key."""
+    """Score one generated answer; the payload goes under every metric key (:func:`per_metric`)."""
     prediction = results[0] if results else ""
     prediction = "" if prediction is None else str(prediction)
     target = doc["answer"]
@@ -295,7 +323,7 @@ def process_results(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str,
     payload["exact_match"] = answer_metrics.exact_match(prediction, target)
     payload["contains"] = answer_metrics.contains_match(prediction, target)
     payload["rougeL_recall"] = answer_metrics.rouge_l_recall(prediction, target)
-    return {key: payload for key in GENERATE_METRICS}
+    return per_metric(payload, {key: payload[key] for key in GENERATE_METRICS})
 
 
 _FLOAT_RE = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|inf)")
@@ -333,7 +361,7 @@ def mc_process_results(doc: Mapping[str, Any], results: Sequence[Sequence[Any]])
         raise ValueError(f"doc {doc.get('id')!r}: {len(lls)} loglikelihoods for {len(choices)} choices")
     payload = _payload(doc, choices[answer_metrics.mc_prediction(lls)])
     payload["mc_accuracy"] = answer_metrics.mc_accuracy(lls, mc_doc_to_target(doc))
-    return {key: payload for key in MC_METRICS}
+    return per_metric(payload, {key: payload[key] for key in MC_METRICS})
 
 
 def _mean_of(key: str) -> Callable[[Sequence[Mapping[str, Any]]], float]:

@@ -30,9 +30,11 @@ Aggregates (lmms-eval metrics of every ``icu_ll_*`` task)
       ``mean(max(0, 1 - R))`` (1 = the truth is much more likely: knowledge kept);
     * ``truth_ratio_mean``: mean R, the raw ratio, for curves.
 
-Every sample (``--log_samples``) logs the payload ``{"id", "forget_task", "split", "view", "field",
-"prediction", "gold_index", "option_nll", "option_tokens", "answer_nll", "answer_tokens", "answer_prob",
-"truth_ratio"}`` under each metric key, enough to recompute every number above.
+Every sample (``--log_samples``) logs the payload ``{"id", "profile_id", "forget_task", "split", "view",
+"field", "prediction", "gold_index", "option_nll", "option_tokens", "answer_nll", "answer_tokens",
+"answer_prob", "truth_ratio", "score"}`` under each metric key, enough to recompute every number above;
+``score`` is the doc's term of that metric's mean (P, the split's truth-ratio term, R), from which lmms-eval
+computes the metric's standard error (:func:`icu_tasks.hooks.per_metric`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from icu_tasks.hooks import (
     doc_to_choice,
     mc_doc_to_target,
     open_task_data,
+    per_metric,
 )
 
 #: Doc column that asks ``icu_hf`` for ``(loglikelihood, is_greedy, n_tokens)`` responses.
@@ -195,7 +198,13 @@ def process_results(doc: Mapping[str, Any], results: Sequence[Any]) -> dict[str,
         answer_prob=math.exp(-option_nll[gold] / option_tokens[gold]),
         truth_ratio=truth_ratio_of(option_nll, option_tokens, gold),
     )
-    return {key: payload for key in LL_METRICS}
+    ratio = payload["truth_ratio"]
+    scores = {
+        "answer_prob": payload["answer_prob"],
+        "truth_ratio": truth_ratio_term(ratio, str(doc["split"])),
+        "truth_ratio_mean": ratio,
+    }
+    return per_metric(payload, scores)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -218,13 +227,16 @@ def aggregate_truth_ratio_mean(items: Sequence[Mapping[str, Any]]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def truth_ratio_term(ratio: float, split: str) -> float:
+    """One doc's term of :func:`truth_ratio_statistic`: forget ``min(R, 1/R)``, else ``max(0, 1 - R)``."""
+    return min(ratio, 1.0 / ratio) if split == "forget" else max(0.0, 1.0 - ratio)
+
+
 def truth_ratio_statistic(ratios: Sequence[float], split: str) -> float:
     """TOFU's reported truth-ratio statistic: forget ``mean(min(R, 1/R))``, else ``mean(max(0, 1 - R))``."""
     if not ratios:
         return math.nan
-    if split == "forget":
-        return sum(min(r, 1.0 / r) for r in ratios) / len(ratios)
-    return sum(max(0.0, 1.0 - r) for r in ratios) / len(ratios)
+    return sum(truth_ratio_term(r, split) for r in ratios) / len(ratios)
 
 
 def aggregate_truth_ratio(items: Sequence[Mapping[str, Any]]) -> float:

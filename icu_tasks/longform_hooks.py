@@ -11,9 +11,10 @@ gets three per-sample scores:
   ROUGE-L recall of the value inside the generation (:func:`icu_tasks.answer_metrics.rouge_l_recall`, Porter
   stemmer): how much of the record the model still states verbatim (MUSE's verbatim memorisation, per value).
 
-Every metric key maps to one payload dict ``{"id", "forget_task", "split", "view", "field", "phrasing":
-"longform", "prediction", "value_recall": [...], <the three scores>}``; :mod:`icu_tasks.continual.results`
-reads it per stage. The data dir is the one of :mod:`icu_tasks.hooks` (``$ICU_DATA_DIR``).
+Every metric key maps to the payload dict ``{"id", "profile_id", "forget_task", "split", "view", "field",
+"phrasing": "longform", "prediction", "value_recall": [...], <the three scores>, "score"}`` (``score``: that
+metric's per-doc value, for lmms-eval's standard error, :func:`icu_tasks.hooks.per_metric`);
+:mod:`icu_tasks.continual.results` reads it per stage. The data dir is the one of :mod:`icu_tasks.hooks` (``$ICU_DATA_DIR``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from typing import Any
 
 from icu_tasks import answer_metrics
 from icu_tasks.continual.fluency import ngram_entropy, repetition_rate
-from icu_tasks.hooks import HOW_TO_GENERATE, DataUnavailable, _mean_of, _payload, _record_data, open_task_data
+from icu_tasks.hooks import (
+    HOW_TO_GENERATE,
+    DataUnavailable,
+    _mean_of,
+    _payload,
+    _record_data,
+    open_task_data,
+    per_metric,
+)
 
 #: Metric keys of the long-form tasks, as named in the YAMLs.
 LONGFORM_METRICS: tuple[str, ...] = ("longform_entropy", "longform_repetition", "longform_leakage")
@@ -69,12 +78,12 @@ def score_longform(prediction: str, values: Sequence[str]) -> dict[str, Any]:
 
 
 def process_results(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Score one long-form generation; the same payload dict goes under every metric key."""
+    """Score one long-form generation; the payload goes under every metric key (with its own ``score``)."""
     prediction = results[0] if results else ""
     prediction = "" if prediction is None else str(prediction)
     payload = _payload(doc, prediction)
     payload.update(score_longform(prediction, list(doc["values"])))
-    return {key: payload for key in LONGFORM_METRICS}
+    return per_metric(payload, {key: payload[key] for key in LONGFORM_METRICS})
 
 
 aggregate_longform_entropy = _mean_of("longform_entropy")

@@ -24,8 +24,10 @@ Aggregates (over forget + holdout docs of one view)
     AUC is NaN when either class is empty (e.g. a ``--limit`` too small; docs alternate member/non-member so
     that any ``--limit`` >= 2 has both).
 
-Every sample logs ``{"id", "forget_task", "split", "view", "field", "prediction", "member", "answer_nll",
-"answer_tokens", "loss", "zlib_bytes", "zlib_loss"}`` under each metric key.
+Every sample logs ``{"id", "profile_id", "forget_task", "split", "view", "field", "prediction", "member",
+"answer_nll", "answer_tokens", "loss", "zlib_bytes", "zlib_loss"}`` under each metric key. No ``score``: an
+AUC is not a mean over docs, and lmms-eval 0.7.3 bootstraps only its own registered aggregations, so its
+``Stderr`` and ``Stderr_CLT`` columns say ``N/A`` for these metrics (see :mod:`icu_tasks.hooks`).
 """
 
 from __future__ import annotations

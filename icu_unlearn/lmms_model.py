@@ -224,10 +224,20 @@ class IcuHF(lmms):
 
     # -------------------------------------------------------------------------------- requests
 
-    def _doc_visuals(self, doc_to_visual, doc_id, task, split) -> list:
+    def _doc(self, request, doc_id, task, split, seen: dict) -> dict:
+        """The request's doc, also stored as ``request.doc``: lmms-eval 0.7.3 hashes ``requests[0].doc`` into
+        each sample's ``doc_hash`` but never sets it (every sample would hash ``null``). ``seen`` shares one
+        dict between the requests of a doc (four per multiple-choice doc)."""
+        key = (task, split, doc_id)
+        if key not in seen:
+            seen[key] = self.task_dict[task][split][doc_id]
+        request.doc = seen[key]
+        return request.doc
+
+    def _doc_visuals(self, doc_to_visual, doc) -> list:
         if doc_to_visual is None:
             return []
-        visuals = doc_to_visual(self.task_dict[task][split][doc_id])
+        visuals = doc_to_visual(doc)
         if visuals is None:
             return []
         return [v for v in (visuals if isinstance(visuals, (list, tuple)) else [visuals]) if v is not None]
@@ -249,6 +259,7 @@ class IcuHF(lmms):
             groups[key].append(i)
             settings[key] = (max_new, until)
         results: list[str] = [""] * len(requests)
+        seen: dict = {}
         pbar = tqdm(total=len(requests), desc="icu_hf generate", disable=self.rank != 0)
         for key, idx in groups.items():
             max_new, until = settings[key]
@@ -258,7 +269,8 @@ class IcuHF(lmms):
                 for i in chunk:
                     context, _, doc_to_visual, doc_id, task, split = requests[i].args[:6]
                     questions.append(context)
-                    images.append(self._doc_visuals(doc_to_visual, doc_id, task, split))
+                    doc = self._doc(requests[i], doc_id, task, split, seen)
+                    images.append(self._doc_visuals(doc_to_visual, doc))
                 answers = generate_texts(
                     self.model, self.processor, questions, images, max_new, len(chunk), until=until
                 )
@@ -281,15 +293,16 @@ class IcuHF(lmms):
         from icu_unlearn.inference import loglikelihoods
 
         contexts, continuations, images, counted = [], [], [], []
+        seen: dict = {}
         for request in requests:
             args = request.args
             context, target = args[0], args[1]
             doc: dict = {}
             if len(args) >= 6:
                 doc_to_visual, doc_id, task, split = args[2:6]
-                doc = self.task_dict[task][split][doc_id]
+                doc = self._doc(request, doc_id, task, split, seen)
                 target = target if isinstance(target, str) else target(doc)
-                visuals = self._doc_visuals(doc_to_visual, doc_id, task, split)
+                visuals = self._doc_visuals(doc_to_visual, doc)
             else:  # unconditional request ("", choice) used by acc_mutual_info
                 visuals = []
             contexts.append(context)

@@ -162,25 +162,26 @@ def test_process_results_returns_one_payload_under_every_metric():
 
     out = process_results(_row(), ["acute bronchitis."])
     assert set(out) == set(GENERATE_METRICS)
-    payload = out["exact_match"]
-    assert all(out[key] is payload for key in GENERATE_METRICS)
-    assert payload == {
-        "id": "p0007-diagnosis-vqa",
-        "forget_task": 3,
-        "split": "forget",
-        "view": "vqa",
-        "field": "diagnosis",
-        "prediction": "acute bronchitis.",
-        "exact_match": 1.0,
-        "contains": 1.0,
-        "rougeL_recall": 1.0,
-    }
+    for key in GENERATE_METRICS:  # the same payload, plus that metric's per-doc value for lmms-eval's stderr
+        assert out[key] == {
+            "id": "p0007-diagnosis-vqa",
+            "profile_id": "p0007",
+            "forget_task": 3,
+            "split": "forget",
+            "view": "vqa",
+            "field": "diagnosis",
+            "prediction": "acute bronchitis.",
+            "exact_match": 1.0,
+            "contains": 1.0,
+            "rougeL_recall": 1.0,
+            "score": 1.0,
+        }
 
-    wrong = process_results(_row(forget_task=0, split="retain_eval"), ["I think it is bronchitis"])[
-        "contains"
-    ]
-    assert (wrong["forget_task"], wrong["split"]) == (0, "retain_eval")
-    assert (wrong["exact_match"], wrong["contains"], wrong["rougeL_recall"]) == (0.0, 0.0, 0.5)
+    wrong = process_results(_row(forget_task=0, split="retain_eval"), ["I think it is bronchitis"])
+    assert (wrong["contains"]["forget_task"], wrong["contains"]["split"]) == (0, "retain_eval")
+    scores = (wrong["exact_match"]["score"], wrong["contains"]["score"], wrong["rougeL_recall"]["score"])
+    assert scores == (0.0, 0.0, 0.5)  # "bronchitis": 1 of the answer's 2 tokens
+    assert all(wrong[key]["rougeL_recall"] == 0.5 for key in GENERATE_METRICS)
 
 
 def test_mc_process_results_picks_the_most_likely_choice():
@@ -192,7 +193,7 @@ def test_mc_process_results_picks_the_most_likely_choice():
     assert set(right) == {"mc_accuracy"}
     assert right["mc_accuracy"]["mc_accuracy"] == 1.0
     assert right["mc_accuracy"]["prediction"] == "Acute bronchitis"
-    assert right["mc_accuracy"]["forget_task"] == 3
+    assert right["mc_accuracy"]["forget_task"] == 3 and right["mc_accuracy"]["score"] == 1.0
     wrong = mc_process_results(row, [(-0.1, True), (-1.5, False), (-3.0, False), (-7.0, False)])
     assert (wrong["mc_accuracy"]["mc_accuracy"], wrong["mc_accuracy"]["prediction"]) == (0.0, "Migraine")
 

@@ -14,6 +14,7 @@ import pytest
 from icu_tasks import likelihood, mia
 from icu_tasks.hooks import DataUnavailable
 from icu_tasks.prompts import question_text
+from tests.lmms_checks import check_doc_hashes, check_stderrs
 
 # ---------------------------------------------------------------------------------------------------------
 # Per-item formulas and aggregations on hand-written inputs
@@ -34,10 +35,18 @@ def test_probability_and_truth_ratio_by_hand():
     responses = ["(-6.0, False, 3)", "(-2.0, True, 2)", "(-8.0, False, 4)", "(-3.0, False, 3)"]
     out = likelihood.process_results(DOC, responses)
     payload = out["answer_prob"]
-    assert set(out) == set(likelihood.LL_METRICS) and all(v is payload for v in out.values())
+    assert set(out) == set(likelihood.LL_METRICS)
+    strip = {k: v for k, v in payload.items() if k != "score"}
+    assert all({k: v for k, v in p.items() if k != "score"} == strip for p in out.values())
     # mean per-token losses: 6/3 = 2, 2/2 = 1, 8/4 = 2, 3/3 = 1; wrong options' mean loss = (2 + 2 + 1) / 3
     assert payload["answer_prob"] == pytest.approx(math.exp(-1.0))
     assert payload["truth_ratio"] == pytest.approx(math.exp(1.0 - 5.0 / 3.0))
+    # each metric's per-doc term (lmms-eval's standard error reads it): P; forget min(R, 1/R) = R (R < 1); R
+    assert out["answer_prob"]["score"] == pytest.approx(math.exp(-1.0))
+    assert out["truth_ratio"]["score"] == pytest.approx(math.exp(-2.0 / 3.0))
+    assert out["truth_ratio_mean"]["score"] == pytest.approx(math.exp(-2.0 / 3.0))
+    retain = likelihood.process_results(dict(DOC, split="retain_eval"), responses)["truth_ratio"]["score"]
+    assert retain == pytest.approx(1.0 - math.exp(-2.0 / 3.0))  # max(0, 1 - R)
     assert payload["option_nll"] == [6.0, 2.0, 8.0, 3.0] and payload["option_tokens"] == [3, 2, 4, 3]
     assert (payload["gold_index"], payload["answer_nll"], payload["answer_tokens"]) == (1, 2.0, 2)
     assert payload["prediction"] == "B" and payload["forget_task"] == 2
@@ -100,6 +109,7 @@ def test_mia_payload_by_hand():
     assert (payload["member"], payload["answer_nll"], payload["answer_tokens"]) == (0, 6.0, 4)
     assert payload["loss"] == pytest.approx(1.5) and payload["zlib_bytes"] == size
     assert payload["zlib_loss"] == pytest.approx(1.5 / size)
+    assert "score" not in payload  # an AUC is no mean over docs: no per-doc term, no lmms-eval stderr
 
 
 def test_mia_docs_need_a_holdout_split(small_data_dir, monkeypatch):
@@ -210,7 +220,7 @@ def ll_run(tiny_model_dir, small_data_dir, tmp_path_factory):
     return lm, {**results["results"], **mia_results["results"]}, samples
 
 
-def test_logged_items_equal_a_direct_forward_pass(ll_run, small_data_dir):
+def test_logged_items_equal_a_direct_forward_pass(ll_run, small_data_dir, monkeypatch):
     from icu_tasks.data.dataset import open_data
 
     lm, _, samples = ll_run
@@ -226,6 +236,7 @@ def test_logged_items_equal_a_direct_forward_pass(ll_run, small_data_dir):
             hand = [_hand_answer_nll(lm.model, lm.processor, doc, image, c) for c in doc["choices"]]
             assert item["option_nll"] == pytest.approx([h[0] for h in hand], abs=1e-4)
             assert item["option_tokens"] == [h[1] for h in hand]
+            assert item["profile_id"] == doc["profile_id"]
             gold = doc["choices"].index(doc["answer"])
             losses = [nll / n for nll, n in hand]
             wrong = [loss for i, loss in enumerate(losses) if i != gold]
@@ -239,6 +250,12 @@ def test_logged_items_equal_a_direct_forward_pass(ll_run, small_data_dir):
         nll, n = _hand_answer_nll(lm.model, lm.processor, doc, None, doc["answer"])
         assert (item["answer_nll"], item["answer_tokens"]) == (pytest.approx(nll, abs=1e-4), n)
         assert item["member"] == int(doc["split"] == "forget")
+    # each sample's doc_hash is the hash of its own doc (icu_hf hands lmms-eval the doc it scored)
+    monkeypatch.setenv("ICU_DATA_DIR", str(small_data_dir))
+    monkeypatch.setattr(mia, "HOLDOUT_SPLIT", "retain_eval")
+    check_doc_hashes(samples("icu_ll_forget_vqa"), likelihood.forget_vqa_docs())
+    check_doc_hashes(samples("icu_ll_retain_qa"), likelihood.retain_qa_docs())
+    check_doc_hashes(samples("icu_mia_qa"), mia.mia_qa_docs())
 
 
 def test_aggregates_equal_the_logged_items(ll_run):
@@ -252,6 +269,13 @@ def test_aggregates_equal_the_logged_items(ll_run):
         stat = [min(r, 1 / r) for r in ratios] if split == "forget" else [max(0.0, 1 - r) for r in ratios]
         assert results[task]["truth_ratio,none"] == pytest.approx(sum(stat) / 4)
         assert 0 < min(probs) and max(probs) < 0.5  # an untrained model: no answer is likely
+        # lmms-eval's standard error of each mean, from the per-doc terms recomputed above (continuous: > 0)
+        profiles = [i["profile_id"] for i in items]
+        for name, terms in (("answer_prob", probs), ("truth_ratio", stat), ("truth_ratio_mean", ratios)):
+            assert check_stderrs(results[task], name, terms, profiles) > 0, (task, name)
+    # an AUC is not a mean over docs and lmms-eval cannot bootstrap a !function aggregation: no stderr
+    for name in mia.MIA_METRICS:
+        assert results["icu_mia_qa"][f"{name}_stderr_clt,none"] == "N/A"
     items = [r["mia_auc_zlib"] for r in samples("icu_mia_qa")]
     assert [i["member"] for i in items] == [1, 0] * 4
     sklearn_metrics = pytest.importorskip("sklearn.metrics")

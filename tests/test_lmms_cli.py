@@ -23,6 +23,7 @@ import pytest
 from icu_tasks.data.schema import QA_FILE
 from icu_tasks.paths import task_yamls_dir
 from icu_tasks.prompts import question_text
+from tests.lmms_checks import check_stderrs
 from tests.subprocess_env import subprocess_env
 from tests.test_task_yamls import GENERATE_TASKS  # the icu group's free-answer tasks
 
@@ -130,13 +131,14 @@ def test_table_and_results_cover_every_task(cli_run, small_data_dir):
     stdout, results, samples = cli_run
     for task in (*GENERATE_TASKS, MC_TASK):
         assert re.search(rf"^\|(?: - )?{task}\s*\|", stdout, re.MULTILINE), task  # lmms-eval's printed table
+    assert re.search(r"^\|.*\|Stderr\s*\|Stderr_CLT\s*\|Stderr_Clustered\s*\|", stdout, re.MULTILINE)
     assert results["group_subtasks"]["icu"] == list(GENERATE_TASKS)
     rows = _rows(small_data_dir)
     counts = Counter((r["split"], r["view"]) for r in rows.values())
     for task, (split, view) in SELECTION.items():
         expected = sum(n for (s, v), n in counts.items() if s == split and view in (None, v))
         assert results["n-samples"][task]["effective"] == expected > 0, task
-        assert results["versions"][task] == 1.0
+        assert results["versions"][task] == 1.1
         # lmms-eval's aggregate = the mean of the per-sample scores recomputed by hand from the logged answers
         records = samples[task]
         if task == MC_TASK:
@@ -147,11 +149,16 @@ def test_table_and_results_cover_every_task(cli_run, small_data_dir):
                 "exact_match": [_hand_exact(p, a) for p, a in answers],
                 "contains": [_hand_contains(p, a) for p, a in answers],
             }
+        profiles = [
+            rows[r["mc_accuracy" if task == MC_TASK else "exact_match"]["id"]]["profile_id"] for r in records
+        ]
         for name, values in hand.items():
             assert results["results"][task][f"{name},none"] == pytest.approx(sum(values) / len(values)), (
                 task,
                 name,
             )
+            # lmms-eval's CLT and per-profile clustered standard errors of these per-doc values
+            check_stderrs(results["results"][task], name, values, profiles)
     # The fine-tuned fixture answers: the whole CLI path scores it far above an untrained model (0.0).
     for task in ("icu_forget_vqa", "icu_forget_qa", "icu_retain_vqa", "icu_retain_qa"):
         floor = MIN_CLI_EXACT_MATCH[SELECTION[task][1]]
@@ -171,7 +178,8 @@ def test_samples_carry_the_data_and_consistent_scores(cli_run, small_data_dir):
         seen_ids = set()
         for record in records:
             payload = record[metric_names[0]]
-            assert all(record[name] == payload for name in metric_names)  # one payload under every metric
+            for name in metric_names:  # one payload under every metric, with that metric's value as "score"
+                assert record[name] == {**payload, "score": payload[name]}
             row = rows[payload["id"]]
             seen_ids.add(payload["id"])
             assert (payload["split"], payload["view"], payload["field"]) == (
@@ -197,6 +205,7 @@ def test_samples_carry_the_data_and_consistent_scores(cli_run, small_data_dir):
                 assert _hand_lcs_recall(prediction, row["answer"]) - 1e-9 <= rouge <= 1.0, (prediction, row)
                 assert rouge == 1.0 or not payload["contains"], (prediction, row)
         assert len(seen_ids) == len(records)  # every doc once
+        assert len({r["doc_hash"] for r in records}) == len(records)  # each doc its own hash
         for name in metric_names:  # lmms-eval's aggregate is the mean of the per-sample payloads
             mean = sum(r[name][name] for r in records) / len(records)
             assert results["results"][task][f"{name},none"] == pytest.approx(mean)

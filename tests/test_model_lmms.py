@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,12 @@ from pathlib import Path
 import pytest
 from lmms_eval.api.instance import Instance
 
+from icu_tasks import hooks
 from icu_tasks.data.dataset import open_data
 from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.prompts import question_text
 from icu_unlearn.lmms_model import IcuHF
+from tests.lmms_checks import check_doc_hashes, check_stderrs
 from tests.subprocess_env import subprocess_env
 
 LMMS_EVAL = Path(sys.executable).with_name("lmms-eval")
@@ -188,9 +191,11 @@ def test_cli_unknown_model_arg_is_one_line_and_fails(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_scores_an_adapter_stage(tiny_model_dir, tiny_adapter_dir, small_data_dir, tmp_path):
+def test_cli_scores_an_adapter_stage(tiny_model_dir, tiny_adapter_dir, small_data_dir, tmp_path, monkeypatch):
     """``lmms-eval --model icu_hf --model_args pretrained=...,adapter=...`` on a generate and an MC task: the
-    logged answers and choice log-likelihoods are the hand reference's for base + adapter, 8 new tokens."""
+    logged answers and choice log-likelihoods are the hand reference's for base + adapter, 8 new tokens; every
+    metric has lmms-eval's CLT and per-profile clustered standard error of the logged per-doc values, in the
+    results JSON and the printed table, and every sample its own doc hash."""
     args = f"pretrained={tiny_model_dir},adapter={tiny_adapter_dir},batch_size=4,max_new_tokens=8"
     out = tmp_path / "eval"
     cmd = [
@@ -202,7 +207,8 @@ def test_cli_scores_an_adapter_stage(tiny_model_dir, tiny_adapter_dir, small_dat
         "--tasks",
         "icu_forget_vqa,icu_forget_qa_mc",
     ]
-    cmd += ["--include_path", str(REPO / "task_yamls"), "--limit", "4", "--output_path", str(out)]
+    # 9 docs: the first 8 are one profile's, so the standard error clustered by profile has two clusters
+    cmd += ["--include_path", str(REPO / "task_yamls"), "--limit", "9", "--output_path", str(out)]
     cmd += ["--log_samples"]
     env = subprocess_env(tmp_path, ICU_DATA_DIR=str(small_data_dir))
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
@@ -221,14 +227,15 @@ def test_cli_scores_an_adapter_stage(tiny_model_dir, tiny_adapter_dir, small_dat
         return row
 
     samples = [json.loads(line) for line in next(out.rglob("*samples_icu_forget_vqa.jsonl")).open()]
-    assert len(samples) == 4
+    assert len(samples) == 9
     for record in samples:
         doc, payload = doc_of(record, "exact_match"), record["exact_match"]
         assert payload["forget_task"] == doc["forget_task"] >= 1 and payload["view"] == "vqa"
         # max_new_tokens=8 in model_args caps the task's 32 (a random model never stops early)
         assert payload["prediction"] == _greedy_one_by_one(lm.model, lm.processor, doc, 8, ["\n"])
     mc = [json.loads(line) for line in next(out.rglob("*samples_icu_forget_qa_mc.jsonl")).open()]
-    assert len(mc) == 4
+    assert len(mc) == 9
+    hand_mc = []
     for record in mc:
         doc = doc_of(record, "mc_accuracy")
         logged = [ast.literal_eval(r) for r in record["filtered_resps"]]  # "(loglikelihood, is_greedy)"
@@ -236,3 +243,18 @@ def test_cli_scores_an_adapter_stage(tiny_model_dir, tiny_adapter_dir, small_dat
         assert [ll for ll, _ in logged] == pytest.approx([ll for ll, _ in hand], abs=1e-4)
         best = max(range(4), key=lambda i: (hand[i][0], -i))  # highest log-likelihood, first on ties
         assert record["mc_accuracy"]["prediction"] == doc["choices"][best]
+        hand_mc.append(float(doc["choices"][best] == doc["answer"]))
+
+    profiles = [rows[r["exact_match"]["id"]]["profile_id"] for r in samples]
+    assert len(set(profiles)) == 2
+    for name in ("exact_match", "contains", "rougeL_recall"):
+        values = [r[name][name] for r in samples]
+        assert [r[name]["score"] for r in samples] == values
+        check_stderrs(results["results"]["icu_forget_vqa"], name, values, profiles)
+    profiles = [rows[r["mc_accuracy"]["id"]]["profile_id"] for r in mc]
+    check_stderrs(results["results"]["icu_forget_qa_mc"], "mc_accuracy", hand_mc, profiles)
+    # the printed table shows them (lmms-eval hides a stderr column only when every row is N/A)
+    assert re.search(r"^\|.*\|Stderr\s*\|Stderr_CLT\s*\|Stderr_Clustered\s*\|", proc.stdout, re.MULTILINE)
+    monkeypatch.setenv("ICU_DATA_DIR", str(small_data_dir))
+    check_doc_hashes(samples, hooks.forget_vqa_docs())
+    check_doc_hashes(mc, hooks.forget_qa_docs())

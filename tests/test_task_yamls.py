@@ -100,6 +100,8 @@ def test_task_configs(task_manager):
         if not mc:
             gen = config["generation_kwargs"]
             assert gen["do_sample"] is False and gen["max_new_tokens"] <= 64
+    for name in ALL_TASKS:  # lmms-eval's clustered standard error: one cluster per profile (icu_tasks.hooks)
+        assert task_manager._get_config(name)["cluster_key"] == "profile_id", name
 
 
 def _expected_counts(data_dir) -> Counter:
@@ -288,4 +290,5 @@ def test_longform_task_configs_and_docs(small_data_dir, task_manager, monkeypatc
         assert tasks[name].doc_to_visual(doc) == []
         payload = longform_hooks.process_results(doc, [doc["answer"]])["longform_leakage"]
         assert payload["longform_leakage"] == 1.0 and payload["phrasing"] == "longform"
+        assert payload["score"] == 1.0 and payload["profile_id"] == doc["profile_id"]
         assert payload["value_recall"] == [1.0] * 8

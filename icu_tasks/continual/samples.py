@@ -7,8 +7,11 @@ the model (``sanitize_model_name`` of ``pretrained=``; absent when no model_args
 * ``<date>_results.json`` — aggregated scores plus ``configs`` (the tasks) and ``n-samples``; written first;
 * ``<date>_samples_<task>.jsonl`` — one record per doc, written after the results file, in append mode. A
   record holds ``doc_id``, ``doc``, ``target``, ``filtered_resps`` … and, under every metric name, what the
-  task's ``process_results`` returned: for the ICU tasks ONE payload dict ``{"id", "forget_task", "split",
-  "view", "field", "prediction", "exact_match", "contains", "rougeL_recall"}`` (``mc_accuracy`` for ``_mc``).
+  task's ``process_results`` returned: for the ICU tasks the payload dict ``{"id", "profile_id",
+  "forget_task", "split", "view", "field", "prediction", "exact_match", "contains", "rougeL_recall", "score"}``
+  (``mc_accuracy`` for ``_mc``), the same under every metric but for ``score``, that metric's own value
+  (lmms-eval's standard error reads it; records written before version 1.1 of the tasks have no ``score`` and
+  read the same).
 
 So the same reader serves the shell loop (``lmms-eval`` CLI) and the in-process runner (``simple_evaluate`` +
 ``EvaluationTracker``). Several evaluations in one stage dir are merged per task: for each task the newest
