@@ -46,16 +46,19 @@ runs=()
 for method in $METHODS; do runs+=("$OUT/run_$method"); done
 icu-bench report "${runs[@]}" --out "$OUT/report"
 
-hash=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["data_hash"])' "$OUT/vanilla/finetune.json")
+facts=$(python -c 'import json, sys
+m = json.load(open(sys.argv[1])); s = m["scale"]
+print("%d profiles, %d forget tasks of %d profiles, seed %d; data hash `%s`" % (
+    s["profiles"], s["tasks"], s["profiles_per_task"], m["seed"], m["data_hash"]))' "$OUT/data/manifest.json")
 cat > "$OUT/report/COMMAND.md" <<EOF
 # How this comparison was made
 
     PROFILES=$PROFILES PER_TASK=$PER_TASK SEED=$SEED METHODS="$METHODS" EVAL=$EVAL \\
         examples/compare_methods.sh OUT $STAGES
 
-- data: $PROFILES profiles, $STAGES forget tasks of $PER_TASK profiles, seed $SEED; data hash \`$hash\`
+- data (read from its manifest): $facts
 - icu-bench $(python -c 'import importlib.metadata as m; print(m.version("icu-bench"))'), \
 git $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)
-- wall time of this invocation: $(( $(date +%s) - start )) s on $(nproc) CPU cores ($DEVICE)
+- wall time of this invocation: $(( $(date +%s) - start )) s on $(getconf _NPROCESSORS_ONLN) CPU cores ($DEVICE)
 EOF
 echo "report: $OUT/report/report.md"
