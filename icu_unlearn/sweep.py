@@ -25,12 +25,12 @@ import io
 import itertools
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError
+from icu_tasks.run_layout import atomic_write_json, atomic_write_text
 
 FORGET_MIN, RETAIN_RATIO = 0.9, 0.9
 BUDGET_KEYS = ("max_steps", "learning_rate", "prune_fraction")
@@ -46,19 +46,6 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 def point_id(index: int, point: dict[str, Any]) -> str:
     """``p00-learning_rate=0.001,max_steps=25``: a stable, readable dir name."""
     return f"p{index:02d}-" + ",".join(f"{k}={v}" for k, v in point.items())
-
-
-def _write(path: Path, text: str) -> None:
-    """Write ``text`` atomically (temp file in the same dir, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    _write(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def score_groups(data: Any) -> dict[str, list]:
@@ -87,7 +74,7 @@ def _check_spec(out: Path, spec: dict[str, Any]) -> None:
                 f"{out} holds a sweep with other settings ({', '.join(changed)}); use another --out"
             )
     else:
-        _write_json(path, spec)
+        atomic_write_json(path, spec)
 
 
 def sweep(
@@ -127,7 +114,7 @@ def sweep(
     groups, collator = score_groups(data), Collator(processor)
     vanilla_path = out / "vanilla.json"
     if not vanilla_path.is_file():
-        _write_json(vanilla_path, group_accuracy(model, collator, groups))
+        atomic_write_json(vanilla_path, group_accuracy(model, collator, groups))
     vanilla = json.loads(vanilla_path.read_text(encoding="utf-8"))
     rows = []
     for index, (point, m) in enumerate(zip(points, methods, strict=True)):
@@ -148,7 +135,7 @@ def sweep(
             scores = group_accuracy(stage.model, collator, groups)
             record = {"point": point, "scores": scores, "steps": stage.record.get("steps")}
             record["seconds"] = round(time.perf_counter() - start, 2)
-            _write_json(result, record)
+            atomic_write_json(result, record)
             del stage
         rows.append(_row(json.loads(result.read_text(encoding="utf-8")), vanilla))
     summary = {"spec": spec, "vanilla": vanilla, "rows": rows, **select(rows, vanilla)}
@@ -211,8 +198,8 @@ def write_tables(out: Path, summary: dict[str, Any]) -> None:
     writer.writeheader()
     for i, r in enumerate(rows):
         writer.writerow({"pick": int(i == pick), **r})
-    _write(out / "sweep.csv", buf.getvalue())
-    _write_json(out / "results.json", summary)
+    atomic_write_text(out / "sweep.csv", buf.getvalue())
+    atomic_write_json(out / "results.json", summary)
     spec, vanilla = summary["spec"], summary["vanilla"]
     lines = [
         f"# Sweep: {spec['method']} (stage 1, forget task 1)",
@@ -234,7 +221,7 @@ def write_tables(out: Path, summary: dict[str, Any]) -> None:
         lines.append(f"Pick (bold): row {pick + 1}, the smallest budget that meets the rule.")
     else:
         lines.append(f"No point meets the rule; bold: row {pick + 1}, the best trade-off.")
-    _write(out / "sweep.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "sweep.md", "\n".join(lines) + "\n")
 
 
 def _cell(value: Any) -> str:

@@ -12,13 +12,14 @@ Every figure has a fixed pixel size (``*_SIZE`` × ``DPI``) and is written atomi
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from icu_tasks.run_layout import atomic_write
 
 DPI = 100
 HEATMAP_SIZE = (7.0, 6.0)  # inches → 700 × 600 px
@@ -36,15 +37,7 @@ def _new_figure(size: tuple[float, float]) -> Figure:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
 
 
 def forget_heatmap(

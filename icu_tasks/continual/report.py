@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from icu_tasks.continual import metrics as im
 from icu_tasks.continual import plots
 from icu_tasks.continual.results import ContinualRun
 from icu_tasks.data.schema import VIEWS
+from icu_tasks.run_layout import atomic_write_text
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
@@ -186,15 +186,6 @@ def run_summary(
         "sources": {str(k): files for k, files in run.sources.items()},
         "notes": notes,
     }
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _labels(runs: list[ContinualRun]) -> list[str]:
@@ -384,8 +375,10 @@ def write_report(
     plots.first_task_curves(series, out / FIRST_TASK_PNG, f"Forget accuracy on the first task ({metric})")
     report = {"metric": metric, "runs": summaries, "figures": {"first_task": FIRST_TASK_PNG}}
     likelihood_md = _likelihood_sections(summaries, runs, out)
-    _write_text(out / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-    _write_text(out / REPORT_MD, _md(summaries, runs, metric) + likelihood_md)
+    atomic_write_text(
+        out / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    )
+    atomic_write_text(out / REPORT_MD, _md(summaries, runs, metric) + likelihood_md)
     return report
 
 
