@@ -18,7 +18,7 @@ import numpy as np
 
 from icu_tasks.continual import bootstrap as bs
 from icu_tasks.continual import metrics as im
-from icu_tasks.continual import plots
+from icu_tasks.continual import plots, retention
 from icu_tasks.continual.results import ContinualRun
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.run_layout import atomic_write_text
@@ -135,7 +135,7 @@ def run_summary(
     when the run kept no per-item scores).
     """
     values = bs.run_metrics(run)
-    worst = im.worst_stage(run.retain, run.utility)
+    worst = retention.worst_stage(run.retain, run.utility)
     fluency = run.longform.get("entropy", np.full(run.stages + 1, math.nan))
     scored_fluency = [k for k in range(run.stages + 1) if not math.isnan(fluency[k])]
     last = scored_fluency[-1] if scored_fluency else None
@@ -173,7 +173,7 @@ def run_summary(
             "retain": _list(run.retain),
             **{f"retain_{view}": _list(run.retain_by_view[view]) for view in VIEWS},
             "utility": _list(run.utility),
-            "ru": _list(im.retained_utility_per_stage(run.retain, run.utility)),
+            "ru": _list(retention.retained_utility_per_stage(run.retain, run.utility)),
             **{f"holdout_{view}": _list(run.holdout[view]) for view in VIEWS if view in run.holdout},
             **{f"longform_{row}": _list(values) for row, values in run.longform.items()},
             "answer_entropy": _list(run.answer_entropy),
