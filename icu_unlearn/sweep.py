@@ -90,22 +90,12 @@ def sweep(
     """Run (or resume) the sweep and write its table; returns ``results.json``'s content."""
     from icu_tasks.data.dataset import open_data
     from icu_unlearn.knowledge import group_accuracy
-    from icu_unlearn.methods import build_method, canonical_name
+    from icu_unlearn.methods import canonical_name
     from icu_unlearn.models import load_base
-    from icu_unlearn.train import run_stage
     from icu_unlearn.training_data import Collator
 
-    fixed, out = dict(fixed or {}), Path(out)
-    if not grid:
-        raise ConfigError("the grid is empty: give at least one --grid KEY=V1,V2")
-    overlap = sorted(set(grid) & set(fixed))
-    if overlap:
-        raise ConfigError(f"{', '.join(overlap)} given both in --grid and --set")
-    points = grid_points(grid)
-    methods = [build_method(method, **fixed, **p) for p in points]  # every config checked before any work
-    points = [{k: getattr(m.config, k) for k in p} for p, m in zip(points, methods, strict=True)]  # typed
-    grid = {k: list(dict.fromkeys(p[k] for p in points)) for k in grid}
-    fixed = {k: getattr(methods[0].config, k) for k in fixed}
+    out = Path(out)
+    methods, points, grid, fixed = _checked_points(method, grid, dict(fixed or {}))
     data = open_data(data_dir)
     spec = {"method": canonical_name(method), "grid": grid, "fixed": fixed, "base": str(Path(base).resolve())}
     spec["data_hash"] = data.data_hash
@@ -121,26 +111,64 @@ def sweep(
         pdir = out / "points" / point_id(index, point)
         result = pdir / "result.json"
         if not result.is_file():
-            start = time.perf_counter()
-            stage = run_stage(
-                m,
-                base,
-                data_dir,
-                1,
-                pdir,
-                device=device,
-                overwrite=True,
-                loaded=(copy.deepcopy(model), processor),
-            )
-            scores = group_accuracy(stage.model, collator, groups)
-            record = {"point": point, "scores": scores, "steps": stage.record.get("steps")}
-            record["seconds"] = round(time.perf_counter() - start, 2)
-            atomic_write_json(result, record)
-            del stage
+            _run_point(m, point, base, data_dir, pdir, (model, processor), collator, groups, device)
         rows.append(_row(json.loads(result.read_text(encoding="utf-8")), vanilla))
     summary = {"spec": spec, "vanilla": vanilla, "rows": rows, **select(rows, vanilla)}
     write_tables(out, summary)
     return summary
+
+
+def _checked_points(
+    method: str, grid: dict[str, list[Any]], fixed: dict[str, Any]
+) -> tuple[list[Any], list[dict[str, Any]], dict[str, list[Any]], dict[str, Any]]:
+    """Build (and so check) every point's method before any work: ``(methods, points, grid, fixed)`` with the
+    values typed as the method's config holds them."""
+    from icu_unlearn.methods import build_method
+
+    if not grid:
+        raise ConfigError("the grid is empty: give at least one --grid KEY=V1,V2")
+    overlap = sorted(set(grid) & set(fixed))
+    if overlap:
+        raise ConfigError(f"{', '.join(overlap)} given both in --grid and --set")
+    points = grid_points(grid)
+    methods = [build_method(method, **fixed, **p) for p in points]
+    points = [{k: getattr(m.config, k) for k in p} for p, m in zip(points, methods, strict=True)]
+    grid = {k: list(dict.fromkeys(p[k] for p in points)) for k in grid}
+    fixed = {k: getattr(methods[0].config, k) for k in fixed}
+    return methods, points, grid, fixed
+
+
+def _run_point(
+    method: Any,
+    point: dict[str, Any],
+    base: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    pdir: Path,
+    loaded: tuple[Any, Any],
+    collator: Any,
+    groups: dict[str, list],
+    device: str | None,
+) -> None:
+    """Run stage 1 of one point from a copy of the loaded vanilla model, score it, write ``result.json``."""
+    from icu_unlearn.knowledge import group_accuracy
+    from icu_unlearn.train import run_stage
+
+    model, processor = loaded
+    start = time.perf_counter()
+    stage = run_stage(
+        method,
+        base,
+        data_dir,
+        1,
+        pdir,
+        device=device,
+        overwrite=True,
+        loaded=(copy.deepcopy(model), processor),
+    )
+    scores = group_accuracy(stage.model, collator, groups)
+    record = {"point": point, "scores": scores, "steps": stage.record.get("steps")}
+    record["seconds"] = round(time.perf_counter() - start, 2)
+    atomic_write_json(pdir / "result.json", record)
 
 
 def _row(record: dict[str, Any], vanilla: dict[str, float]) -> dict[str, Any]:
