@@ -211,31 +211,15 @@ def _unlearn(args: argparse.Namespace) -> int:
             f"(its hyper-parameters: {', '.join(_flag(k) for k in sorted(known))})"
         )
     method = cls(cls.config_class.from_dict(values))
+    where = (args.base, args.data, args.stage, args.out)
+    common = {"parent": args.parent, "allow_data_mismatch": args.allow_data_mismatch}
     if args.dry_run:
         from icu_unlearn.preflight import check_stage_inputs
 
-        inputs = check_stage_inputs(
-            args.base,
-            args.data,
-            args.stage,
-            args.out,
-            parent=args.parent,
-            allow_data_mismatch=args.allow_data_mismatch,
-            dry_run=True,
-        )
+        inputs = check_stage_inputs(*where, **common, dry_run=True)
         print(f"ok: {cls.name} can forget task {inputs.k} of {inputs.data.root} from {inputs.base_dir}")
         return 0
-    out = run_stage(
-        method,
-        args.base,
-        args.data,
-        args.stage,
-        args.out,
-        parent=args.parent,
-        overwrite=args.overwrite,
-        device=args.device,
-        allow_data_mismatch=args.allow_data_mismatch,
-    ).path
+    out = run_stage(method, *where, **common, overwrite=args.overwrite, device=args.device).path
     if is_main():
         print(f"stage {args.stage} ({cls.name}): {out}")
     return 0
