@@ -199,7 +199,7 @@ def likelihood_curves(summary: dict[str, Any], path: str | Path, title: str) -> 
     retain probability after each stage (a missing value leaves a gap)."""
     from icu_tasks.continual import plots
 
-    fig = plots._new_figure(plots.FIRST_TASK_SIZE)
+    fig = plots.new_figure(plots.FIRST_TASK_SIZE)
     axes = fig.subplots(1, len(GROUPS), squeeze=False)[0]
     n = len(summary["stages"])
     for ax, group in zip(axes, GROUPS, strict=True):
@@ -209,14 +209,11 @@ def likelihood_curves(summary: dict[str, Any], path: str | Path, title: str) -> 
                 value = None if stage is None else stage[group][key]
                 value = value[index] if index is not None and value is not None else value
                 y.append(math.nan if value is None else value)
-            ax.plot(range(n), y, plots._MARKERS[i % len(plots._MARKERS)] + "-", label=label, alpha=0.85)
+            ax.plot(range(n), y, plots.MARKERS[i % len(plots.MARKERS)] + "-", label=label, alpha=0.85)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")  # AUC of a model that never saw the profiles
-        ax.set_xlim(-0.3, max(n - 1, 1) + 0.3)
-        ax.set_ylim(-0.02, 1.05)
-        ax.set_xticks(range(0, n, max(1, n // 20)))
-        ax.set_xlabel("after stage k (0 = vanilla)")
+        plots.stage_axis(ax, n)
         ax.set_title(group if group == POOLED else group.upper())
         ax.grid(alpha=0.3)
     axes[0].legend(loc="best", fontsize=7)
     fig.suptitle(title)
-    return plots._save(fig, Path(path))
+    return plots.save(fig, Path(path))

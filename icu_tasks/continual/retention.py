@@ -99,26 +99,32 @@ def _swings(R: np.ndarray, U: np.ndarray) -> tuple[dict[int, float], list[str]]:
     return swings, notes
 
 
+def _worst_swing(R: np.ndarray, U: np.ndarray) -> tuple[dict[int, float], MetricValue]:
+    """The swings and the worst one (ties → the earliest stage); NaN with the reason when there is none."""
+    swings, notes = _swings(np.asarray(R, float), np.asarray(U, float))
+    if not swings:
+        return swings, MetricValue(
+            math.nan, ("undefined: no pair of scored consecutive stages",) + tuple(notes)
+        )
+    worst = max(swings, key=lambda k: (swings[k], -k))
+    return swings, MetricValue(swings[worst], tuple(notes), stage=worst)
+
+
 def stability(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:
     """Stability = 1 − mean over k = 1..T of |RU_k − RU_{k−1}| (RU_0 = 1).
 
     Only changes between two scored consecutive stages count. Not clipped: 1 = RU never moved; a run whose RU
     swings by more than 1 per stage on average goes below 0. ``stage`` is the worst stage (largest swing).
     """
-    swings, notes = _swings(np.asarray(R, float), np.asarray(U, float))
+    swings, worst = _worst_swing(R, U)
     if not swings:
-        return MetricValue(math.nan, ("undefined: no pair of scored consecutive stages",) + tuple(notes))
-    worst = max(swings, key=lambda k: (swings[k], -k))
-    return MetricValue(1.0 - float(np.mean(list(swings.values()))), tuple(notes), stage=worst)
+        return worst
+    return MetricValue(1.0 - float(np.mean(list(swings.values()))), worst.notes, stage=worst.stage)
 
 
 def worst_stage(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:
     """The stage k with the largest |RU_k − RU_{k−1}| (``stage``) and that swing (``value``); ties → earliest."""
-    swings, notes = _swings(np.asarray(R, float), np.asarray(U, float))
-    if not swings:
-        return MetricValue(math.nan, ("undefined: no pair of scored consecutive stages",) + tuple(notes))
-    worst = max(swings, key=lambda k: (swings[k], -k))
-    return MetricValue(swings[worst], tuple(notes), stage=worst)
+    return _worst_swing(R, U)[1]
 
 
 def retained_utility_final(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:
