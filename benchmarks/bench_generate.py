@@ -30,6 +30,31 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _timed_run(out: Path, workers: int, scale: dict) -> dict:
+    """Generate into ``out`` with ``workers``, validate it (with the hash), print one line, remove it."""
+    cpu0 = _cpu_seconds()
+    start = time.perf_counter()
+    manifest = generate(out, workers=workers, progress=False, **scale)
+    seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu0
+    check = time.perf_counter()
+    validate(out, check_hash=True)
+    validate_s = time.perf_counter() - check
+    size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    c = manifest["counts"]
+    print(
+        f"workers={workers}: {seconds:7.1f} s wall, {cpu:6.1f} s CPU  ({c['images'] + c['utility_images']} images, "
+        f"{c['rows_total']} rows, {size_mb:.0f} MiB; validate --hash {validate_s:.1f} s)"
+    )
+    shutil.rmtree(out)
+    return {
+        "workers": workers,
+        "seconds": round(seconds, 2),
+        "cpu_s": round(cpu, 2),
+        "hash": manifest["data_hash"],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", type=int, default=1000)
@@ -48,30 +73,7 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="icu-bench-gen-") as tmp:
         for w in args.workers:
-            out = Path(tmp) / f"w{w}"
-            cpu0 = _cpu_seconds()
-            start = time.perf_counter()
-            manifest = generate(out, workers=w, progress=False, **scale)
-            seconds = time.perf_counter() - start
-            cpu = _cpu_seconds() - cpu0
-            check = time.perf_counter()
-            validate(out, check_hash=True)
-            validate_s = time.perf_counter() - check
-            size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
-            c = manifest["counts"]
-            results.append(
-                {
-                    "workers": w,
-                    "seconds": round(seconds, 2),
-                    "cpu_s": round(cpu, 2),
-                    "hash": manifest["data_hash"],
-                }
-            )
-            print(
-                f"workers={w}: {seconds:7.1f} s wall, {cpu:6.1f} s CPU  ({c['images'] + c['utility_images']} images, {c['rows_total']} rows, "
-                f"{size_mb:.0f} MiB; validate --hash {validate_s:.1f} s)"
-            )
-            shutil.rmtree(out)
+            results.append(_timed_run(Path(tmp) / f"w{w}", w, scale))
     base = results[0]["seconds"]
     for r in results[1:]:
         print(f"speed-up {r['workers']} vs {results[0]['workers']} workers: {base / r['seconds']:.2f}x")

@@ -141,24 +141,48 @@ def stage_indices(folder: str | os.PathLike) -> set[int]:
 
 def write_json(path: Path, payload: Any) -> None:
     """Write a record as indented, key-sorted JSON (inside a dir that is being written atomically)."""
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    path.write_text(json_text(payload), encoding="utf-8")
 
 
-def atomic_write_json(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temp file in the same dir and ``os.replace``."""
+def json_text(payload: Any) -> str:
+    """A record as the text every JSON file here holds: indented, key-sorted, one trailing newline."""
+    return json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Create ``path`` through ``write(tmp)`` on a temp file in the same dir, then ``os.replace``; returns it.
+
+    If ``write`` or the rename fails, the temp file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically and durably (fsync before the rename)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    return atomic_write(path, write)
+
+
+def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Write a record as indented, key-sorted JSON to ``path`` atomically (:func:`atomic_write_text`)."""
+    return atomic_write_text(path, json_text(payload))
 
 
 def check_writable(final: Path, overwrite: bool) -> None:

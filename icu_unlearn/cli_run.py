@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from icu_unlearn.cli_args import add_allow_data_mismatch, add_set, parse_sets
+
 #: The demo's scale: big enough for the tiny model to show forgetting, small enough for ~10 min on 2 cores.
 DEMO_SCALE = {"profiles": 40, "tasks": 4, "profiles_per_task": 3, "image_size": 160}
 
@@ -44,19 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="batches per task (and training steps) timed for the wall-time estimate (default: 2 with "
         "--dry-run; 0 for a real run, which prints request counts and records every stage's measured time)",
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a method hyper-parameter, e.g. --set learning_rate=1e-3 (repeatable)",
-    )
+    add_set(p, "a method hyper-parameter, e.g. --set learning_rate=1e-3 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="discard a run dir made with another config")
-    p.add_argument(
-        "--allow-data-mismatch",
-        action="store_true",
-        help="accept a data dir whose data hash differs from the one --base was fine-tuned on",
-    )
+    add_allow_data_mismatch(p, "--base")
     p.set_defaults(func=_run)
 
     d = subparsers.add_parser(
@@ -74,20 +66,6 @@ def _help(name: str) -> str:
     from icu_unlearn.pipeline import RunConfig
 
     return RunConfig.__dataclass_fields__[name].metadata["help"]
-
-
-def _parse_sets(items: list[str]) -> dict:
-    import yaml
-
-    from icu_tasks.errors import ConfigError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -110,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         "eval_every": args.eval_every,
         "eval_window": args.eval_window,
     }
-    method_args = _parse_sets(args.set)
+    method_args = parse_sets(args.set)
     if args.config:
         config = RunConfig.from_file(args.config, **flags)
         config.method_args.update(method_args)

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from icu_tasks.errors import ConfigError
-
-
-def _key_values(text: str, many: bool) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip() or not value.strip():
-        form = "KEY=V1,V2,..." if many else "KEY=VALUE"
-        raise ConfigError(f"expected {form}, got {text!r}")
-    key = key.strip().replace("-", "_")
-    if many:
-        return key, [v.strip() for v in value.split(",") if v.strip()]
-    return key, value.strip()
+from icu_unlearn.cli_args import add_device, add_set, key_values, parse_sets
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,23 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=V1,V2",
         help="hyper-parameters to vary, e.g. --grid learning_rate=3e-4,1e-3 max_steps=25,50",
     )
-    p.add_argument(
-        "--set",
-        dest="fixed",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a fixed hyper-parameter",
-    )
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    add_set(p, "a fixed hyper-parameter", dest="fixed")
+    add_device(p)
     p.set_defaults(func=_sweep)
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from icu_unlearn.sweep import sweep
 
-    grid = dict(_key_values(g, many=True) for g in args.grid)
-    fixed = dict(_key_values(f, many=False) for f in args.fixed)
+    grid = dict(key_values(g) for g in args.grid)
+    fixed = parse_sets(args.fixed)
     summary = sweep(args.method, args.base, args.data, args.out, grid, fixed, device=args.device)
     pick = summary["pick"]
     verdict = "meets the rule" if summary["rule_met"] else "best trade-off (no point meets the rule)"

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from icu_tasks.errors import ConfigError
+from icu_unlearn.cli_args import add_allow_data_mismatch, add_device
 from icu_unlearn.distributed import is_main
 
 #: Short aliases for the most used hyper-parameters.
@@ -101,13 +102,9 @@ def _unlearn_arguments(un: argparse.ArgumentParser, methods: list[str] | None = 
         "--from", dest="parent", default=None, help="stage K-1 dir (default: RUN_DIR/stage_{K-1})"
     )
     un.add_argument("--out", required=True, help="run dir; the stage is written to RUN_DIR/stage_K")
-    un.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    add_device(un)
     un.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR/stage_K")
-    un.add_argument(
-        "--allow-data-mismatch",
-        action="store_true",
-        help="accept a data dir whose data hash differs from the one BASE was fine-tuned on",
-    )
+    add_allow_data_mismatch(un, "BASE")
     un.add_argument(
         "--dry-run",
         action="store_true",
@@ -142,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = ft.add_argument_group("hyper-parameters (defaults: the tiny-model recipe)")
     for f in dataclasses.fields(FinetuneConfig):
         _add_field(group, f, {"fine-tune": getattr(defaults, f.name)}, name_owners=False)
-    ft.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    add_device(ft)
     ft.add_argument("--overwrite", action="store_true", help="replace an existing --out dir")
     ft.add_argument(
         "--check", action="store_true", help="print exact-match accuracy per split and view at the end"
@@ -214,31 +211,15 @@ def _unlearn(args: argparse.Namespace) -> int:
             f"(its hyper-parameters: {', '.join(_flag(k) for k in sorted(known))})"
         )
     method = cls(cls.config_class.from_dict(values))
+    where = (args.base, args.data, args.stage, args.out)
+    common = {"parent": args.parent, "allow_data_mismatch": args.allow_data_mismatch}
     if args.dry_run:
         from icu_unlearn.preflight import check_stage_inputs
 
-        inputs = check_stage_inputs(
-            args.base,
-            args.data,
-            args.stage,
-            args.out,
-            parent=args.parent,
-            allow_data_mismatch=args.allow_data_mismatch,
-            dry_run=True,
-        )
+        inputs = check_stage_inputs(*where, **common, dry_run=True)
         print(f"ok: {cls.name} can forget task {inputs.k} of {inputs.data.root} from {inputs.base_dir}")
         return 0
-    out = run_stage(
-        method,
-        args.base,
-        args.data,
-        args.stage,
-        args.out,
-        parent=args.parent,
-        overwrite=args.overwrite,
-        device=args.device,
-        allow_data_mismatch=args.allow_data_mismatch,
-    ).path
+    out = run_stage(method, *where, **common, overwrite=args.overwrite, device=args.device).path
     if is_main():
         print(f"stage {args.stage} ({cls.name}): {out}")
     return 0

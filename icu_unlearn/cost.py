@@ -239,17 +239,11 @@ def measure(
     config: Any, plan: RequestPlan, batches: int, *, lm: Any = None, allow_data_mismatch: bool = False
 ) -> Costs:
     """Measure scoring and training costs on this machine (loads the base model unless ``lm`` is given)."""
-    from icu_unlearn.lmms_model import IcuHF
-    from icu_unlearn.models import load_base
+    from icu_unlearn.scoring import load_scorer
 
     costs = Costs(batches=batches, device=str(config.device or "auto"), batch_size=config.batch_size)
     if lm is None:
-        start = time.perf_counter()
-        model, processor = load_base(config.base, device=config.device)
-        lm = IcuHF.from_loaded(
-            model, processor, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens
-        )
-        costs.load_seconds = time.perf_counter() - start
+        lm, costs.load_seconds = load_scorer(config)
     costs.device = lm._device_name
     measure_scoring(lm, config, plan, batches, costs)
     measure_training(config, batches, costs, allow_data_mismatch)

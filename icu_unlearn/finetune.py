@@ -20,7 +20,7 @@ from typing import Any
 from icu_tasks.errors import ConfigError, TrainingError
 from icu_tasks.run_layout import FINETUNE_JSON
 from icu_unlearn.distributed import is_main, world_size
-from icu_unlearn.methods.base import LM_LORA_TARGETS, _non_negative, _positive, check_scheduler
+from icu_unlearn.methods.config import LM_LORA_TARGETS, check_scheduler, non_negative, positive
 
 #: Vision tower and projector parameters (own learning rate and weight decay in the full fine-tune).
 VISION_PARAMS = re.compile(r"(vision_tower|multi_modal_projector|visual|vision_model)\.")
@@ -124,7 +124,7 @@ class FinetuneConfig:
             raise ConfigError(f"longform must be true or false, got {self.longform!r}")
         if self.mode not in ("full", "lora"):
             raise ConfigError(f"fine-tune mode must be 'full' or 'lora', got {self.mode!r}")
-        _positive(
+        positive(
             self,
             "learning_rate",
             "vision_learning_rate",
@@ -135,7 +135,7 @@ class FinetuneConfig:
             "lora_alpha",
             "check_every",
         )
-        _non_negative(self, "vision_weight_decay", "weight_decay", "warmup_steps", "max_grad_norm", "seed")
+        non_negative(self, "vision_weight_decay", "weight_decay", "warmup_steps", "max_grad_norm", "seed")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         check_scheduler(self.lr_scheduler)

@@ -8,14 +8,25 @@ from typing import Any
 
 def stage_card(record: dict[str, Any], final: Path) -> str:
     """A model card from a stage's ``stage.json`` record; ``final`` is the stage dir it will be renamed to."""
-    final = Path(final).resolve()
+    masks = record.get("masks") or {}
+    lines = _header(record)
+    if masks:
+        lines += [
+            "",
+            f"`masks.safetensors` holds {masks.get('pruned_total')} pruned output channels (cumulative): they are "
+            "applied as forward hooks on top of the adapter, so loading the adapter alone is not this stage.",
+        ]
+    return "\n".join(lines + _usage(record, Path(final).resolve()))
+
+
+def _header(record: dict[str, Any]) -> list[str]:
+    """The card's front matter, what the stage is, and its identity table."""
     k = record.get("stage")
     tasks = ", ".join(str(t) for t in record.get("forget_tasks") or []) or "none"
     parent = record.get("parent") or {}
     adapter = record.get("adapter") or {}
     base = record.get("base_model", "BASE")
-    masks = record.get("masks") or {}
-    lines = [
+    return [
         "---",
         "library_name: peft",
         "tags: [icu-bench, machine-unlearning, lora]",
@@ -44,13 +55,12 @@ def stage_card(record: dict[str, Any], final: Path) -> str:
         "",
         "Every hyper-parameter, the loss log, package versions and what changed are in `stage.json`.",
     ]
-    if masks:
-        lines += [
-            "",
-            f"`masks.safetensors` holds {masks.get('pruned_total')} pruned output channels (cumulative): they are "
-            "applied as forward hooks on top of the adapter, so loading the adapter alone is not this stage.",
-        ]
-    lines += [
+
+
+def _usage(record: dict[str, Any], final: Path) -> list[str]:
+    """How to load the stage with PEFT and score it with lmms-eval."""
+    base = record.get("base_model", "BASE")
+    return [
         "",
         "## Load with PEFT",
         "",
@@ -78,4 +88,3 @@ def stage_card(record: dict[str, Any], final: Path) -> str:
         "`allow_data_mismatch=true` accepts other data on purpose). Copied or moved dirs keep their identity.",
         "",
     ]
-    return "\n".join(lines)

@@ -237,15 +237,9 @@ class _CostLog:
 def _start(config: RunConfig, rd: RunDir, measure_batches: int, allow: bool, log: Callable[[str], None]):
     """Load the scoring model, estimate the run's cost (logged, ``cost.json``); returns (lm, cost log)."""
     from icu_unlearn.cost import estimate, format_estimate, measure, plan_requests
-    from icu_unlearn.lmms_model import IcuHF
-    from icu_unlearn.models import load_base
+    from icu_unlearn.scoring import load_scorer
 
-    start = time.perf_counter()
-    model, processor = load_base(config.base, device=config.device)
-    lm = IcuHF.from_loaded(
-        model, processor, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens
-    )
-    load_seconds = time.perf_counter() - start
+    lm, load_seconds = load_scorer(config)
     plan = plan_requests(config)
     costs = None
     if measure_batches > 0:

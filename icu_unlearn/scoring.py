@@ -9,6 +9,7 @@ temp dir first and renamed, so ``out_dir`` is complete or absent.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,20 @@ def task_manager():
 
         _TASK_MANAGER = TaskManager("WARNING", include_path=str(task_yamls_dir()), include_defaults=False)
     return _TASK_MANAGER
+
+
+def load_scorer(config: Any) -> tuple[Any, float]:
+    """The ``icu_hf`` model of a run (``config.base`` on ``config.device``, its batch size and answer length),
+    loaded once for every stage, and the seconds the load took."""
+    from icu_unlearn.lmms_model import IcuHF
+    from icu_unlearn.models import load_base
+
+    start = time.perf_counter()
+    model, processor = load_base(config.base, device=config.device)
+    lm = IcuHF.from_loaded(
+        model, processor, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens
+    )
+    return lm, time.perf_counter() - start
 
 
 def check_tasks(tasks: list[str]) -> list[str]:

@@ -25,12 +25,12 @@ import io
 import itertools
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError
+from icu_tasks.run_layout import atomic_write_json, atomic_write_text
 
 FORGET_MIN, RETAIN_RATIO = 0.9, 0.9
 BUDGET_KEYS = ("max_steps", "learning_rate", "prune_fraction")
@@ -46,19 +46,6 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 def point_id(index: int, point: dict[str, Any]) -> str:
     """``p00-learning_rate=0.001,max_steps=25``: a stable, readable dir name."""
     return f"p{index:02d}-" + ",".join(f"{k}={v}" for k, v in point.items())
-
-
-def _write(path: Path, text: str) -> None:
-    """Write ``text`` atomically (temp file in the same dir, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    _write(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def score_groups(data: Any) -> dict[str, list]:
@@ -87,7 +74,7 @@ def _check_spec(out: Path, spec: dict[str, Any]) -> None:
                 f"{out} holds a sweep with other settings ({', '.join(changed)}); use another --out"
             )
     else:
-        _write_json(path, spec)
+        atomic_write_json(path, spec)
 
 
 def sweep(
@@ -103,22 +90,12 @@ def sweep(
     """Run (or resume) the sweep and write its table; returns ``results.json``'s content."""
     from icu_tasks.data.dataset import open_data
     from icu_unlearn.knowledge import group_accuracy
-    from icu_unlearn.methods import build_method, canonical_name
+    from icu_unlearn.methods import canonical_name
     from icu_unlearn.models import load_base
-    from icu_unlearn.train import run_stage
     from icu_unlearn.training_data import Collator
 
-    fixed, out = dict(fixed or {}), Path(out)
-    if not grid:
-        raise ConfigError("the grid is empty: give at least one --grid KEY=V1,V2")
-    overlap = sorted(set(grid) & set(fixed))
-    if overlap:
-        raise ConfigError(f"{', '.join(overlap)} given both in --grid and --set")
-    points = grid_points(grid)
-    methods = [build_method(method, **fixed, **p) for p in points]  # every config checked before any work
-    points = [{k: getattr(m.config, k) for k in p} for p, m in zip(points, methods, strict=True)]  # typed
-    grid = {k: list(dict.fromkeys(p[k] for p in points)) for k in grid}
-    fixed = {k: getattr(methods[0].config, k) for k in fixed}
+    out = Path(out)
+    methods, points, grid, fixed = _checked_points(method, grid, dict(fixed or {}))
     data = open_data(data_dir)
     spec = {"method": canonical_name(method), "grid": grid, "fixed": fixed, "base": str(Path(base).resolve())}
     spec["data_hash"] = data.data_hash
@@ -127,33 +104,71 @@ def sweep(
     groups, collator = score_groups(data), Collator(processor)
     vanilla_path = out / "vanilla.json"
     if not vanilla_path.is_file():
-        _write_json(vanilla_path, group_accuracy(model, collator, groups))
+        atomic_write_json(vanilla_path, group_accuracy(model, collator, groups))
     vanilla = json.loads(vanilla_path.read_text(encoding="utf-8"))
     rows = []
     for index, (point, m) in enumerate(zip(points, methods, strict=True)):
         pdir = out / "points" / point_id(index, point)
         result = pdir / "result.json"
         if not result.is_file():
-            start = time.perf_counter()
-            stage = run_stage(
-                m,
-                base,
-                data_dir,
-                1,
-                pdir,
-                device=device,
-                overwrite=True,
-                loaded=(copy.deepcopy(model), processor),
-            )
-            scores = group_accuracy(stage.model, collator, groups)
-            record = {"point": point, "scores": scores, "steps": stage.record.get("steps")}
-            record["seconds"] = round(time.perf_counter() - start, 2)
-            _write_json(result, record)
-            del stage
+            _run_point(m, point, base, data_dir, pdir, (model, processor), collator, groups, device)
         rows.append(_row(json.loads(result.read_text(encoding="utf-8")), vanilla))
     summary = {"spec": spec, "vanilla": vanilla, "rows": rows, **select(rows, vanilla)}
     write_tables(out, summary)
     return summary
+
+
+def _checked_points(
+    method: str, grid: dict[str, list[Any]], fixed: dict[str, Any]
+) -> tuple[list[Any], list[dict[str, Any]], dict[str, list[Any]], dict[str, Any]]:
+    """Build (and so check) every point's method before any work: ``(methods, points, grid, fixed)`` with the
+    values typed as the method's config holds them."""
+    from icu_unlearn.methods import build_method
+
+    if not grid:
+        raise ConfigError("the grid is empty: give at least one --grid KEY=V1,V2")
+    overlap = sorted(set(grid) & set(fixed))
+    if overlap:
+        raise ConfigError(f"{', '.join(overlap)} given both in --grid and --set")
+    points = grid_points(grid)
+    methods = [build_method(method, **fixed, **p) for p in points]
+    points = [{k: getattr(m.config, k) for k in p} for p, m in zip(points, methods, strict=True)]
+    grid = {k: list(dict.fromkeys(p[k] for p in points)) for k in grid}
+    fixed = {k: getattr(methods[0].config, k) for k in fixed}
+    return methods, points, grid, fixed
+
+
+def _run_point(
+    method: Any,
+    point: dict[str, Any],
+    base: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    pdir: Path,
+    loaded: tuple[Any, Any],
+    collator: Any,
+    groups: dict[str, list],
+    device: str | None,
+) -> None:
+    """Run stage 1 of one point from a copy of the loaded vanilla model, score it, write ``result.json``."""
+    from icu_unlearn.knowledge import group_accuracy
+    from icu_unlearn.train import run_stage
+
+    model, processor = loaded
+    start = time.perf_counter()
+    stage = run_stage(
+        method,
+        base,
+        data_dir,
+        1,
+        pdir,
+        device=device,
+        overwrite=True,
+        loaded=(copy.deepcopy(model), processor),
+    )
+    scores = group_accuracy(stage.model, collator, groups)
+    record = {"point": point, "scores": scores, "steps": stage.record.get("steps")}
+    record["seconds"] = round(time.perf_counter() - start, 2)
+    atomic_write_json(pdir / "result.json", record)
 
 
 def _row(record: dict[str, Any], vanilla: dict[str, float]) -> dict[str, Any]:
@@ -211,8 +226,8 @@ def write_tables(out: Path, summary: dict[str, Any]) -> None:
     writer.writeheader()
     for i, r in enumerate(rows):
         writer.writerow({"pick": int(i == pick), **r})
-    _write(out / "sweep.csv", buf.getvalue())
-    _write_json(out / "results.json", summary)
+    atomic_write_text(out / "sweep.csv", buf.getvalue())
+    atomic_write_json(out / "results.json", summary)
     spec, vanilla = summary["spec"], summary["vanilla"]
     lines = [
         f"# Sweep: {spec['method']} (stage 1, forget task 1)",
@@ -234,7 +249,7 @@ def write_tables(out: Path, summary: dict[str, Any]) -> None:
         lines.append(f"Pick (bold): row {pick + 1}, the smallest budget that meets the rule.")
     else:
         lines.append(f"No point meets the rule; bold: row {pick + 1}, the best trade-off.")
-    _write(out / "sweep.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "sweep.md", "\n".join(lines) + "\n")
 
 
 def _cell(value: Any) -> str:

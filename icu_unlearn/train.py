@@ -67,24 +67,13 @@ def run_stage(
         base, data_dir, stage, run_dir, parent=parent, overwrite=overwrite, allow_data_mismatch=allow_data_mismatch
     )  # fmt: skip
     # Heavy imports only after the cheap checks: bad input fails in well under a second.
-    from transformers import set_seed
-
-    from icu_unlearn.models import load_base, read_masks
+    from icu_unlearn.models import read_masks
     from icu_unlearn.stage import mask_summary, stage_record, write_stage
-    from icu_unlearn.training_data import stage_data
 
-    set_seed(method.config.seed)
-    model, processor = loaded if loaded is not None else load_base(base, device=device)
-    sd = stage_data(inputs.data, [inputs.k], processor)
-    model = method.attach_adapter(model, sd, inputs.parent_dir)
+    model, processor, sd = _load_stage_model(method, base, inputs, device, loaded)
     parent_masks = read_masks(inputs.parent_dir) if inputs.parent_dir is not None else {}
     start = time.perf_counter()
-    if method.trains:
-        changes, history, steps = _train_stage(method, model, sd, device, callbacks)
-        masks = parent_masks
-    else:
-        changes, history, steps = {}, [], 0
-        masks = _prune_stage(method, model, sd, parent_masks)
+    changes, history, steps, masks = _apply_method(method, model, sd, parent_masks, device, callbacks)
     record = stage_record(
         method, inputs.k, inputs.data, base, inputs.parent_dir, inputs.parent_record, model, sd,
         changes=changes, masks=mask_summary(masks, parent_masks), seconds=time.perf_counter() - start,
@@ -96,6 +85,32 @@ def run_stage(
     _barrier()
     model.eval()
     return StageResult(inputs.final, record, model, processor)
+
+
+def _load_stage_model(
+    method: Any, base: str | os.PathLike, inputs: Any, device: str | None, loaded: tuple[Any, Any] | None
+) -> tuple[Any, Any, Any]:
+    """Seed, load the vanilla model (or take ``loaded``), build the stage data and attach the stage adapter;
+    returns ``(model, processor, stage data)``."""
+    from transformers import set_seed
+
+    from icu_unlearn.models import load_base
+    from icu_unlearn.training_data import stage_data
+
+    set_seed(method.config.seed)
+    model, processor = loaded if loaded is not None else load_base(base, device=device)
+    sd = stage_data(inputs.data, [inputs.k], processor)
+    return method.attach_adapter(model, sd, inputs.parent_dir), processor, sd
+
+
+def _apply_method(
+    method: Any, model: Any, sd: Any, parent_masks: dict, device: str | None, callbacks: list | None
+) -> tuple[dict, list, int, dict]:
+    """Train (a training method) or prune (a training-free one): ``(changed modules, loss log, steps, masks)``."""
+    if method.trains:
+        changes, history, steps = _train_stage(method, model, sd, device, callbacks)
+        return changes, history, steps, parent_masks
+    return {}, [], 0, _prune_stage(method, model, sd, parent_masks)
 
 
 def _prune_stage(method: Any, model: Any, sd: Any, parent_masks: dict) -> dict:

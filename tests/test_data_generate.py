@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from icu_tasks.data import schema, utility
-from icu_tasks.data.generate import GenerateConfig, expected_counts, generate
+from icu_tasks.data.generate import generate
+from icu_tasks.data.plan import GenerateConfig, expected_counts
 from icu_tasks.errors import ConfigError
 from tests.fixtures_data import SMALL_PROFILES, SMALL_PROFILES_PER_TASK, SMALL_SCALE, SMALL_TASKS
 
@@ -105,7 +106,7 @@ def test_splits_are_disjoint_balanced_and_cover_every_profile(small_data_dir):
 
 def test_full_scale_split_plan_without_rendering():
     """The split plan at full scale (no images rendered): 100 tasks of 5, each 3+2 or 2+3 by domain."""
-    from icu_tasks.data.generate import assign_splits
+    from icu_tasks.data.plan import assign_splits
     from icu_tasks.data.profiles import make_profiles
 
     cfg = GenerateConfig()
@@ -146,7 +147,7 @@ def test_full_scale_split_plan_without_rendering():
     ],
 )
 def test_retain_split_sizes_by_hand(n, expected):
-    from icu_tasks.data.generate import retain_split_sizes
+    from icu_tasks.data.plan import retain_split_sizes
 
     for domain in schema.DOMAINS:
         sizes = retain_split_sizes(n, domain)
@@ -154,7 +155,7 @@ def test_retain_split_sizes_by_hand(n, expected):
 
 
 def test_a_single_retain_profile_goes_to_train_in_medical_and_eval_in_labor():
-    from icu_tasks.data.generate import retain_split_sizes
+    from icu_tasks.data.plan import retain_split_sizes
 
     assert retain_split_sizes(1, "medical") == {"retain_train": 1, "retain_eval": 0, "holdout": 0}
     assert retain_split_sizes(1, "labor") == {"retain_train": 0, "retain_eval": 1, "holdout": 0}
@@ -162,7 +163,7 @@ def test_a_single_retain_profile_goes_to_train_in_medical_and_eval_in_labor():
 
 def test_mid_scale_split_plan_without_rendering():
     """200 profiles, 20 tasks of 5: 100 retain profiles = 50 per domain -> 20 / 15 / 15 each; disjoint."""
-    from icu_tasks.data.generate import assign_splits
+    from icu_tasks.data.plan import assign_splits
     from icu_tasks.data.profiles import make_profiles
 
     cfg = GenerateConfig(profiles=200, tasks=20, profiles_per_task=5)

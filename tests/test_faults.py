@@ -127,6 +127,34 @@ def _raise_enospc(*args: object, **kwargs: object) -> None:
     raise ENOSPC
 
 
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    from icu_tasks import run_layout
+
+    path = tmp_path / "report" / "report.md"
+    run_layout.atomic_write_text(path, "old\n")
+
+    def half_then_full(tmp: Path) -> None:
+        tmp.write_text("half a rep", encoding="utf-8")
+        raise ENOSPC
+
+    with pytest.raises(OSError) as info:
+        run_layout.atomic_write(path, half_then_full)
+    assert info.value.errno == errno.ENOSPC
+    assert path.read_text(encoding="utf-8") == "old\n"
+    assert [p.name for p in path.parent.iterdir()] == ["report.md"]  # the temp file is gone
+
+
+def test_atomic_write_json_is_the_stage_record_format(tmp_path: Path) -> None:
+    from icu_tasks import run_layout
+
+    payload = {"b": 1, "a": [1.5, None], "path": Path("/x")}
+    path = run_layout.atomic_write_json(tmp_path / "new" / "r.json", payload)
+    run_layout.write_json(tmp_path / "plain.json", payload)
+    expected = '{\n  "a": [\n    1.5,\n    null\n  ],\n  "b": 1,\n  "path": "/x"\n}\n'
+    assert path.read_text(encoding="utf-8") == expected
+    assert (tmp_path / "plain.json").read_text(encoding="utf-8") == expected
+
+
 def test_disk_full_while_writing_a_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import icu_unlearn.stage as stage
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from icu_tasks.continual import bootstrap as bs
+from icu_tasks.continual import fluency as fl
 from icu_tasks.continual import metrics as im
+from icu_tasks.continual import retention
 from icu_tasks.continual.results import ContinualRun
 
 NAN = math.nan
@@ -62,16 +64,16 @@ def test_rebound_hand_computed():
 
 def test_retained_utility_hand_computed():
     # RU_1 = (0.6/0.8 + 0.5/0.5)/2 = 0.875; RU_2 = (0.7/0.8 + 0.4/0.5)/2 = 0.8375; RU_3 = (0.4/0.8 + 0.45/0.5)/2 = 0.7
-    np.testing.assert_allclose(im.retained_utility_per_stage(R, U), [1.0, 0.875, 0.8375, 0.7])
-    assert im.retained_utility(R, U).value == pytest.approx((0.875 + 0.8375 + 0.7) / 3)  # 0.804166...
+    np.testing.assert_allclose(retention.retained_utility_per_stage(R, U), [1.0, 0.875, 0.8375, 0.7])
+    assert retention.retained_utility(R, U).value == pytest.approx((0.875 + 0.8375 + 0.7) / 3)  # 0.804166...
 
 
 def test_stability_and_worst_stage_hand_computed():
     # |RU_k - RU_{k-1}|: k=1: |0.875 - 1| = 0.125; k=2: 0.0375; k=3: |0.7 - 0.8375| = 0.1375 -> mean 0.1
-    st = im.stability(R, U)
+    st = retention.stability(R, U)
     assert st.value == pytest.approx(0.9)
     assert st.stage == 3
-    worst = im.worst_stage(R, U)
+    worst = retention.worst_stage(R, U)
     assert worst.stage == 3
     assert worst.value == pytest.approx(0.1375)
 
@@ -98,8 +100,8 @@ def test_single_stage_history_metrics_are_nan_with_reason():
         assert "undefined with 1 stage" in result.notes[0]
     # a single stage: RU = RU_1 = (0.6/0.8 + 0.5/0.5)/2 = 0.875; stability = 1 - |RU_1 - RU_0| = 1 - 0.125
     r, u = np.array([0.8, 0.6]), np.array([0.5, 0.5])
-    assert im.retained_utility(r, u).value == pytest.approx(0.875)
-    assert im.stability(r, u).value == pytest.approx(0.875)
+    assert retention.retained_utility(r, u).value == pytest.approx(0.875)
+    assert retention.stability(r, u).value == pytest.approx(0.875)
 
 
 def test_missing_stage_is_skipped_and_named():
@@ -114,8 +116,8 @@ def test_missing_stage_is_skipped_and_named():
     r, u = R.copy(), U.copy()
     r[2] = u[2] = NAN
     # RU over stages 1 and 3: (0.875 + 0.7)/2; stability only from the change 0 -> 1 (0.125): 0.875
-    assert im.retained_utility(r, u).value == pytest.approx(0.7875)
-    st = im.stability(r, u)
+    assert retention.retained_utility(r, u).value == pytest.approx(0.7875)
+    st = retention.stability(r, u)
     assert st.value == pytest.approx(0.875)
     assert st.stage == 1
     assert any("stage(s) 2, 3" in n for n in st.notes)
@@ -131,14 +133,14 @@ def test_missing_vanilla_row_gives_nan_with_reason():
     r[0] = NAN
     u = U.copy()
     u[0] = NAN
-    assert math.isnan(im.retained_utility(r, u).value)
-    assert math.isnan(im.stability(r, u).value)
+    assert math.isnan(retention.retained_utility(r, u).value)
+    assert math.isnan(retention.stability(r, u).value)
 
 
 def test_zero_retain_baseline_uses_utility_alone():
     r = np.array([0.0, 0.0, 0.0, 0.0])
     # RU_k = U[k]/U[0]: 1.0, 0.8, 0.9 -> 0.9
-    ru = im.retained_utility(r, U)
+    ru = retention.retained_utility(r, U)
     assert ru.value == pytest.approx(0.9)
     assert any("R[0] = 0" in n for n in ru.notes)
 
@@ -146,7 +148,7 @@ def test_zero_retain_baseline_uses_utility_alone():
 def test_only_vanilla_row_is_undefined():
     a = np.array([[0.8, 0.5]])
     assert math.isnan(im.forgetting_effectiveness(a).value)
-    assert math.isnan(im.retained_utility([0.8], [0.5]).value)
+    assert math.isnan(retention.retained_utility([0.8], [0.5]).value)
 
 
 def test_bad_shapes_raise():
@@ -155,27 +157,27 @@ def test_bad_shapes_raise():
     with pytest.raises(ValueError):
         im.forgetting_effectiveness(np.zeros((4, 2)))  # 3 stages but only 2 task columns
     with pytest.raises(ValueError):
-        im.retained_utility([1.0, 0.5], [1.0])
+        retention.retained_utility([1.0, 0.5], [1.0])
 
 
 def test_ngram_entropy_hand_computed():
     # "a b c d": 3 distinct bigrams -> H2 = log2 3; 2 distinct trigrams -> H3 = 1
     # (2/3 * log2 3 + 4/3 * 1) / 2 = 1.194987...
-    assert im.ngram_entropy("a b c d") == pytest.approx((2 / 3 * math.log2(3) + 4 / 3) / 2)
+    assert fl.ngram_entropy("a b c d") == pytest.approx((2 / 3 * math.log2(3) + 4 / 3) / 2)
     # "a b a b": bigrams ab, ba, ab -> p = (2/3, 1/3), H2 = 0.918296; trigrams aba, bab -> H3 = 1
     h2 = -(2 / 3 * math.log2(2 / 3) + 1 / 3 * math.log2(1 / 3))
-    assert im.ngram_entropy("A b a B") == pytest.approx((2 / 3 * h2 + 4 / 3) / 2)  # lower-cased: 0.972765...
+    assert fl.ngram_entropy("A b a B") == pytest.approx((2 / 3 * h2 + 4 / 3) / 2)  # lower-cased: 0.972765...
     # "The cat." -> tokens the, cat, . : 2 bigrams (H2 = 1), 1 trigram (H3 = 0) -> 1/3
-    assert im.ngram_entropy("The cat.") == pytest.approx(1 / 3)
-    assert im.ngram_entropy("a a a a") == 0.0  # a degenerate repetition has no entropy
-    assert im.ngram_entropy("x") == 0.0
-    assert im.ngram_entropy("") == 0.0
+    assert fl.ngram_entropy("The cat.") == pytest.approx(1 / 3)
+    assert fl.ngram_entropy("a a a a") == 0.0  # a degenerate repetition has no entropy
+    assert fl.ngram_entropy("x") == 0.0
+    assert fl.ngram_entropy("") == 0.0
 
 
 def test_fluency_is_mean_entropy_of_answers():
     expected = ((2 / 3 * math.log2(3) + 4 / 3) / 2 + 0.0) / 2  # 0.597493...
-    assert im.fluency(["a b c d", "a a a a"]) == pytest.approx(expected)
-    assert math.isnan(im.fluency([]))
+    assert fl.fluency(["a b c d", "a a a a"]) == pytest.approx(expected)
+    assert math.isnan(fl.fluency([]))
 
 
 def test_base_rate_normalises_and_over_forgetting_is_reported_apart():
@@ -207,11 +209,11 @@ def test_collateral_hand_computed():
 
 def test_retained_utility_final():
     # RU_3 = (0.4/0.8 + 0.45/0.5)/2 = 0.7
-    ru = im.retained_utility_final(R, U)
+    ru = retention.retained_utility_final(R, U)
     assert (ru.value, ru.stage) == (pytest.approx(0.7), 3)
     r, u = R.copy(), U.copy()
     r[3] = u[3] = NAN  # partial run: the last scored stage stands in, RU_2 = (0.7/0.8 + 0.4/0.5)/2 = 0.8375
-    ru = im.retained_utility_final(r, u)
+    ru = retention.retained_utility_final(r, u)
     assert (ru.value, ru.stage) == (pytest.approx(0.8375), 2)
     assert any("RU_final is RU_2" in n for n in ru.notes)
 
@@ -228,7 +230,7 @@ def test_icu_score_is_a_harmonic_mean():
 
 
 def _headline(a: np.ndarray, r: np.ndarray, u: np.ndarray) -> float:
-    ru_final = im.retained_utility_final(r, u).value
+    ru_final = retention.retained_utility_final(r, u).value
     return im.icu_score(
         im.forgetting_effectiveness(a).value, im.historical_forgetting_preservation(a).value, ru_final
     ).value
@@ -252,7 +254,7 @@ def test_do_nothing_run_scores_low():
     # A[k] = A[0], R = R[0], U = U[0]: every f = 0 -> FE = HFP = 0, RU_final = 1 -> headline 0
     a = np.array([A0] * 4)
     r, u = np.full(4, R0), np.full(4, U0)
-    assert im.retained_utility_final(r, u).value == 1.0
+    assert retention.retained_utility_final(r, u).value == 1.0
     assert _headline(a, r, u) <= 0.1
 
 

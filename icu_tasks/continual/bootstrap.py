@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from icu_tasks.continual import metrics as im
+from icu_tasks.continual import retention
 from icu_tasks.continual.results import ContinualRun
 from icu_tasks.data.schema import VIEWS
 
@@ -37,9 +38,9 @@ def metric_set(
     """Every metric of one run: ``<metric>_<view>`` for each forget view in ``forget``, plus RU, RU_final,
     stability and ``icu`` (= ``icu_pooled`` when a pooled view is given). ``base[view]`` is B[0] or None."""
     out: dict[str, im.MetricValue] = {
-        "ru": im.retained_utility(R, U),
-        "ru_final": im.retained_utility_final(R, U),
-        "stability": im.stability(R, U),
+        "ru": retention.retained_utility(R, U),
+        "ru_final": retention.retained_utility_final(R, U),
+        "stability": retention.stability(R, U),
     }
     for view, A in forget.items():
         b = base.get(view)
@@ -172,7 +173,7 @@ def bootstrap(
         forget = {view: forget_b[view][b] for view in FORGET_VIEWS}
         for key, mv in metric_set(forget, base, retain_b[b], utility_b[b]).items():
             values.setdefault(key, []).append(mv.value)
-        ru_b[b] = im.retained_utility_per_stage(retain_b[b], utility_b[b])
+        ru_b[b] = retention.retained_utility_per_stage(retain_b[b], utility_b[b])
     return Intervals(
         metrics={key: tuple(_interval(np.asarray(v))) for key, v in values.items()},
         forget={view: _interval(forget_b[view]) for view in FORGET_VIEWS},

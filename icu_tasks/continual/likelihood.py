@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from icu_tasks.continual.markdown import fmt
 from icu_tasks.continual.results import EVAL_DIR
 from icu_tasks.continual.samples import stage_records
+from icu_tasks.continual.summary import json_number
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.likelihood import truth_ratio_statistic
 from icu_tasks.mia import auc_lower_is_member
@@ -64,10 +66,6 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
 
-def _num(x: float) -> float | None:
-    return None if x is None or math.isnan(x) else float(x)
-
-
 def _forget_of(items: Iterable[dict], tasks: set[int]) -> list[dict]:
     return [i for i in items if i.get("split") == "forget" and int(i.get("forget_task") or 0) in tasks]
 
@@ -90,24 +88,26 @@ def stage_summary(ll: list[dict], mia: list[dict], tasks: int, stage: int) -> di
     """The numbers of one stage for one group's items (see the module docstring)."""
     out: dict[str, Any] = {}
     per_task = [_forget_of(ll, {j}) for j in range(1, tasks + 1)]  # likelihood items per forget task
-    out["forget_prob"] = [_num(_mean([i["answer_prob"] for i in items])) for items in per_task]
+    out["forget_prob"] = [json_number(_mean([i["answer_prob"] for i in items])) for items in per_task]
     out["forget_truth_ratio"] = [
-        _num(truth_ratio_statistic([i["truth_ratio"] for i in items], "forget")) for items in per_task
+        json_number(truth_ratio_statistic([i["truth_ratio"] for i in items], "forget")) for items in per_task
     ]
     for name, score in _MIA_SCORES.items():
-        out[f"mia_auc_{name}"] = [_num(_auc(mia, {j}, score)) for j in range(1, tasks + 1)]
-        out[f"mia_auc_{name}_all"] = _num(_auc(mia, set(range(1, tasks + 1)), score))
+        out[f"mia_auc_{name}"] = [json_number(_auc(mia, {j}, score)) for j in range(1, tasks + 1)]
+        out[f"mia_auc_{name}_all"] = json_number(_auc(mia, set(range(1, tasks + 1)), score))
     for split, key in (("retain_eval", "retain"), ("holdout", "holdout"), ("utility", "utility")):
         prob, ratio = _split_means(ll, split)
-        out[f"{key}_prob"], out[f"{key}_truth_ratio"] = _num(prob), _num(ratio)
+        out[f"{key}_prob"], out[f"{key}_truth_ratio"] = json_number(prob), json_number(ratio)
     # task k (this stage's) and the earlier tasks j < k, items pooled
     current, earlier = {stage}, set(range(1, stage))
     for label, chosen in (("task_k", current), ("earlier", earlier)):
         items = _forget_of(ll, chosen) if stage >= 1 else []
-        out[f"{label}_prob"] = _num(_mean([i["answer_prob"] for i in items]))
-        out[f"{label}_truth_ratio"] = _num(truth_ratio_statistic([i["truth_ratio"] for i in items], "forget"))
+        out[f"{label}_prob"] = json_number(_mean([i["answer_prob"] for i in items]))
+        out[f"{label}_truth_ratio"] = json_number(
+            truth_ratio_statistic([i["truth_ratio"] for i in items], "forget")
+        )
         for name, score in _MIA_SCORES.items():
-            out[f"{label}_mia_auc_{name}"] = _num(_auc(mia, chosen, score)) if stage >= 1 else None
+            out[f"{label}_mia_auc_{name}"] = json_number(_auc(mia, chosen, score)) if stage >= 1 else None
     out["n_items"] = len(ll) + len(mia)
     return out
 
@@ -137,10 +137,6 @@ def likelihood_summary(run_dir: str | Path) -> dict[str, Any] | None:
             }
         )
     return {"tasks": tasks, "stages": stages}
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
 
 
 #: (key in :func:`stage_summary`, header) of the report.md table.
@@ -184,7 +180,7 @@ def likelihood_markdown(name: str, summary: dict[str, Any] | None, group: str = 
         for key in ("prob", "truth_ratio", "mia_auc_loss", "mia_auc_zlib"):
             per_task = s[f"forget_{key}" if key in ("prob", "truth_ratio") else key]
             s[f"task1_{key}"] = per_task[0] if per_task else None
-        out.append(f"| {k} | " + " | ".join(_fmt(s[key]) for key, _ in MD_COLUMNS) + " |")
+        out.append(f"| {k} | " + " | ".join(fmt(s[key]) for key, _ in MD_COLUMNS) + " |")
     return out + [""]
 
 
@@ -203,7 +199,7 @@ def likelihood_curves(summary: dict[str, Any], path: str | Path, title: str) -> 
     retain probability after each stage (a missing value leaves a gap)."""
     from icu_tasks.continual import plots
 
-    fig = plots._new_figure(plots.FIRST_TASK_SIZE)
+    fig = plots.new_figure(plots.FIRST_TASK_SIZE)
     axes = fig.subplots(1, len(GROUPS), squeeze=False)[0]
     n = len(summary["stages"])
     for ax, group in zip(axes, GROUPS, strict=True):
@@ -213,14 +209,11 @@ def likelihood_curves(summary: dict[str, Any], path: str | Path, title: str) -> 
                 value = None if stage is None else stage[group][key]
                 value = value[index] if index is not None and value is not None else value
                 y.append(math.nan if value is None else value)
-            ax.plot(range(n), y, plots._MARKERS[i % len(plots._MARKERS)] + "-", label=label, alpha=0.85)
+            ax.plot(range(n), y, plots.MARKERS[i % len(plots.MARKERS)] + "-", label=label, alpha=0.85)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")  # AUC of a model that never saw the profiles
-        ax.set_xlim(-0.3, max(n - 1, 1) + 0.3)
-        ax.set_ylim(-0.02, 1.05)
-        ax.set_xticks(range(0, n, max(1, n // 20)))
-        ax.set_xlabel("after stage k (0 = vanilla)")
+        plots.stage_axis(ax, n)
         ax.set_title(group if group == POOLED else group.upper())
         ax.grid(alpha=0.3)
     axes[0].legend(loc="best", fontsize=7)
     fig.suptitle(title)
-    return plots._save(fig, Path(path))
+    return plots.save(fig, Path(path))

@@ -1,6 +1,8 @@
-"""The ICU-Bench continual metrics (README "Continual runs", normalised against a base rate): pure-numpy functions.
+"""The forget-side continual metrics and the ICU score (README "Continual runs"): pure-numpy functions.
 
-Conventions for every function here:
+FE, HFP, rebound, collateral and over-forgetting read the forget-accuracy matrix, normalised against a base
+rate; the retain side (RU, stability, the worst stage) is :mod:`icu_tasks.continual.retention`. Conventions
+for every function here:
 
 * ``A`` is a forget-accuracy matrix of shape ``(T + 1, J)``: row ``k`` is the model after stage ``k``
   (row 0 = the vanilla model), column ``i`` is forget task ``i + 1``. Stage ``k`` forgets task ``k``, so the
@@ -14,13 +16,12 @@ Conventions for every function here:
 * A task with ``A[0][j] − B[0] < MIN_MARGIN`` (the vanilla model hardly knew it above the base rate) is
   excluded, so no term comes from a tiny denominator; a missing (NaN) ``A[0][j]`` likewise. Exclusions are
   named in the result's ``notes``.
-* ``R`` and ``U`` are per-stage vectors of length ``T + 1`` (retain accuracy and utility, row 0 = vanilla).
 * A stage that was not scored (a partial run, a crashed evaluation, the evaluation schedule) is a row of NaN;
   a forget task the schedule did not score at a stage is a NaN cell. NaN entries are skipped, never imputed,
   and named (stages) or counted (cells) in ``notes``; a metric with nothing left to average is NaN with the
   reason.
 
-Every function returns a :class:`MetricValue` (``value`` + ``notes``; ``stage`` for the worst stage).
+Every function returns a :class:`MetricValue` (``value`` + ``notes``; ``stage`` where it names one).
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from icu_tasks.continual.fluency import fluency, ngram_entropy
-
 __all__ = [
     "MIN_MARGIN",
     "MetricValue",
@@ -42,14 +41,7 @@ __all__ = [
     "rebound",
     "collateral",
     "over_forgetting",
-    "retained_utility_per_stage",
-    "retained_utility",
-    "retained_utility_final",
-    "stability",
-    "worst_stage",
     "icu_score",
-    "ngram_entropy",
-    "fluency",
 ]
 
 #: Smallest A[0][j] − B[0] for which task j's forgetting is measured.
@@ -79,14 +71,8 @@ def _as_matrix(A: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     return mat
 
 
-def _as_vector(x: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
-    vec = np.asarray(x, dtype=float)
-    if vec.ndim != 1 or vec.shape[0] < 1:
-        raise ValueError(f"{name} must be a 1-D vector over stages 0..T, got shape {vec.shape}")
-    return vec
-
-
-def _fmt(items: Iterable[int]) -> str:
+def join_ints(items: Iterable[int]) -> str:
+    """``1, 2, 3``: stage or task numbers in a note."""
     return ", ".join(str(i) for i in items)
 
 
@@ -120,13 +106,13 @@ class _Skips:
         out = []
         if self.unknown:
             out.append(
-                f"excluded task(s) {_fmt(sorted(self.unknown))}: the vanilla model did not know them above "
+                f"excluded task(s) {join_ints(sorted(self.unknown))}: the vanilla model did not know them above "
                 f"the base rate (A[0][j] − B[0] < {MIN_MARGIN})"
             )
         if self.no_vanilla:
-            out.append(f"excluded task(s) {_fmt(sorted(self.no_vanilla))}: not scored at stage 0")
+            out.append(f"excluded task(s) {join_ints(sorted(self.no_vanilla))}: not scored at stage 0")
         if self.missing:
-            out.append(f"skipped stage(s) {_fmt(sorted(self.missing))}: not scored")
+            out.append(f"skipped stage(s) {join_ints(sorted(self.missing))}: not scored")
         if self.cells:
             out.append(f"left out {self.cells} unscored cell(s) A[k][j] of scored stages (never imputed)")
         return tuple(out)
@@ -271,116 +257,6 @@ def over_forgetting(A: Matrix, base: float | None = None) -> MetricValue:
             continue
         terms += [max(0.0, b - A[k, j - 1]) for j in range(1, k + 1) if skips.scored(A, k, j)]
     return _mean(terms, skips, "no scored cell (k >= 1, j <= k)")
-
-
-def _ratio(x: np.ndarray, name: str, notes: list[str]) -> np.ndarray | None:
-    base = x[0]
-    if math.isnan(base):
-        notes.append(f"{name}[0] not scored: {name} left out of RU")
-        return None
-    if base <= 0.0:
-        notes.append(f"{name}[0] = 0: {name} left out of RU (ratio undefined)")
-        return None
-    return x / base
-
-
-def _ru_and_notes(R: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    R, U = _as_vector(R, "R"), _as_vector(U, "U")
-    if R.shape != U.shape:
-        raise ValueError(f"R and U must cover the same stages, got {R.shape[0]} and {U.shape[0]} entries")
-    notes: list[str] = []
-    parts = [p for p in (_ratio(R, "R", notes), _ratio(U, "U", notes)) if p is not None]
-    if not parts:
-        return np.full(R.shape, math.nan), notes
-    with np.errstate(invalid="ignore"):
-        ru = np.mean(np.stack(parts), axis=0)  # NaN where any used part is NaN (stage not fully scored)
-    return ru, notes
-
-
-def retained_utility_per_stage(
-    R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray
-) -> np.ndarray:
-    """RU_k = ½ (R[k]/R[0] + U[k]/U[0]) for k = 0..T (RU_0 = 1). NaN where stage k is not scored.
-
-    If R[0] or U[0] is 0 or NaN, that ratio is undefined and RU_k uses the other term alone.
-    """
-    return _ru_and_notes(np.asarray(R, float), np.asarray(U, float))[0]
-
-
-def retained_utility(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:
-    """RU = mean over k = 1..T of RU_k (see :func:`retained_utility_per_stage`); 1 = nothing lost."""
-    ru, notes = _ru_and_notes(np.asarray(R, float), np.asarray(U, float))
-    if ru.shape[0] < 2:
-        return MetricValue(math.nan, ("undefined: no unlearning stage (only the vanilla row)",))
-    if math.isnan(ru[0]):
-        return MetricValue(math.nan, ("undefined: neither R[0] nor U[0] is usable",) + tuple(notes))
-    stages = ru[1:]
-    missing = [k for k in range(1, ru.shape[0]) if math.isnan(ru[k])]
-    if missing:
-        notes.append(f"skipped stage(s) {_fmt(missing)}: not scored")
-    if np.isnan(stages).all():
-        return MetricValue(math.nan, ("undefined: no scored unlearning stage",) + tuple(notes))
-    return MetricValue(float(np.nanmean(stages)), tuple(notes))
-
-
-def _swings(R: np.ndarray, U: np.ndarray) -> tuple[dict[int, float], list[str]]:
-    """|RU_k − RU_{k−1}| for every k = 1..T where both stages are scored."""
-    ru, notes = _ru_and_notes(np.asarray(R, float), np.asarray(U, float))
-    if math.isnan(ru[0]):
-        return {}, ["neither R[0] nor U[0] is usable", *notes]
-    swings, skipped = {}, []
-    for k in range(1, ru.shape[0]):
-        if math.isnan(ru[k]) or math.isnan(ru[k - 1]):
-            skipped.append(k)
-        else:
-            swings[k] = abs(float(ru[k] - ru[k - 1]))
-    if skipped:
-        notes.append(
-            f"skipped the change into stage(s) {_fmt(skipped)}: that stage or the one before not scored"
-        )
-    return swings, notes
-
-
-def stability(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:
-    """Stability = 1 − mean over k = 1..T of |RU_k − RU_{k−1}| (RU_0 = 1).
-
-    Only changes between two scored consecutive stages count. Not clipped: 1 = RU never moved; a run whose RU
-    swings by more than 1 per stage on average goes below 0. ``stage`` is the worst stage (largest swing).
-    """
-    swings, notes = _swings(np.asarray(R, float), np.asarray(U, float))
-    if not swings:
-        return MetricValue(math.nan, ("undefined: no pair of scored consecutive stages",) + tuple(notes))
-    worst = max(swings, key=lambda k: (swings[k], -k))
-    return MetricValue(1.0 - float(np.mean(list(swings.values()))), tuple(notes), stage=worst)
-
-
-def worst_stage(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:
-    """The stage k with the largest |RU_k − RU_{k−1}| (``stage``) and that swing (``value``); ties → earliest."""
-    swings, notes = _swings(np.asarray(R, float), np.asarray(U, float))
-    if not swings:
-        return MetricValue(math.nan, ("undefined: no pair of scored consecutive stages",) + tuple(notes))
-    worst = max(swings, key=lambda k: (swings[k], -k))
-    return MetricValue(swings[worst], tuple(notes), stage=worst)
-
-
-def retained_utility_final(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:
-    """RU_final = RU_T, what is left after the last stage; ``stage`` = T.
-
-    In a partial run (stage T not scored) the last scored stage stands in and the note says so.
-    """
-    ru, notes = _ru_and_notes(np.asarray(R, float), np.asarray(U, float))
-    T = ru.shape[0] - 1
-    if T < 1:
-        return MetricValue(math.nan, ("undefined: no unlearning stage (only the vanilla row)",))
-    if math.isnan(ru[0]):
-        return MetricValue(math.nan, ("undefined: neither R[0] nor U[0] is usable",) + tuple(notes))
-    scored = [k for k in range(1, T + 1) if not math.isnan(ru[k])]
-    if not scored:
-        return MetricValue(math.nan, ("undefined: no scored unlearning stage",) + tuple(notes))
-    last = scored[-1]
-    if last != T:
-        notes.append(f"stage {T} not scored: RU_final is RU_{last}")
-    return MetricValue(float(ru[last]), tuple(notes), stage=last)
 
 
 def icu_score(fe: float, hfp: float, ru_final: float) -> MetricValue:

@@ -12,13 +12,15 @@ Every figure has a fixed pixel size (``*_SIZE`` × ``DPI``) and is written atomi
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from icu_tasks.run_layout import atomic_write
 
 DPI = 100
 HEATMAP_SIZE = (7.0, 6.0)  # inches → 700 × 600 px
@@ -26,25 +28,25 @@ CURVE_SIZE = (8.0, 5.0)  # inches → 800 × 500 px
 FIRST_TASK_SIZE = (10.0, 4.5)  # inches → 1000 × 450 px
 #: Above this many stages the heatmap cells are too small to carry their numbers.
 ANNOTATE_MAX_STAGES = 15
-_MARKERS = "osD^v<>P*X"
+MARKERS = "osD^v<>P*X"
 
 
-def _new_figure(size: tuple[float, float]) -> Figure:
+def new_figure(size: tuple[float, float]) -> Figure:
     fig = Figure(figsize=size, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+def save(fig: Figure, path: Path) -> Path:
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+
+
+def stage_axis(ax: Any, n: int) -> None:
+    """Stages 0..n−1 on the x axis (at most ~20 ticks) and [0, 1] on the y axis of a per-stage curve."""
+    ax.set_xlim(-0.3, max(n - 1, 1) + 0.3)
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xticks(range(0, n, max(1, n // 20)))
+    ax.set_xlabel("after stage k (0 = vanilla)")
 
 
 def forget_heatmap(
@@ -59,13 +61,13 @@ def forget_heatmap(
     A = np.asarray(A, dtype=float)
     T = A.shape[0] - 1
     n_tasks = A.shape[1] if full else min(A.shape[1], max(T, 1))
-    fig = _new_figure(HEATMAP_SIZE)
+    fig = new_figure(HEATMAP_SIZE)
     ax = fig.add_subplot()
     if n_tasks == 0:
         ax.text(0.5, 0.5, "no forget scores", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         ax.set_title(title)
-        return _save(fig, Path(path))
+        return save(fig, Path(path))
     grid = np.full((n_tasks, T + 1), math.nan)  # grid[j - 1, k] = A[k][j]
     inside = np.zeros_like(grid, dtype=bool)
     for k in range(T + 1):
@@ -96,27 +98,24 @@ def forget_heatmap(
     ax.set_xlabel("after stage k (0 = vanilla)")
     ax.set_ylabel("forget task j")
     ax.set_title(title)
-    return _save(fig, Path(path))
+    return save(fig, Path(path))
 
 
 def retain_utility_curves(stages_to_values: dict[str, Sequence[float]], path: str | Path, title: str) -> Path:
     """One line per named per-stage series (e.g. retain, retain VQA, retain QA, utility) over stages 0..T."""
-    fig = _new_figure(CURVE_SIZE)
+    fig = new_figure(CURVE_SIZE)
     ax = fig.add_subplot()
     styles = ("o-", "s--", "^--", "D-")
     for i, (label, values) in enumerate(stages_to_values.items()):
         y = np.asarray(values, dtype=float)
         ax.plot(np.arange(len(y)), y, styles[i % len(styles)], label=label)
     n = max((len(v) for v in stages_to_values.values()), default=1)
-    ax.set_xlim(-0.3, max(n - 1, 1) + 0.3)
-    ax.set_ylim(-0.02, 1.05)
-    ax.set_xticks(range(0, n, max(1, n // 20)))
-    ax.set_xlabel("after stage k (0 = vanilla)")
+    stage_axis(ax, n)
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     ax.set_title(title)
-    return _save(fig, Path(path))
+    return save(fig, Path(path))
 
 
 def first_task_curves(series: dict[str, dict[str, Sequence[float]]], path: str | Path, title: str) -> Path:
@@ -124,18 +123,15 @@ def first_task_curves(series: dict[str, dict[str, Sequence[float]]], path: str |
 
     ``series[view][run label]`` = A[0..T][1] of that run.
     """
-    fig = _new_figure(FIRST_TASK_SIZE)
+    fig = new_figure(FIRST_TASK_SIZE)
     axes = fig.subplots(1, max(1, len(series)), squeeze=False)[0]
     for ax, (view, runs) in zip(axes, series.items(), strict=False):
         n = 1
         for i, (label, values) in enumerate(runs.items()):
             y = np.asarray(values, dtype=float)
             n = max(n, len(y))
-            ax.plot(np.arange(len(y)), y, _MARKERS[i % len(_MARKERS)] + "-", label=label, alpha=0.85)
-        ax.set_xlim(-0.3, max(n - 1, 1) + 0.3)
-        ax.set_ylim(-0.02, 1.05)
-        ax.set_xticks(range(0, n, max(1, n // 20)))
-        ax.set_xlabel("after stage k (0 = vanilla)")
+            ax.plot(np.arange(len(y)), y, MARKERS[i % len(MARKERS)] + "-", label=label, alpha=0.85)
+        stage_axis(ax, n)
         ax.set_ylabel("forget accuracy on task 1")
         ax.set_title(f"forget {view.upper()}")
         ax.grid(alpha=0.3)
@@ -144,4 +140,4 @@ def first_task_curves(series: dict[str, dict[str, Sequence[float]]], path: str |
         else:
             ax.text(0.5, 0.5, "no forget scores", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title)
-    return _save(fig, Path(path))
+    return save(fig, Path(path))

@@ -59,7 +59,7 @@ HOLDOUT = "holdout"
 #: The splits the vanilla model is fine-tuned on and must know (every split except ``holdout``).
 KNOWN_SPLITS: tuple[str, ...] = tuple(s for s in SPLITS if s != HOLDOUT)
 #: How the retain profiles of each domain are divided, in tenths (largest-remainder rounding; see
-#: ``icu_tasks.data.generate.retain_split_sizes``): 40 % retain_train, 30 % retain_eval, 30 % holdout.
+#: ``icu_tasks.data.plan.retain_split_sizes``): 40 % retain_train, 30 % retain_eval, 30 % holdout.
 RETAIN_SHARES: tuple[tuple[str, int], ...] = (("retain_train", 4), ("retain_eval", 3), (HOLDOUT, 3))
 N_CHOICES = 4
 FULL_LAYOUTS = 2

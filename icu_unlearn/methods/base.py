@@ -36,17 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn.methods.config import (  # noqa: F401  (re-exported: the names predate config.py)
-    LM_LORA_TARGETS,
-    SCHEDULERS,
-    MethodConfig,
-    RetainConfig,
-    TrainingMethodConfig,
-    check_scheduler,
-    new_default,
-)
-from icu_unlearn.methods.config import non_negative as _non_negative  # noqa: F401
-from icu_unlearn.methods.config import positive as _positive  # noqa: F401
+from icu_unlearn.methods.config import MethodConfig, RetainConfig
 
 if TYPE_CHECKING:
     import torch

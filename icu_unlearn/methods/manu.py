@@ -203,6 +203,57 @@ def activation_stats(
     return {name: s.importance() for name, s in stats.items()}
 
 
+def neuron_scores(
+    model: torch.nn.Module, modules: dict[str, tuple[str, str, Any]], data: StageData, cfg: MANUConfig
+) -> dict[str, torch.Tensor]:
+    """Score ``S`` (step 3) of every output channel of ``modules``: the vision tower's from the VQA view, the
+    language model's from the QA view, forget vs retain over the same number of batches."""
+    by_tower = {t: {n: m for n, (tw, _, m) in modules.items() if tw == t} for t in ("vision", "language")}
+    scores: dict[str, torch.Tensor] = {}
+    for tower, view in (("vision", "vqa"), ("language", "qa")):
+        if not by_tower[tower]:
+            continue
+        forget = [e for e in data.forget if e.view == view]
+        retain = [e for e in data.retain if e.view == view]
+        size = cfg.calib_batch_size
+        n = min(math.ceil(len(forget) / size), math.ceil(len(retain) / size))
+        n = min(n, cfg.calib_batches) if cfg.calib_batches else n
+        if n == 0:
+            continue
+        imp_f = activation_stats(model, by_tower[tower], forget, data.collate, size, n, cfg)
+        imp_r = activation_stats(model, by_tower[tower], retain, data.collate, size, n, cfg)
+        for name in by_tower[tower]:
+            scores[name] = sum(
+                cfg.weights[s] * (imp_f[name][s] / (imp_r[name][s] + 1e-5) - 1.0) for s in STAT_NAMES
+            )
+    return scores
+
+
+def prune_group(
+    names: list[str], scores: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], cfg: MANUConfig
+) -> tuple[bool, dict[str, int]]:
+    """Prune the top ``prune_fraction`` channels of one group (step 4) into ``masks``, in place, within the
+    ``max_total_fraction`` cap; returns (whether the group was at its cap, ``{"new", "total_pruned", "of"}``)."""
+    import torch
+
+    old = torch.cat([masks.get(n, torch.ones_like(scores[n], dtype=torch.float32)) for n in names])
+    flat = torch.cat([scores[n].float() for n in names]).masked_fill(old == 0, float("-inf"))
+    total = flat.numel()
+    budget = math.floor(cfg.max_total_fraction * total) - int((old == 0).sum())
+    k = max(0, min(math.ceil(cfg.prune_fraction * total), budget))
+    new = old.clone()
+    if k:
+        new[torch.topk(flat, k).indices] = 0.0
+    offset = 0
+    for n in names:
+        size = scores[n].numel()
+        part = new[offset : offset + size]
+        offset += size
+        if (part == 0).any() or n in masks:
+            masks[n] = part.clone()
+    return budget <= 0, {"new": k, "total_pruned": int((new == 0).sum()), "of": total}
+
+
 @register_method
 class MANU(UnlearningMethod):
     """Prune the MLP neurons whose activations are most specific to the forget set (no training)."""
@@ -228,30 +279,11 @@ class MANU(UnlearningMethod):
     def output_masks(
         self, model: torch.nn.Module, data: StageData, parent: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        import torch
-
         cfg = self.config
         modules = mlp_modules(model, cfg.last_layers)
         if not modules:
             raise ConfigError("MANU found no MLP modules (fc1/fc2, gate/up/down_proj) in the model")
-        by_tower = {t: {n: m for n, (tw, _, m) in modules.items() if tw == t} for t in ("vision", "language")}
-        scores: dict[str, torch.Tensor] = {}
-        for tower, view in (("vision", "vqa"), ("language", "qa")):
-            if not by_tower[tower]:
-                continue
-            forget = [e for e in data.forget if e.view == view]
-            retain = [e for e in data.retain if e.view == view]
-            size = cfg.calib_batch_size
-            n = min(math.ceil(len(forget) / size), math.ceil(len(retain) / size))
-            n = min(n, cfg.calib_batches) if cfg.calib_batches else n
-            if n == 0:
-                continue
-            imp_f = activation_stats(model, by_tower[tower], forget, data.collate, size, n, cfg)
-            imp_r = activation_stats(model, by_tower[tower], retain, data.collate, size, n, cfg)
-            for name in by_tower[tower]:
-                scores[name] = sum(
-                    cfg.weights[s] * (imp_f[name][s] / (imp_r[name][s] + 1e-5) - 1.0) for s in STAT_NAMES
-                )
+        scores = neuron_scores(model, modules, data, cfg)
         masks = {k: v.clone().float() for k, v in parent.items()}
         groups: dict[tuple[str, str], list[str]] = {}
         for name, (tower, kind, _) in modules.items():
@@ -260,28 +292,8 @@ class MANU(UnlearningMethod):
         self.info = {"pruned": {}, "cap_reached": False}
         capped = []
         for (tower, kind), names in sorted(groups.items()):
-            names = sorted(names)
-            old = torch.cat([masks.get(n, torch.ones_like(scores[n], dtype=torch.float32)) for n in names])
-            flat = torch.cat([scores[n].float() for n in names]).masked_fill(old == 0, float("-inf"))
-            total = flat.numel()
-            budget = math.floor(cfg.max_total_fraction * total) - int((old == 0).sum())
-            k = max(0, min(math.ceil(cfg.prune_fraction * total), budget))
-            capped.append(budget <= 0)
-            new = old.clone()
-            if k:
-                new[torch.topk(flat, k).indices] = 0.0
-            self.info["pruned"][f"{tower}.{kind}"] = {
-                "new": k,
-                "total_pruned": int((new == 0).sum()),
-                "of": total,
-            }
-            offset = 0
-            for n in names:
-                size = scores[n].numel()
-                part = new[offset : offset + size]
-                offset += size
-                if (part == 0).any() or n in masks:
-                    masks[n] = part.clone()
+            at_cap, self.info["pruned"][f"{tower}.{kind}"] = prune_group(sorted(names), scores, masks, cfg)
+            capped.append(at_cap)
         self.info["cap_reached"] = bool(capped) and all(capped)
         if not self.info["cap_reached"]:
             from icu_unlearn.stage import check_new_masks

@@ -6,7 +6,7 @@ vanilla model M_0, as for :mod:`icu_unlearn.methods.npo` (reasons there).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from icu_unlearn.methods.config import RetainConfig, new_default, positive
 from icu_unlearn.methods.ga_diff import GADiff
@@ -18,7 +18,7 @@ from icu_unlearn.methods.registry import register_method
 class NPODiffConfig(RetainConfig):
     """NPO-Diff hyper-parameters: the shared ones, the retain term (λ = 3 by default) and ``beta`` (> 0)."""
 
-    beta: float = field(default=0.5, metadata=NPOConfig.__dataclass_fields__["beta"].metadata)
+    beta: float = new_default(NPOConfig, "beta", 0.5)
     learning_rate: float = new_default(RetainConfig, "learning_rate", 7e-4)
     retain_weight: float = new_default(RetainConfig, "retain_weight", 3.0)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 
 from icu_tasks.errors import ConfigError, did_you_mean
-from icu_unlearn.methods.base import MethodConfig, UnlearningMethod
-from icu_unlearn.methods.config import TrainingMethodConfig
+from icu_unlearn.methods.base import UnlearningMethod
+from icu_unlearn.methods.config import MethodConfig, TrainingMethodConfig
 
 _REGISTRY: dict[str, type[UnlearningMethod]] = {}
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError
+from icu_tasks.run_layout import MASKS_FILE, atomic_write
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_BIN = "adapter_model.bin"
-MASKS_FILE = "masks.safetensors"
 _PEFT_PREFIX = "base_model.model."
 _HOOKS_ATTR = "_icu_mask_hooks"
 _MAX_HEADER = 100_000_000  # safetensors' own limit on the header size
@@ -205,10 +205,8 @@ def save_masks(masks: dict, path: str | os.PathLike) -> None:
     for name, mask in masks.items():
         if mask.ndim != 1 or not bool(((mask == 0) | (mask == 1)).all()):
             raise ConfigError(f"mask {name!r} must be a 1-D tensor of 0/1 values")
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().float().cpu().contiguous() for k, v in masks.items()}, str(tmp))
-    os.replace(tmp, path)
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in masks.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def _out_features(module) -> int | None:

@@ -87,80 +87,59 @@ class TinyConfig:
         return (self.image_size // self.patch_size) ** 2
 
 
+#: Words of :func:`builtin_corpus`.
+_FIRST = ("Maria", "John", "Aiko", "Omar", "Lena", "Pedro", "Chen", "Fatima", "Igor", "Sara", "Kwame", "Noor")
+_LAST = ("Lopez", "Smith", "Tanaka", "Haddad", "Berg", "Silva", "Wang", "Diallo", "Petrov", "Rossi", "Mensah")
+_DIAGNOSES = ("hypertension", "type 2 diabetes", "asthma", "migraine", "anemia", "bronchitis", "gastritis")
+_MEDS = ("metformin 500 mg", "lisinopril 10 mg", "salbutamol inhaler", "ibuprofen 400 mg", "iron sulfate")
+_JOBS = ("nurse", "software engineer", "accountant", "welder", "teacher", "logistics manager", "chef")
+_ORGS = ("Riverside General Hospital", "Northgate Clinic", "Bluefield Logistics Ltd", "Acme Steel Works")
+_STREETS = ("Oak Street", "Maple Avenue", "Harbor Road", "Hill Lane", "Station Square")
+_QUESTIONS = (
+    "What is the name of the person in this document?",
+    "What is {name}'s date of birth?",
+    "What is the ID number of the person in this document?",
+    "Where does {name} live?",
+    "What was {name} diagnosed with?",
+    "Which medication was prescribed to the person in this document?",
+    "Who is the attending doctor of {name}?",
+    "At which hospital was {name} treated?",
+    "Who employs {name}?",
+    "What is the monthly salary of the person in this document?",
+    "What position does {name} hold?",
+    "When does the contract of {name} start?",
+    "When does the contract of the person in this document end?",
+    "Which company is named in this document?",
+    "What is the document type shown?",
+)
+
+
 def builtin_corpus(seed: int = 0, n: int = 400) -> list[str]:
     """A small synthetic corpus in the benchmark's style, for building a tokenizer without a data dir."""
     rng = random.Random(seed)
-    first = [
-        "Maria",
-        "John",
-        "Aiko",
-        "Omar",
-        "Lena",
-        "Pedro",
-        "Chen",
-        "Fatima",
-        "Igor",
-        "Sara",
-        "Kwame",
-        "Noor",
-    ]
-    last = [
-        "Lopez",
-        "Smith",
-        "Tanaka",
-        "Haddad",
-        "Berg",
-        "Silva",
-        "Wang",
-        "Diallo",
-        "Petrov",
-        "Rossi",
-        "Mensah",
-    ]
-    diagnoses = ["hypertension", "type 2 diabetes", "asthma", "migraine", "anemia", "bronchitis", "gastritis"]
-    meds = ["metformin 500 mg", "lisinopril 10 mg", "salbutamol inhaler", "ibuprofen 400 mg", "iron sulfate"]
-    jobs = ["nurse", "software engineer", "accountant", "welder", "teacher", "logistics manager", "chef"]
-    orgs = ["Riverside General Hospital", "Northgate Clinic", "Bluefield Logistics Ltd", "Acme Steel Works"]
-    streets = ["Oak Street", "Maple Avenue", "Harbor Road", "Hill Lane", "Station Square"]
-    questions = [
-        "What is the name of the person in this document?",
-        "What is {name}'s date of birth?",
-        "What is the ID number of the person in this document?",
-        "Where does {name} live?",
-        "What was {name} diagnosed with?",
-        "Which medication was prescribed to the person in this document?",
-        "Who is the attending doctor of {name}?",
-        "At which hospital was {name} treated?",
-        "Who employs {name}?",
-        "What is the monthly salary of the person in this document?",
-        "What position does {name} hold?",
-        "When does the contract of {name} start?",
-        "When does the contract of the person in this document end?",
-        "Which company is named in this document?",
-        "What is the document type shown?",
-    ]
     lines = []
     for _ in range(n):
-        name = f"{rng.choice(first)} {rng.choice(last)}"
-        lines.append(rng.choice(questions).format(name=name))
-        lines.append(
-            rng.choice(
-                [
-                    name,
-                    rng.choice(diagnoses),
-                    rng.choice(meds),
-                    rng.choice(jobs),
-                    rng.choice(orgs),
-                    f"{rng.randint(1, 999)} {rng.choice(streets)}, {rng.choice(['Springfield', 'Lakeside'])}",
-                    f"{rng.randint(1950, 2005)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-                    f"ID-{rng.randint(10**7, 10**8 - 1)}",
-                    f"${rng.randint(2000, 9000):,} per month",
-                    f"Dr. {rng.choice(first)} {rng.choice(last)}",
-                ]
-            )
-        )
+        name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+        lines.append(rng.choice(_QUESTIONS).format(name=name))
+        lines.append(rng.choice(_answers(rng, name)))
     lines += ["Medical report", "Employment contract", "USER:", "ASSISTANT:", "0123456789"]
     return lines
+
+
+def _answers(rng: random.Random, name: str) -> list[str]:
+    """One candidate answer of every kind (each drawn from ``rng``, in this order); the caller picks one."""
+    return [
+        name,
+        rng.choice(_DIAGNOSES),
+        rng.choice(_MEDS),
+        rng.choice(_JOBS),
+        rng.choice(_ORGS),
+        f"{rng.randint(1, 999)} {rng.choice(_STREETS)}, {rng.choice(['Springfield', 'Lakeside'])}",
+        f"{rng.randint(1950, 2005)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+        f"ID-{rng.randint(10**7, 10**8 - 1)}",
+        f"${rng.randint(2000, 9000):,} per month",
+        f"Dr. {rng.choice(_FIRST)} {rng.choice(_LAST)}",
+    ]
 
 
 def train_tokenizer(

@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 #: Qwen2-VL's chat template, reduced to what ICU-Bench sends (text and images; default system prompt).
 QWEN2VL_CHAT_TEMPLATE = (
@@ -51,7 +52,7 @@ def build_tiny_qwen2vl(
 ) -> Path:
     """Build and save a ~0.2 M-parameter random Qwen2-VL (2 vision blocks, 2 decoder layers, hidden 64)."""
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers import Qwen2VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from icu_unlearn.models.tiny import builtin_corpus, check_out_dir, save_atomically, train_tokenizer
@@ -66,12 +67,23 @@ def build_tiny_qwen2vl(
         pad_token="<|endoftext|>",
         extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
     )
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     # 28 px merged patches; a 256×320 page → 8×12 patches → 24 image tokens.
     image_processor = Qwen2VLImageProcessorPil(
         min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 24, patch_size=14, merge_size=2, temporal_patch_size=2
     )
-    config = Qwen2VLConfig(
+    config = _config(tokenizer)
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    info = {"builder": "icu_unlearn.models.tiny_qwen2vl", "seed": seed}
+    return save_atomically(out, model, [tokenizer, image_processor], info, _processor_files)
+
+
+def _config(tokenizer: Any) -> Any:
+    """The tiny model's ``Qwen2VLConfig``: hidden 64, 2 decoder layers, 2 vision blocks, the tokenizer's ids."""
+    from transformers import Qwen2VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    return Qwen2VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
             "hidden_size": 64,
@@ -101,10 +113,6 @@ def build_tiny_qwen2vl(
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
-    info = {"builder": "icu_unlearn.models.tiny_qwen2vl", "seed": seed}
-    return save_atomically(out, model, [tokenizer, image_processor], info, _processor_files)
 
 
 def _processor_files(folder: Path) -> None:

@@ -1,0 +1,67 @@
+"""Arguments that several ``icu-bench`` commands share, declared once and parsed by one rule.
+
+``--set KEY=VALUE`` (``run``, ``sweep``) and ``--grid KEY=V1,V2`` (``sweep``) name a method hyper-parameter:
+the key's dashes become underscores and every value is read as YAML (``25`` → 25, ``{abs: 2}`` → a dict,
+``1e-3`` stays text); the method config converts each value to its field's type and checks it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from icu_tasks.errors import ConfigError
+
+DEVICE_HELP = "cpu, cuda, cuda:N (default: cuda when available)"
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """``--device`` (default None: CUDA when available)."""
+    parser.add_argument("--device", default=None, help=DEVICE_HELP)
+
+
+def add_allow_data_mismatch(parser: argparse.ArgumentParser, base: str) -> None:
+    """``--allow-data-mismatch``; ``base`` names the vanilla-model argument in the help."""
+    parser.add_argument(
+        "--allow-data-mismatch",
+        action="store_true",
+        help=f"accept a data dir whose data hash differs from the one {base} was fine-tuned on",
+    )
+
+
+def add_set(parser: argparse.ArgumentParser, help: str, dest: str = "set") -> None:
+    """``--set KEY=VALUE``, repeatable, collected as a list of texts in ``dest``."""
+    parser.add_argument("--set", dest=dest, action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
+def key_value(text: str, flag: str = "--set") -> tuple[str, Any]:
+    """``KEY=VALUE`` → ``(key, value)``; a ConfigError naming ``flag`` for anything else."""
+    key, value = _split(text, flag, "KEY=VALUE")
+    return key, _value(value)
+
+
+def key_values(text: str, flag: str = "--grid") -> tuple[str, list[Any]]:
+    """``KEY=V1,V2,...`` → ``(key, [v1, v2, ...])``."""
+    key, values = _split(text, flag, "KEY=V1,V2,...")
+    return key, [_value(v) for v in values.split(",") if v.strip()]
+
+
+def parse_sets(items: list[str], flag: str = "--set") -> dict[str, Any]:
+    """Repeated ``--set KEY=VALUE`` as a dict (a later key wins)."""
+    return dict(key_value(item, flag) for item in items)
+
+
+def _split(text: str, flag: str, form: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise ConfigError(f"{flag}: expected {form}, got {text!r}")
+    return key.strip().replace("-", "_"), value.strip()
+
+
+def _value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text.strip())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"cannot read the value {text.strip()!r}: {str(err).splitlines()[0]}") from None
