@@ -65,7 +65,7 @@ TEST_CONFIGS: dict[str, dict] = {
         "max_steps": 400,
         "retain_steps_per_forget": 1,
     },
-    # all four layers of each tower, 30 % of the channels: the default (last 3 layers, 2 %) changes nothing
+    # all four layers of each tower, 30 % of the channels: the former default (last 3 layers, 2 %) changed nothing
     # measurable on a model this small (20 %: task 1 keeps 0.66, 30 % of the last 3 layers: 1.00); a cap of
     # 70 % lets stage 2 prune more
     "manu": {"prune_fraction": 0.3, "last_layers": 4, "max_total_fraction": 0.7},

@@ -79,7 +79,8 @@ class TrainingMethodConfig(MethodConfig):
     Batch sizes are global (split over the processes of a data-parallel run) and count examples per
     micro-batch; ``gradient_accumulation_steps`` micro-batches make one optimizer step. The forget set is walked
     through in a seeded random order, reshuffled after each pass; ``batch_size = 0`` puts the whole forget task
-    (both views) in every micro-batch. The MLLMU-Bench recipe for 7B models is lr 1e-5…2e-5, batch 4, one epoch
+    (both views) in every micro-batch. Each method's defaults (a constant learning rate, its rate and step
+    budget) come from the calibration protocol in docs/calibration.md. The MLLMU-Bench recipe for 7B models is lr 1e-5…2e-5, batch 4, one epoch
     over the task, LoRA r=16, α=16, dropout 0.05.
     """
 
@@ -103,7 +104,7 @@ class TrainingMethodConfig(MethodConfig):
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (>= 0)."})
     lr_scheduler: str = field(
-        default="linear",
+        default="constant",
         metadata={
             "help": "learning-rate schedule after the warm-up: linear (decays to 0 at max_steps), cosine, "
             "constant (no warm-up), constant_with_warmup, polynomial, inverse_sqrt."

@@ -19,9 +19,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class GAConfig(TrainingMethodConfig):
-    """GA hyper-parameters: only the shared ones (:class:`TrainingMethodConfig`); tiny-model defaults."""
+    """GA hyper-parameters: only the shared ones (:class:`TrainingMethodConfig`).
 
-    learning_rate: float = new_default(TrainingMethodConfig, "learning_rate", 4e-4)
+    Defaults: the pick of the calibration protocol on the tiny model (docs/calibration.md).
+    """
+
+    learning_rate: float = new_default(TrainingMethodConfig, "learning_rate", 1e-3)
+    max_steps: int = new_default(TrainingMethodConfig, "max_steps", 25)
 
 
 @register_method

@@ -17,9 +17,14 @@ from icu_unlearn.methods.registry import register_method
 
 @dataclass
 class GADiffConfig(RetainConfig):
-    """GA-Diff hyper-parameters: the shared ones plus the retain term (λ, retain batch size)."""
+    """GA-Diff hyper-parameters: the shared ones plus the retain term (λ, retain batch size).
 
-    learning_rate: float = new_default(RetainConfig, "learning_rate", 7e-4)
+    Defaults: the pick of the calibration protocol on the tiny model (docs/calibration.md).
+    """
+
+    learning_rate: float = new_default(RetainConfig, "learning_rate", 1e-3)
+    max_steps: int = new_default(RetainConfig, "max_steps", 50)
+    retain_weight: float = new_default(RetainConfig, "retain_weight", 3.0)
 
 
 @register_method

@@ -28,9 +28,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class KLMinConfig(RetainConfig):
-    """KL-Min hyper-parameters: the shared ones, the retain term and ``kl_weight`` (>= 0)."""
+    """KL-Min hyper-parameters: the shared ones, the retain term and ``kl_weight`` (>= 0).
 
-    learning_rate: float = new_default(RetainConfig, "learning_rate", 1e-3)
+    Defaults: the pick of the calibration protocol on the tiny model (docs/calibration.md).
+    """
+
+    learning_rate: float = new_default(RetainConfig, "learning_rate", 2e-3)
+    max_steps: int = new_default(RetainConfig, "max_steps", 100)
+    retain_weight: float = new_default(RetainConfig, "retain_weight", 5.0)
     kl_weight: float = field(
         default=1.0, metadata={"help": "weight (>= 0) of the KL term to the vanilla model on retain-train."}
     )

@@ -54,6 +54,9 @@ STAT_NAMES = ("abs", "freq", "var", "rms")
 class MANUConfig(MethodConfig):
     """MANU hyper-parameters: pruning settings only (training-free: no learning rate, steps or adapter).
 
+    Defaults: ``prune_fraction`` and ``last_layers`` are the pick of the calibration protocol on the tiny model
+    (docs/calibration.md, which also says how ``max_total_fraction`` was set).
+
     Attributes:
         calib_batch_size: examples per forward pass of the activation statistics (≥ 1).
         prune_fraction: fraction of each group's channels pruned per stage, in (0, 1].
@@ -69,14 +72,14 @@ class MANUConfig(MethodConfig):
         default=8, metadata={"help": "examples per forward pass of the activation statistics (>= 1)."}
     )
     prune_fraction: float = field(
-        default=0.02, metadata={"help": "fraction of each group's channels pruned per stage, in (0, 1]."}
+        default=0.2, metadata={"help": "fraction of each group's channels pruned per stage, in (0, 1]."}
     )
     max_total_fraction: float = field(
         default=0.2,
         metadata={"help": "cap on the cumulative pruned fraction per group over all stages, in (0, 1]."},
     )
     last_layers: int = field(
-        default=3, metadata={"help": "how many of the last layers of each tower are candidates (>= 1)."}
+        default=4, metadata={"help": "how many of the last layers of each tower are candidates (>= 1)."}
     )
     calib_batches: int = field(
         default=0,

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 class MMUnlearnerConfig(RetainConfig):
     """MMUnlearner hyper-parameters: the shared ones (no LoRA: its adapter is sparse) and the saliency's.
 
-    ``max_steps`` counts forget and retain steps together. Defaults are for the tiny model.
+    ``max_steps`` counts forget and retain steps together. Defaults: the learning rate, schedule and step
+    budget are the pick of the calibration protocol on the tiny model (docs/calibration.md).
     """
 
     unused_fields = ("lora_r", "lora_alpha", "lora_dropout")

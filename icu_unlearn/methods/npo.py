@@ -27,9 +27,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class NPOConfig(TrainingMethodConfig):
-    """NPO hyper-parameters: the shared ones plus the inverse temperature ``beta`` (> 0); tiny-model defaults."""
+    """NPO hyper-parameters: the shared ones plus the inverse temperature ``beta`` (> 0).
 
-    learning_rate: float = new_default(TrainingMethodConfig, "learning_rate", 4e-4)
+    Defaults: the pick of the calibration protocol on the tiny model (docs/calibration.md).
+    """
+
+    learning_rate: float = new_default(TrainingMethodConfig, "learning_rate", 1e-3)
+    max_steps: int = new_default(TrainingMethodConfig, "max_steps", 25)
     beta: float = field(
         default=0.5,
         metadata={"help": "NPO inverse temperature beta (> 0): larger is closer to gradient ascent."},

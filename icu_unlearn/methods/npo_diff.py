@@ -16,10 +16,14 @@ from icu_unlearn.methods.registry import register_method
 
 @dataclass
 class NPODiffConfig(RetainConfig):
-    """NPO-Diff hyper-parameters: the shared ones, the retain term (λ = 3 by default) and ``beta`` (> 0)."""
+    """NPO-Diff hyper-parameters: the shared ones, the retain term and ``beta`` (> 0).
+
+    Defaults: the pick of the calibration protocol on the tiny model (docs/calibration.md).
+    """
 
     beta: float = new_default(NPOConfig, "beta", 0.5)
-    learning_rate: float = new_default(RetainConfig, "learning_rate", 7e-4)
+    learning_rate: float = new_default(RetainConfig, "learning_rate", 1e-3)
+    max_steps: int = new_default(RetainConfig, "max_steps", 100)
     retain_weight: float = new_default(RetainConfig, "retain_weight", 3.0)
 
     def __post_init__(self) -> None:
