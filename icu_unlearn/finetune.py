@@ -36,15 +36,13 @@ class FinetuneConfig:
             use it for real pretrained models with e.g. ``learning_rate=2e-5, batch_size=4``).
         learning_rate: AdamW learning rate of the language model (and of the LoRA weights in ``lora`` mode).
         vision_learning_rate: learning rate of the vision tower and projector (``full`` mode).
-        vision_weight_decay: their weight decay (without it the projected image features blow up and VQA
-            never learns — measured).
+        vision_weight_decay: their weight decay (without it the projected image features blow up and the
+            image view is not learnt).
         weight_decay: weight decay of the language model.
         vqa_repeat: how often each image (VQA) row appears in an epoch: the image view needs about twice the
             epochs of the text view (the portrait is its only cue of who is asked about).
-        batch_size: global batch size; max_steps: optimizer steps. Measured on a 40-profile set (2 cores):
-            800 × 64, ``vqa_repeat=3``, constant lr after 40 warmup steps → QA 0.97, VQA 0.98 exact match
-            (every forget/retain row); the same with linear decay → 0.95 / 0.59 (the image view is learnt
-            late, when a decaying lr is already small); VQA rows alone, linear, 450 × 64 → 0.97.
+        batch_size: global batch size; max_steps: optimizer steps (what the defaults reach on the demo's
+            data, and why the schedule is constant: README, "Fine-tune, then unlearn stage by stage").
         warmup_steps, max_grad_norm.
         lr_scheduler: a transformers scheduler name (``linear``, ``cosine``, ``constant``…).
         lora_r, lora_alpha, lora_dropout, lora_target_modules: the adapter of ``lora`` mode.

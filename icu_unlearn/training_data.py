@@ -97,8 +97,7 @@ def finetune_examples(data: IcuData, vqa_repeat: int = 1, longform: bool = False
     profile of those splits (once each; a data dir without the long-form file is a :class:`DataError`).
 
     ``vqa_repeat`` > 1 lists every image (VQA) row that many times: the image view needs about twice the
-    epochs of the text view to be memorised (tiny model: ~90 vs ~45), so an epoch of the fine-tune shows it
-    twice instead of spending the extra epochs on the text view too.
+    epochs of the text view to be memorised, so an epoch of the fine-tune shows it more often instead of spending the extra epochs on the text view too.
     """
     if vqa_repeat < 1:
         raise DataError(f"vqa_repeat must be >= 1, got {vqa_repeat}")

@@ -49,7 +49,7 @@ SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, IMAGE)
 
 @dataclass
 class TinyConfig:
-    """Sizes of the tiny model (defaults: the measured 3.6 M-parameter recipe that memorises ~44 profiles)."""
+    """Sizes of the tiny model (defaults: the ~3.7 M-parameter recipe that memorises the demo's profiles; README)."""
 
     vocab_size: int = 1024
     image_size: int = 64
@@ -253,7 +253,7 @@ def create_tiny_model(texts: Iterable[str] | None = None, seed: int = 0, config:
     cfg = config or TinyConfig()
     corpus = list(texts) if texts is not None else builtin_corpus(seed)
     # The chat template's role words appear in every example: make them whole tokens ("ASSISTANT:" would be
-    # 10 byte-level tokens otherwise), which shortens every training and scoring sequence by ~11 tokens.
+    # 10 byte-level tokens otherwise), which shortens every training and scoring sequence.
     corpus += ["USER:", "ASSISTANT:"] * max(100, len(corpus) // 4)
     torch.manual_seed(seed)
     tokenizer = train_tokenizer(corpus, cfg.vocab_size)
