@@ -25,7 +25,7 @@ class GAConfig(TrainingMethodConfig):
     """
 
     learning_rate: float = new_default(TrainingMethodConfig, "learning_rate", 1e-3)
-    max_steps: int = new_default(TrainingMethodConfig, "max_steps", 25)
+    max_steps: int = new_default(TrainingMethodConfig, "max_steps", 35)
 
 
 @register_method

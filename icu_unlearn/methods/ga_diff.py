@@ -22,9 +22,9 @@ class GADiffConfig(RetainConfig):
     Defaults: the pick of the calibration protocol on the tiny model (docs/calibration.md).
     """
 
-    learning_rate: float = new_default(RetainConfig, "learning_rate", 1e-3)
-    max_steps: int = new_default(RetainConfig, "max_steps", 50)
-    retain_weight: float = new_default(RetainConfig, "retain_weight", 3.0)
+    learning_rate: float = new_default(RetainConfig, "learning_rate", 2e-3)
+    max_steps: int = new_default(RetainConfig, "max_steps", 100)
+    retain_weight: float = new_default(RetainConfig, "retain_weight", 10.0)
 
 
 @register_method

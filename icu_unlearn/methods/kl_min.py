@@ -35,7 +35,7 @@ class KLMinConfig(RetainConfig):
 
     learning_rate: float = new_default(RetainConfig, "learning_rate", 2e-3)
     max_steps: int = new_default(RetainConfig, "max_steps", 100)
-    retain_weight: float = new_default(RetainConfig, "retain_weight", 5.0)
+    retain_weight: float = new_default(RetainConfig, "retain_weight", 20.0)
     kl_weight: float = field(
         default=1.0, metadata={"help": "weight (>= 0) of the KL term to the vanilla model on retain-train."}
     )

@@ -33,7 +33,7 @@ class NPOConfig(TrainingMethodConfig):
     """
 
     learning_rate: float = new_default(TrainingMethodConfig, "learning_rate", 1e-3)
-    max_steps: int = new_default(TrainingMethodConfig, "max_steps", 25)
+    max_steps: int = new_default(TrainingMethodConfig, "max_steps", 40)
     beta: float = field(
         default=0.5,
         metadata={"help": "NPO inverse temperature beta (> 0): larger is closer to gradient ascent."},
