@@ -75,15 +75,6 @@ class IcuTrainer(Trainer):
         self.add_callback(MethodCallback(self))
         self.add_callback(self.history)
 
-    def _get_train_sampler(self, train_dataset=None):
-        """The data set's own order when it has one (``sampler(batch_size, seed)``, e.g. the fine-tune's
-        :class:`~icu_unlearn.training_data.LongRowsApartSampler`), else the Trainer's."""
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        own = getattr(dataset, "sampler", None)
-        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
-        sampler = own(batch, self.args.data_seed or self.args.seed) if callable(own) else None
-        return sampler if sampler is not None else super()._get_train_sampler(train_dataset)
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = self.objective.compute_loss(model, inputs, self.step_context())
         return (loss, None) if return_outputs else loss

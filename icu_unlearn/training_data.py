@@ -177,52 +177,6 @@ class ExampleDataset:
     def __getitem__(self, i: int) -> Example:
         return self.examples[i]
 
-    def sampler(self, batch_size: int, seed: int) -> LongRowsApartSampler | None:
-        """The training order when the set holds long-form rows (:class:`LongRowsApartSampler`), else ``None``
-        (the Trainer's shuffled order)."""
-        from icu_tasks.data.schema import LONGFORM
-
-        long = [i for i, e in enumerate(self.examples) if e.phrasing == LONGFORM]
-        if not long:
-            return None
-        return LongRowsApartSampler(len(self.examples), long, batch_size, seed)
-
-
-class LongRowsApartSampler:
-    """A shuffled order of a data set in which every batch holds only short rows or only long ones.
-
-    The long-form summaries are several times longer than a QA row; mixed into random batches they pad nearly
-    every batch of the fine-tune to their length. Here each epoch shuffles the short rows and the long rows
-    separately (seeded, a new permutation per epoch), cuts each into batches of ``batch_size`` and shuffles
-    the full batches together; the (at most two) incomplete batches come last, so that every row is still
-    seen once per epoch and only the epoch's last batch may mix the two kinds.
-    """
-
-    def __init__(self, n: int, long_rows: Sequence[int], batch_size: int, seed: int) -> None:
-        if batch_size < 1:
-            raise DataError(f"batch_size must be >= 1, got {batch_size}")
-        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
-        self.long = sorted(set(long_rows))
-        long_set = set(self.long)
-        self.short = [i for i in range(n) if i not in long_set]
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        import torch
-
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        self.epoch += 1
-        full, partial = [], []
-        for rows in (self.short, self.long):
-            order = [rows[i] for i in torch.randperm(len(rows), generator=gen).tolist()]
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                (full if len(chunk) == self.batch_size else partial).append(chunk)
-        shuffled = [full[i] for i in torch.randperm(len(full), generator=gen).tolist()]
-        return iter([i for chunk in shuffled + partial for i in chunk])
-
 
 class StepBatches:
     """Item ``i`` = the ``i``-th micro-batch of an unlearning stage: ``{"forget": [...], "retain": [...] | None}``.
