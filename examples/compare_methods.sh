@@ -11,17 +11,20 @@
 #   METHODS ["ga ga_diff kl_min npo npo_diff mmunlearner manu"]
 #   EVAL ["icu,icu_longform,icu_ll"]       lmms-eval tasks scored after every stage
 #   DEVICE [cpu]
+#   FINETUNE_ARGS [""]                     extra `icu-bench finetune` flags, e.g. --no-longform (then drop
+#                                          icu_longform from EVAL: the vanilla model has no summaries to score)
 # Every step is skipped when its output is complete, and `icu-bench run` resumes a run: re-running the
 # script after an interruption continues where it stopped. OUT/report/COMMAND.md records what was run.
 set -euo pipefail
 if [ $# -lt 1 ]; then
-    sed -n '6,14p' "$0" >&2
+    sed -n '6,16p' "$0" >&2
     exit 2
 fi
 OUT=$1 STAGES=${2:-8}
 PROFILES=${PROFILES:-48} PER_TASK=${PER_TASK:-2} SEED=${SEED:-0} DEVICE=${DEVICE:-cpu}
 METHODS=${METHODS:-"ga ga_diff kl_min npo npo_diff mmunlearner manu"}
 EVAL=${EVAL:-icu,icu_longform,icu_ll}
+FINETUNE_ARGS=${FINETUNE_ARGS:-}
 mkdir -p "$OUT"
 start=$(date +%s)
 
@@ -35,7 +38,7 @@ fi
 if [ ! -f "$OUT/vanilla/config.json" ]; then
     # the project's recipe, trained until every split x view is known (teacher-forced exact match >= 0.9)
     icu-bench finetune --model "$OUT/tiny" --data "$OUT/data" --out "$OUT/vanilla" --device "$DEVICE" \
-        --stop-at-accuracy 0.9 --check-every 50 --max-steps 3000 --overwrite
+        --stop-at-accuracy 0.9 --check-every 50 --max-steps 3000 --overwrite $FINETUNE_ARGS
 fi
 for method in $METHODS; do
     echo "== $method: $STAGES stages"
@@ -53,7 +56,7 @@ print("%d profiles, %d forget tasks of %d profiles, seed %d; data hash `%s`" % (
 cat > "$OUT/report/COMMAND.md" <<EOF
 # How this comparison was made
 
-    PROFILES=$PROFILES PER_TASK=$PER_TASK SEED=$SEED METHODS="$METHODS" EVAL=$EVAL \\
+    PROFILES=$PROFILES PER_TASK=$PER_TASK SEED=$SEED METHODS="$METHODS" EVAL=$EVAL FINETUNE_ARGS="$FINETUNE_ARGS" \\
         examples/compare_methods.sh OUT $STAGES
 
 - data (read from its manifest): $facts
