@@ -170,8 +170,8 @@ def finetune(
     set_seed(cfg.seed)
     model, processor, optimizer = _finetune_model(model_dir, cfg, device)
     before = snapshot_trainable(model)
-    collator = Collator(processor)
-    stopper = _stopper(cfg, data, collator)
+    collator = Collator(processor, split_longform=cfg.longform)
+    stopper = _stopper(cfg, data, Collator(processor))
     with tempfile.TemporaryDirectory(prefix="icu-finetune-") as scratch:
         args = training_arguments(
             scratch, **schedule_args(cfg), device=device, find_unused_parameters=cfg.mode == "full"

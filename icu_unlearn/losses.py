@@ -41,12 +41,27 @@ def nll_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     over the global batch — the same loss as one process with the whole batch, not a mean of per-process means.
     Every process must then call this the same number of times (the training loop guarantees it).
     """
-    logits, labels = _shift(logits, labels)
-    n = labels.ne(IGNORE_INDEX).sum()
-    total = F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    return total / _mean_over_processes(n).clamp(min=1)
+    return nll_loss_parts([(logits, labels)])
+
+
+def nll_loss_parts(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """:func:`nll_loss` of one batch that was run as several padded parts (``[(logits, labels), ...]``).
+
+    The token cross-entropies of every part are summed and divided by the token count of all parts, so the
+    value and its gradient equal :func:`nll_loss` of the whole batch padded to one length: padding a few long
+    rows into their own part changes the compute, not the objective.
+    """
+    total, n = 0.0, 0
+    for logits, labels in parts:
+        logits, labels = _shift(logits, labels)
+        n = n + labels.ne(IGNORE_INDEX).sum()
+        total = total + F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)),
+            labels.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+    return total / _mean_over_processes(torch.as_tensor(n)).clamp(min=1)
 
 
 def _mean_over_processes(n: torch.Tensor) -> torch.Tensor:

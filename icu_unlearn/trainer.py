@@ -33,6 +33,8 @@ class NLLObjective:
     def compute_loss(self, model: torch.nn.Module, batch: dict[str, Any], ctx: StepContext) -> torch.Tensor:
         from icu_unlearn import losses
 
+        if "parts" in batch:  # a batch padded in parts (Collator.encode_parts): the same token mean
+            return losses.nll_loss_parts([(forward_logits(model, p), p["labels"]) for p in batch["parts"]])
         return losses.nll_loss(forward_logits(model, batch), batch["labels"])
 
     def before_optimizer_step(self, model: torch.nn.Module, ctx: StepContext) -> None:

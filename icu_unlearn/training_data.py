@@ -140,8 +140,9 @@ class Collator:
     returns ``{"forget": inputs, "retain": inputs | None}`` over all of them.
     """
 
-    def __init__(self, processor: Any) -> None:
+    def __init__(self, processor: Any, split_longform: bool = False) -> None:
         self.processor = processor
+        self.split_longform = split_longform
 
     def encode(self, examples: Sequence[Example]) -> dict[str, Any]:
         from icu_unlearn.encoding import encode
@@ -158,10 +159,23 @@ class Collator:
 
     def __call__(self, items: Sequence[Any]) -> dict[str, Any]:
         if items and isinstance(items[0], Example):
-            return self.encode(items)
+            return self.encode_parts(items) if self.split_longform else self.encode(items)
         forget = [e for it in items for e in it["forget"]]
         retain = [e for it in items for e in (it.get("retain") or [])]
         return {"forget": self.encode(forget), "retain": self.encode(retain) if retain else None}
+
+    def encode_parts(self, examples: Sequence[Example]) -> dict[str, Any]:
+        """One batch of the fine-tune with its long-form rows (several times longer than a QA row) padded
+        apart: ``{"parts": [short rows, long-form rows]}``, or the plain encoding when there are none. The
+        batch's composition and its loss (:func:`icu_unlearn.losses.nll_loss_parts`) are those of the whole
+        batch; only the padding, and so the compute, shrinks."""
+        from icu_tasks.data.schema import LONGFORM
+
+        long = [e for e in examples if e.phrasing == LONGFORM]
+        short = [e for e in examples if e.phrasing != LONGFORM]
+        if not long or not short:
+            return self.encode(examples)
+        return {"parts": [self.encode(short), self.encode(long)]}
 
 
 class ExampleDataset:

@@ -244,3 +244,39 @@ def test_vqa_repeat_lists_image_rows_that_many_times(small_data_dir):
         finetune_examples(data, vqa_repeat=0)
     with pytest.raises(ConfigError, match="vqa_repeat must be > 0"):
         FinetuneConfig(vqa_repeat=0)
+
+
+def test_longform_rows_padded_apart_give_the_same_loss_and_gradient(tiny_model_dir, small_data_dir):
+    """``Collator(split_longform=True)`` pads a batch's long-form rows apart; the loss and its gradient are
+    those of the whole batch padded to one length (only the compute changes)."""
+    import torch
+
+    from icu_tasks.data.dataset import open_data
+    from icu_tasks.data.schema import LONGFORM
+    from icu_unlearn.methods.base import StepContext
+    from icu_unlearn.models import load_base
+    from icu_unlearn.trainer import NLLObjective
+    from icu_unlearn.training_data import Collator, finetune_examples
+
+    examples = finetune_examples(open_data(small_data_dir), longform=True)
+    batch = [e for e in examples if e.phrasing != LONGFORM][:6] + [
+        e for e in examples if e.phrasing == LONGFORM
+    ][:2]
+    model, processor = load_base(tiny_model_dir, device="cpu")
+    whole, parts = Collator(processor)(batch), Collator(processor, split_longform=True)(batch)
+    assert len(parts["parts"]) == 2 and parts["parts"][1]["input_ids"].shape[0] == 2
+    assert parts["parts"][0]["input_ids"].shape[1] < whole["input_ids"].shape[1]  # less padding
+    ctx = StepContext(step=0, reference_logits=None)
+    grads = []
+    for inputs in (whole, parts):
+        model.zero_grad()
+        loss = NLLObjective().compute_loss(model, inputs, ctx)
+        loss.backward()
+        grads.append((loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    assert abs(grads[0][0] - grads[1][0]) < 1e-5, (grads[0][0], grads[1][0])
+    assert len(grads[0][1]) == len(grads[1][1])
+    assert all(
+        torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(grads[0][1], grads[1][1], strict=True)
+    )
+    # no long-form row (or only long-form rows): the plain encoding, unchanged
+    assert "parts" not in Collator(processor, split_longform=True)(batch[:6])
