@@ -31,8 +31,8 @@ FIXTURE_FINETUNE = {
     "seed": 0,
     "stop_at_accuracy": STOP_AT,
     "check_every": 50,
-    # The long-form summaries (up to ~110 tokens) would pad every batch to their length: the suite keeps them
-    # out of the fixture; tests/test_longform.py covers the view with hand-written generations.
+    # The long-form summaries are not needed by the tests that use this model and would add compute to every
+    # step; tests/test_longform.py covers the view with hand-written generations.
     "longform": False,
 }
 #: What the fixtures found in this session (printed at the end of the run by ``conftest.py``).
