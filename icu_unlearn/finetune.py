@@ -153,19 +153,23 @@ def finetune(
     The result is a full model dir (merged weights as safetensors, the processor, ``finetune.json``), written
     to a temporary sibling and renamed. Returns ``out_dir``.
     """
-    from transformers import set_seed
-
     from icu_tasks.data.dataset import open_data
     from icu_tasks.run_layout import check_writable
-    from icu_unlearn.progress import train_quietly
-    from icu_unlearn.stage import check_changed, snapshot_trainable, weight_changes
-    from icu_unlearn.trainer import NLLObjective, schedule_args, training_arguments
-    from icu_unlearn.training_data import Collator, ExampleDataset, finetune_examples
+    from icu_unlearn.models.loading import resolve_model_dir
 
     cfg = config or FinetuneConfig()
     out = Path(out_dir)
     check_writable(out, overwrite)
     data = open_data(data_dir)
+    resolve_model_dir(model_dir)  # a typo fails here, before torch and transformers are imported
+
+    from transformers import set_seed
+
+    from icu_unlearn.progress import train_quietly
+    from icu_unlearn.stage import check_changed, snapshot_trainable, weight_changes
+    from icu_unlearn.trainer import NLLObjective, schedule_args, training_arguments
+    from icu_unlearn.training_data import Collator, ExampleDataset, finetune_examples
+
     examples = finetune_examples(data, cfg.vqa_repeat, cfg.longform)
     set_seed(cfg.seed)
     model, processor, optimizer = _finetune_model(model_dir, cfg, device)

@@ -11,6 +11,7 @@ did not learn — never blaming a method.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,9 @@ FIXTURE_FINETUNE = {
     # step; tests/test_longform.py covers the view with hand-written generations.
     "longform": False,
 }
+#: Developer shortcut when iterating on tests: a vanilla dir saved from an earlier session (its
+#: ``finetune.json`` must show this data hash and recipe). CI and ``make test`` never set it.
+REUSE_ENV = "ICU_TEST_VANILLA"
 #: What the fixtures found in this session (printed at the end of the run by ``conftest.py``).
 FIXTURE_FACTS: dict[str, str] = {}
 
@@ -50,6 +54,9 @@ def vanilla_model_dir(
     from icu_tasks.run_layout import FINETUNE_JSON
     from icu_unlearn.finetune import FinetuneConfig, finetune
 
+    reuse = os.environ.get(REUSE_ENV)
+    if reuse:
+        return _reused_vanilla(Path(reuse), small_data_dir)
     out = tmp_path_factory.mktemp("vanilla") / "vanilla"
     try:
         finetune(tiny_model_dir, small_data_dir, out, FinetuneConfig(**FIXTURE_FINETUNE), device="cpu")
@@ -64,6 +71,28 @@ def vanilla_model_dir(
         + ", ".join(f"{k} {v:.2f}" for k, v in stop["final_scores"].items())
     )
     return out
+
+
+def _reused_vanilla(path: Path, small_data_dir: Path) -> Path:
+    """A vanilla model dir from an earlier session (``$ICU_TEST_VANILLA``), checked to be this fixture's:
+    trained on the same data (hash) with the same recipe, and stopped by the rule."""
+    import json
+
+    from icu_tasks.data.dataset import data_hash
+    from icu_tasks.run_layout import FINETUNE_JSON
+
+    record = json.loads((path / FINETUNE_JSON).read_text())
+    want = data_hash(small_data_dir)
+    if record.get("data_hash") != want:
+        pytest.fail(f"${REUSE_ENV}={path} was trained on data {record.get('data_hash')}, not {want}", False)
+    config = record.get("config", {})
+    differs = {k: (config.get(k), v) for k, v in FIXTURE_FINETUNE.items() if config.get(k) != v}
+    if differs or not record.get("stopping", {}).get("reached_step"):
+        pytest.fail(f"${REUSE_ENV}={path} is not this fixture's recipe or did not stop: {differs}", False)
+    stop = record["stopping"]
+    FIXTURE_FACTS["data_hash"] = record["data_hash"]
+    FIXTURE_FACTS["vanilla"] = f"REUSED {path} (stopped at step {stop['reached_step']})"
+    return path
 
 
 @dataclass(frozen=True)

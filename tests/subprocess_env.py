@@ -9,7 +9,9 @@ the home directory or the shared /tmp.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 
 def subprocess_env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -33,3 +35,43 @@ def subprocess_env(tmp: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+class Started:
+    """A subprocess started now and awaited later (:func:`start`), so that independent CLI runs of a test
+    module overlap: most of an ``lmms-eval`` or ``icu-bench`` run is single-threaded start-up (imports, task
+    indexing), and two of them share the machine's two cores. Output goes to files, never to a pipe that could
+    fill while nobody reads it."""
+
+    def __init__(self, cmd: list[str], logs: Path, **popen: Any) -> None:
+        logs.mkdir(parents=True, exist_ok=True)
+        self.cmd = cmd
+        self._out, self._err = logs / "stdout.txt", logs / "stderr.txt"
+        with self._out.open("w") as out, self._err.open("w") as err:
+            self._proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, **popen)
+        self._done: subprocess.CompletedProcess[str] | None = None
+
+    def result(self, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        """Wait for the process (killed after ``timeout`` s) and return it like :func:`subprocess.run`."""
+        if self._done is None:
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+                raise
+            self._done = subprocess.CompletedProcess(
+                self.cmd, self._proc.returncode, self._out.read_text(), self._err.read_text()
+            )
+        return self._done
+
+    def kill(self) -> None:
+        """Stop the process if it still runs (fixture teardown)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def start(cmd: list[str], logs: Path, **popen: Any) -> Started:
+    """Start ``cmd`` in the background, stdout/stderr to ``logs/``; ``.result()`` waits for it."""
+    return Started(cmd, logs, **popen)

@@ -24,7 +24,7 @@ from icu_tasks.data.schema import QA_FILE
 from icu_tasks.paths import task_yamls_dir
 from icu_tasks.prompts import question_text
 from tests.lmms_checks import check_stderrs
-from tests.subprocess_env import subprocess_env
+from tests.subprocess_env import start, subprocess_env
 from tests.test_task_yamls import GENERATE_TASKS  # the icu group's free-answer tasks
 
 pytestmark = pytest.mark.slow
@@ -95,8 +95,44 @@ def _hand_mc(record: dict, choices: list[str]) -> tuple[str, float]:
     return choices[best], float(best == int(record["target"]))
 
 
+def _side_commands(
+    small_data_dir: Path, tiny_model_dir: Path, missing: Path
+) -> dict[str, tuple[list[str], Path | str]]:
+    """The module's runs that need no trained model: ``name -> (command, $ICU_DATA_DIR)``."""
+    example = task_yamls_dir().parent / "examples" / "reuse_in_pipeline.py"
+    return {
+        "tasks_list": ([*LMMS_EVAL, "--include_path", str(task_yamls_dir()), "--tasks", "list"], small_data_dir),
+        "missing_data": (
+            [*LMMS_EVAL, "--include_path", str(task_yamls_dir()), "--tasks", "icu_forget_vqa",
+             "--model", "icu_hf", "--model_args", f"pretrained={tiny_model_dir}", "--verbosity", "WARNING"],
+            missing,
+        ),
+        "reuse_example": (
+            [sys.executable, str(example), "--data", str(small_data_dir), "--tasks", "icu_forget_vqa,icu_forget_qa",
+             "--model-args", f"pretrained={tiny_model_dir},max_new_tokens=4", "--limit", "3"],
+            "unused: --data sets it",
+        ),
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def cli_run(tmp_path_factory, small_data_dir, vanilla_model_dir):
+def side_runs(tmp_path_factory, small_data_dir, tiny_model_dir):
+    """The runs of :func:`_side_commands`, started together before :func:`cli_run` (they overlap with it and
+    with each other); each test awaits its own with ``.result()``. ``missing_data`` points
+    ``$ICU_DATA_DIR`` at a dir that does not exist (returned as ``runs["missing"]``)."""
+    tmp = tmp_path_factory.mktemp("lmms_cli_side")
+    missing = tmp / "no_such_data"
+    runs = {}
+    for name, (cmd, data_dir) in _side_commands(small_data_dir, tiny_model_dir, missing).items():
+        work = tmp / name
+        runs[name] = start(cmd, work / "logs", env=_env(work, data_dir), cwd=work)
+    yield {**runs, "missing": missing}
+    for run in runs.values():
+        run.kill()
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, small_data_dir, vanilla_model_dir, side_runs):
     """One ``lmms-eval --tasks icu,icu_forget_qa_mc --log_samples`` run; returns (stdout, results, samples)."""
     tmp = tmp_path_factory.mktemp("lmms_cli")
     out = tmp / "eval"
@@ -247,39 +283,28 @@ def test_cli_answers_equal_direct_generation(cli_run, small_data_dir, vanilla_mo
     assert direct == [p["prediction"] for p in picked]
 
 
-def test_tasks_list_shows_the_icu_tasks(tmp_path, small_data_dir):
-    proc = _run([*LMMS_EVAL, "--include_path", str(task_yamls_dir()), "--tasks", "list"], tmp_path,
-                small_data_dir, timeout=300)  # fmt: skip
+def test_tasks_list_shows_the_icu_tasks(side_runs):
+    proc = side_runs["tasks_list"].result(timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     listed = proc.stdout + proc.stderr
     for task in (*GENERATE_TASKS, *(f"{t}_mc" for t in GENERATE_TASKS), "icu", "icu_mc"):
         assert f" - {task}\n" in listed, task
 
 
-def test_missing_data_dir_is_one_clear_line(tmp_path, tiny_model_dir):
-    missing = tmp_path / "no_such_data"
-    proc = _run(
-        [*LMMS_EVAL, "--include_path", str(task_yamls_dir()), "--tasks", "icu_forget_vqa",
-         "--model", "icu_hf", "--model_args", f"pretrained={tiny_model_dir}", "--verbosity", "WARNING"],
-        tmp_path, missing, timeout=300,
-    )  # fmt: skip
+def test_missing_data_dir_is_one_clear_line(side_runs):
+    proc = side_runs["missing_data"].result(timeout=300)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last == (
-        f"error: ICU-Bench data dir {missing} (from $ICU_DATA_DIR) does not exist; generate it with "
+        f"error: ICU-Bench data dir {side_runs['missing']} (from $ICU_DATA_DIR) does not exist; generate it with "
         "`icu-bench data generate --out DIR` and `export ICU_DATA_DIR=DIR`"
     )
     assert "Traceback" not in proc.stderr
 
 
-def test_reuse_in_pipeline_example(tmp_path, small_data_dir, tiny_model_dir):
+def test_reuse_in_pipeline_example(side_runs):
     """examples/reuse_in_pipeline.py: ICU tasks next to another lmms-eval task in one simple_evaluate call."""
-    example = task_yamls_dir().parent / "examples" / "reuse_in_pipeline.py"
-    proc = _run(
-        [sys.executable, str(example), "--data", str(small_data_dir), "--tasks", "icu_forget_vqa,icu_forget_qa",
-         "--model-args", f"pretrained={tiny_model_dir},max_new_tokens=4", "--limit", "3"],
-        tmp_path, "unused: --data sets it", timeout=300,
-    )  # fmt: skip
+    proc = side_runs["reuse_example"].result(timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for task in ("icu_forget_vqa", "icu_forget_qa", "my_pipeline_arith"):
         assert re.search(rf"^\|(?: - )?{task}\s*\|", proc.stdout, re.MULTILINE), task

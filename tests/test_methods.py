@@ -367,7 +367,7 @@ class TestNPODiff(RetainFloorTester):
 
         result, _, _ = stage1
         stage2 = run_stage(
-            build_method(self.method, **TEST_CONFIGS[self.method]),  # training-free: no step budget
+            build_method(self.method, **{**TEST_CONFIGS[self.method], **STAGE2_OVERRIDE}),
             vanilla_model_dir,
             small_data_dir,
             2,

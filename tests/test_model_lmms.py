@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.prompts import question_text
 from icu_unlearn.lmms_model import IcuHF
 from tests.lmms_checks import check_doc_hashes, check_stderrs
-from tests.subprocess_env import subprocess_env
+from tests.subprocess_env import start, subprocess_env
 
 LMMS_EVAL = Path(sys.executable).with_name("lmms-eval")
 REPO = Path(__file__).resolve().parent.parent
@@ -179,42 +178,60 @@ def test_requests_match_an_unbatched_reference(tiny_model_dir, tiny_adapter_dir,
     assert lm.model is not None
 
 
+ADAPTER_ARGS = "pretrained={base},adapter={adapter},batch_size=4,max_new_tokens=8"
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory, tiny_model_dir, tiny_adapter_dir, small_data_dir):
+    """The module's two ``lmms-eval`` runs, started together (they overlap; each test awaits its own).
+
+    ``adapter``: a generate and an MC task on base + adapter, 9 docs (the first 8 are one profile's, so the
+    standard error clustered by profile has two clusters), results in ``runs["adapter_out"]``;
+    ``unknown_arg``: a ``model_args`` key icu_hf does not have."""
+    tmp = tmp_path_factory.mktemp("model_lmms_cli")
+    out = tmp / "adapter" / "eval"
+    args = ADAPTER_ARGS.format(base=tiny_model_dir, adapter=tiny_adapter_dir)
+    commands = {
+        "adapter": [
+            str(LMMS_EVAL), "--model", "icu_hf", "--model_args", args, "--tasks", "icu_forget_vqa,icu_forget_qa_mc",
+            "--include_path", str(REPO / "task_yamls"), "--limit", "9", "--output_path", str(out), "--log_samples",
+        ],
+        "unknown_arg": [
+            str(LMMS_EVAL), "--model", "icu_hf", "--model_args", f"pretrained={tiny_model_dir},bogus=1",
+            "--tasks", "icu_forget_vqa", "--include_path", str(REPO / "task_yamls"),
+        ],
+    }  # fmt: skip
+    runs = {}
+    for name, cmd in commands.items():
+        work = tmp / name
+        env = subprocess_env(work, ICU_DATA_DIR=str(small_data_dir))
+        runs[name] = start(cmd, work / "logs", cwd=work, env=env)
+    yield {**runs, "adapter_out": out}
+    for run in runs.values():
+        run.kill()
+
+
 @pytest.mark.slow
-def test_cli_unknown_model_arg_is_one_line_and_fails(tiny_model_dir, tmp_path):
-    cmd = [str(LMMS_EVAL), "--model", "icu_hf", "--model_args", f"pretrained={tiny_model_dir},bogus=1"]
-    cmd += ["--tasks", "icu_forget_vqa", "--include_path", str(REPO / "task_yamls")]
-    env = subprocess_env(tmp_path)
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+def test_cli_unknown_model_arg_is_one_line_and_fails(cli_runs):
+    proc = cli_runs["unknown_arg"].result(timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]  # SystemExit("error: ...") from create_from_arg_string
     assert proc.stderr.strip().splitlines()[-1].startswith("error: icu_hf: unknown model_arg 'bogus'")
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
 @pytest.mark.slow
-def test_cli_scores_an_adapter_stage(tiny_model_dir, tiny_adapter_dir, small_data_dir, tmp_path, monkeypatch):
+def test_cli_scores_an_adapter_stage(cli_runs, tiny_model_dir, tiny_adapter_dir, small_data_dir, monkeypatch):
     """``lmms-eval --model icu_hf --model_args pretrained=...,adapter=...`` on a generate and an MC task: the
     logged answers and choice log-likelihoods are the hand reference's for base + adapter, 8 new tokens; every
     metric has lmms-eval's CLT and per-profile clustered standard error of the logged per-doc values, in the
     results JSON and the printed table, and every sample its own doc hash."""
-    args = f"pretrained={tiny_model_dir},adapter={tiny_adapter_dir},batch_size=4,max_new_tokens=8"
-    out = tmp_path / "eval"
-    cmd = [
-        str(LMMS_EVAL),
-        "--model",
-        "icu_hf",
-        "--model_args",
-        args,
-        "--tasks",
-        "icu_forget_vqa,icu_forget_qa_mc",
-    ]
-    # 9 docs: the first 8 are one profile's, so the standard error clustered by profile has two clusters
-    cmd += ["--include_path", str(REPO / "task_yamls"), "--limit", "9", "--output_path", str(out)]
-    cmd += ["--log_samples"]
-    env = subprocess_env(tmp_path, ICU_DATA_DIR=str(small_data_dir))
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    proc = cli_runs["adapter"].result(timeout=600)
+    out = cli_runs["adapter_out"]
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(next(out.rglob("*_results.json")).read_text())
-    assert results["config"]["model_args"] == args
+    assert results["config"]["model_args"] == ADAPTER_ARGS.format(
+        base=tiny_model_dir, adapter=tiny_adapter_dir
+    )
     assert set(results["results"]) >= {"icu_forget_vqa", "icu_forget_qa_mc"}
 
     data = open_data(small_data_dir)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from icu_tasks.errors import StageError
+from tests.subprocess_env import start
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,21 @@ def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
 
 
 @pytest.fixture(scope="module")
-def inprocess_run(tmp_path_factory, vanilla_model_dir: Path, small_data_dir: Path) -> Path:
+def shell_loop(tmp_path_factory, vanilla_model_dir: Path, small_data_dir: Path):
+    """``examples/continual_loop.sh`` (unlearn, then ``lmms-eval``, per stage) with the in-process run's
+    settings, started in the background before the in-process run so that the two overlap; returns
+    ``(started process, its output dir)``."""
+    tmp = tmp_path_factory.mktemp("shell_loop")
+    out = tmp / "shell"
+    cmd = ["bash", str(REPO / "examples" / "continual_loop.sh"), str(vanilla_model_dir), str(small_data_dir)]
+    cmd += [str(out), METHOD, str(STAGES), "--", "--max-steps", str(STEPS)]
+    run = start(cmd, tmp / "logs", env=_env() | {"LIMIT": str(LIMIT)})
+    yield run, out
+    run.kill()
+
+
+@pytest.fixture(scope="module")
+def inprocess_run(tmp_path_factory, vanilla_model_dir: Path, small_data_dir: Path, shell_loop) -> Path:
     from icu_unlearn.pipeline import run
 
     out = tmp_path_factory.mktemp("pipeline") / "inprocess"
@@ -90,32 +105,6 @@ def test_inprocess_run_writes_stages_evals_and_report(inprocess_run: Path) -> No
     report = json.loads((inprocess_run / "report" / "report.json").read_text())
     assert report["runs"][0]["method"] == METHOD
     assert not list(inprocess_run.rglob(".tmp-*")), "temp dirs left behind"
-
-
-def test_shell_loop_gives_the_same_scores(
-    inprocess_run: Path, vanilla_model_dir, small_data_dir, tmp_path
-) -> None:
-    out = tmp_path / "shell"
-    cmd = [
-        "bash",
-        str(REPO / "examples" / "continual_loop.sh"),
-        str(vanilla_model_dir),
-        str(small_data_dir),
-        str(out),
-    ]
-    cmd += [METHOD, str(STAGES), "--", "--max-steps", str(STEPS)]
-    proc = subprocess.run(
-        cmd, env=_env() | {"LIMIT": str(LIMIT)}, capture_output=True, text=True, timeout=1200
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (out / "report" / "report.md").is_file()
-    # Same files in the same layout (lmms-eval's model sub-folder), same scores.
-    shell_files = sorted(p.name.split("_", 2)[-1] for p in (out / "eval" / "stage_1").rglob("*.json*"))
-    inproc_files = sorted(
-        p.name.split("_", 2)[-1] for p in (inprocess_run / "eval" / "stage_1").rglob("*.json*")
-    )
-    assert shell_files == inproc_files
-    _assert_same(_matrices(out), _matrices(inprocess_run))
 
 
 def _wait_for(proc: subprocess.Popen, condition, what: str, timeout: float = 600) -> None:
@@ -195,3 +184,18 @@ def test_lock_is_exclusive_in_process(tmp_path) -> None:
 
     with RunDir(tmp_path).lock(), pytest.raises(StageError, match="in use"), RunDir(tmp_path).lock():
         pass
+
+
+# Last in the module: the shell loop started with the module runs alongside the tests above.
+def test_shell_loop_gives_the_same_scores(inprocess_run: Path, shell_loop) -> None:
+    run, out = shell_loop
+    proc = run.result(timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "report" / "report.md").is_file()
+    # Same files in the same layout (lmms-eval's model sub-folder), same scores.
+    shell_files = sorted(p.name.split("_", 2)[-1] for p in (out / "eval" / "stage_1").rglob("*.json*"))
+    inproc_files = sorted(
+        p.name.split("_", 2)[-1] for p in (inprocess_run / "eval" / "stage_1").rglob("*.json*")
+    )
+    assert shell_files == inproc_files
+    _assert_same(_matrices(out), _matrices(inprocess_run))
