@@ -41,9 +41,9 @@ def test_loader_selects_tasks_retain_and_utility(data):
     assert len(both) == 2 * 2 * 8 and {r["forget_task"] for r in both} == {1, 3}
     assert {r["view"] for r in both} == {"vqa"}
     train, evl, hold = data.retain("train"), data.retain("eval"), data.holdout()
-    assert len(train) == len(evl) == len(hold) == 6 * 16  # 18 retain profiles: 6 / 6 / 6
+    assert len(train) == len(evl) == len(hold) == 4 * 16  # 12 retain profiles: 4 / 4 / 4
     ids = [{r["profile_id"] for r in rows} for rows in (train, evl, hold, data.forget([1, 2, 3]))]
-    assert sum(map(len, ids)) == len(set().union(*ids)) == 24  # disjoint, every profile once
+    assert sum(map(len, ids)) == len(set().union(*ids)) == 18  # disjoint, every profile once
     assert {r["split"] for r in hold} == {"holdout"} and {r["forget_task"] for r in hold} == {0}
     assert data.holdout("vqa") == [r for r in hold if r["view"] == "vqa"]
     assert len(data.retain("all")) == len(train) + len(evl)  # "all" never includes holdout
@@ -54,23 +54,23 @@ def test_loader_selects_tasks_retain_and_utility(data):
 
 def test_loader_keeps_paraphrases_apart(data):
     para = data.paraphrases()
-    assert len(para) == data.manifest["counts"]["paraphrase_rows"] == 24 * 16
+    assert len(para) == data.manifest["counts"]["paraphrase_rows"] == 18 * 16
     assert not {r["id"] for r in para} & {r["id"] for r in data.rows()}  # never among the core rows
     assert all(r["phrasing"] == "paraphrase" for r in para)
     forget_para = data.paraphrases(split="forget", view="qa", forget_tasks=2)
     assert [r["core_id"] for r in forget_para] == [r["id"] for r in data.forget(2, view="qa")]
     ds = data.dataset(split="retain_eval", view="vqa", paraphrase=True)
-    assert len(ds) == 6 * 8 and set(ds["phrasing"]) == {"paraphrase"} and set(ds["split"]) == {"retain_eval"}
+    assert len(ds) == 4 * 8 and set(ds["phrasing"]) == {"paraphrase"} and set(ds["split"]) == {"retain_eval"}
     assert data.summary["paraphrase_rows"] == len(para)
 
 
 def test_loader_keeps_longform_apart(data):
     rows = data.longform()
-    assert len(rows) == data.summary["longform_rows"] == 24 and all(r["phrasing"] == "longform" for r in rows)
+    assert len(rows) == data.summary["longform_rows"] == 18 and all(r["phrasing"] == "longform" for r in rows)
     assert not {r["id"] for r in rows} & {r["id"] for r in data.rows()}
     assert len(data.longform(split="forget", forget_tasks=2)) == 2
     ds = data.dataset(split="retain_eval", longform=True)
-    assert len(ds) == 6 and set(ds["split"]) == {"retain_eval"} and len(ds[0]["values"]) == 8
+    assert len(ds) == 4 and set(ds["split"]) == {"retain_eval"} and len(ds[0]["values"]) == 8
 
 
 def test_loader_images_and_datasets(data, small_data_dir):
@@ -107,7 +107,7 @@ def test_loader_rejects_unknown_selections(data, call, message):
 
 def test_validate_summary_and_hash(small_data_dir):
     summary = validate(small_data_dir, check_hash=True)
-    assert summary["hash_checked"] and summary["profiles"] == 24 and summary["forget_tasks"] == SMALL_TASKS
+    assert summary["hash_checked"] and summary["profiles"] == 18 and summary["forget_tasks"] == SMALL_TASKS
 
 
 # ------------------------------------------------------------------------------------------ corruption
@@ -228,7 +228,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "paraphrase_count": (
         lambda d: _edit_para(d, lambda rows: rows[:-1]),
-        "manifest says paraphrase_rows = 384, the data has 383",
+        "manifest says paraphrase_rows = 288, the data has 287",
     ),
     "paraphrase_answer": (
         lambda d: _edit_para(
@@ -262,7 +262,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "longform_count": (
         lambda d: _edit_longform(d, lambda rows: rows[:-1]),
-        "manifest says longform_rows = 24, the data has 23",
+        "manifest says longform_rows = 18, the data has 17",
     ),
     "longform_answer_drops_a_value": (
         lambda d: _edit_longform(
@@ -288,7 +288,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "count_mismatch": (
         lambda d: _edit_rows(d, lambda rows: rows[:-1]),
-        "manifest count mismatch: manifest says rows_total = 420, the data has 419",
+        "manifest count mismatch: manifest says rows_total = 324, the data has 323",
     ),
     "unknown_split": (
         lambda d: _edit_rows(d, lambda rows: _set(rows, lambda r: r["split"] == "utility", split="test")),
@@ -357,7 +357,7 @@ def test_missing_dir_and_file_as_dir(tmp_path):
 def test_cli_validate_ok(small_data_dir, capsys):
     assert main(["data", "validate", str(small_data_dir)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"ok: {small_data_dir}") and "24 profiles, 3 forget tasks, 420 QA rows" in out
+    assert out.startswith(f"ok: {small_data_dir}") and "18 profiles, 3 forget tasks, 324 QA rows" in out
 
 
 def test_cli_generate_prints_summary(tmp_path, capsys):

@@ -59,7 +59,7 @@ def test_small_counts_match_files(small_data_dir):
     rows = _qa(small_data_dir)
     assert len(rows) == counts["rows_total"] == SMALL_PROFILES * 16 + counts["utility_rows"]
     pngs = list((small_data_dir / schema.IMAGES_DIR).rglob("*.png"))
-    assert len(pngs) == counts["images"] + counts["utility_images"] == 12 * 10 + 12 * 9 + 2
+    assert len(pngs) == counts["images"] + counts["utility_images"] == 9 * 10 + 9 * 9 + 2
     by_split = Counter(r["split"] for r in rows)
     assert by_split == counts["rows_by_split"]
     assert by_split["forget"] == SMALL_TASKS * SMALL_PROFILES_PER_TASK * 16
@@ -95,10 +95,10 @@ def test_splits_are_disjoint_balanced_and_cover_every_profile(small_data_dir):
     manifest_tasks = {int(k): sorted(v) for k, v in _manifest(small_data_dir)["forget_tasks"].items()}
     assert manifest_tasks == {k: sorted(v) for k, v in tasks.items()}
     retain = Counter((split, pid[:3]) for pid, (split, _) in home.items() if split != "forget")
-    # 9 retain profiles per domain; quotas 3.6 / 2.7 / 2.7 -> floors 3 / 2 / 2, the 2 left over go to the
-    # largest remainders (eval, holdout): 3 / 3 / 3.
+    # 6 retain profiles per domain; quotas 2.4 / 1.8 / 1.8 -> floors 2 / 1 / 1, the 2 left over go to the
+    # largest remainders (eval, holdout): 2 / 2 / 2.
     assert retain == {
-        (split, domain): 3
+        (split, domain): 2
         for split in ("retain_train", "retain_eval", "holdout")
         for domain in ("med", "lab")
     }
@@ -191,15 +191,15 @@ def test_mid_scale_split_plan_without_rendering():
 
 
 def test_small_set_holdout_counts(small_data_dir):
-    """24 profiles, 3 tasks x 2: 18 retain profiles -> 6 train, 6 eval, 6 holdout (3 per domain each)."""
+    """18 profiles, 3 tasks x 2: 12 retain profiles -> 4 train, 4 eval, 4 holdout (2 per domain each)."""
     counts = _manifest(small_data_dir)["counts"]
     assert (counts["retain_train_profiles"], counts["retain_eval_profiles"], counts["holdout_profiles"]) == (
-        6,
-        6,
-        6,
+        4,
+        4,
+        4,
     )
-    assert counts["rows_by_split"]["holdout"] == 6 * 16
-    assert counts["qa_rows"] == 24 * 16 and counts["rows_total"] == 24 * 16 + counts["utility_rows"]
+    assert counts["rows_by_split"]["holdout"] == 4 * 16
+    assert counts["qa_rows"] == 18 * 16 and counts["rows_total"] == 18 * 16 + counts["utility_rows"]
 
 
 def test_paraphrase_file_rephrases_every_profile_row_outside_the_core_rows(small_data_dir):
@@ -207,7 +207,7 @@ def test_paraphrase_file_rephrases_every_profile_row_outside_the_core_rows(small
     para = pq.read_table(small_data_dir / schema.PARAPHRASE_FILE).to_pylist()
     manifest = _manifest(small_data_dir)
     profile_rows = [r for r in core.values() if r["split"] != "utility"]
-    assert len(para) == len(profile_rows) == manifest["counts"]["paraphrase_rows"] == 24 * 16
+    assert len(para) == len(profile_rows) == manifest["counts"]["paraphrase_rows"] == 18 * 16
     assert "phrasing" not in pq.read_schema(small_data_dir / schema.QA_FILE).names  # core file unchanged
     assert not {r["id"] for r in para} & set(core)  # no id shared with a core row
     assert {r["core_id"] for r in para} == {r["id"] for r in profile_rows}
@@ -231,7 +231,7 @@ def test_longform_file_summarises_every_profile_outside_the_core_rows(small_data
     core = [r for r in _qa(small_data_dir) if r["split"] != "utility"]
     rows = pq.read_table(small_data_dir / schema.LONGFORM_FILE).to_pylist()
     manifest = _manifest(small_data_dir)
-    assert len(rows) == manifest["counts"]["longform_rows"] == SMALL_PROFILES == 24
+    assert len(rows) == manifest["counts"]["longform_rows"] == SMALL_PROFILES == 18
     assert [r["profile_id"] for r in rows] == list(dict.fromkeys(r["profile_id"] for r in core))
     assert not {r["id"] for r in rows} & {r["id"] for r in core}
     records = {"medical": "medical report", "labor": "labor contract"}

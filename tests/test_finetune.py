@@ -92,10 +92,10 @@ def test_vanilla_dir_is_a_plain_reloadable_model(vanilla_model_dir, tiny_model_d
     manifest = json.loads((small_data_dir / "manifest.json").read_text())
     assert record["data_hash"] == manifest["data_hash"] and record["config"]["mode"] == "full"
     by_split = manifest["counts"]["longform_rows_by_split"]
-    n_longform = by_split["forget"] + by_split["retain_train"] + by_split["retain_eval"]  # 18: not holdout
+    n_longform = by_split["forget"] + by_split["retain_train"] + by_split["retain_eval"]  # 14: not holdout
     longform = record["config"].get("longform", False)  # the fixture's choice (FIXTURE_FINETUNE)
     trained = ("forget", "retain_train", "retain_eval", "utility")  # every split but holdout (never trained)
-    n_core = sum(manifest["counts"]["rows_by_split"][s] for s in trained)  # 324 of the 420 core rows
+    n_core = sum(manifest["counts"]["rows_by_split"][s] for s in trained)  # 260 of the 324 core rows
     assert record["rows"] == n_core + (n_longform if longform else 0)
     n_image = sum(1 for r in _qa_rows(small_data_dir) if r["image"] and r["split"] in trained)
     assert record["examples_per_epoch"] == record["rows"] + (record["config"]["vqa_repeat"] - 1) * n_image

@@ -43,8 +43,8 @@ def test_finetune_examples_are_every_known_row_and_no_holdout_or_paraphrase(data
     ids = {e.id for e in examples}
     known = set().union(*(parquet_ids[s] for s in ("forget", "retain_train", "retain_eval", "utility")))
     assert ids == known  # every row of the trained splits, nothing else
-    assert len(parquet_ids["holdout"]) == 6 * 16 and not ids & parquet_ids["holdout"]
-    assert len(parquet_ids["paraphrase"]) == 24 * 16 and not ids & parquet_ids["paraphrase"]
+    assert len(parquet_ids["holdout"]) == 4 * 16 and not ids & parquet_ids["holdout"]
+    assert len(parquet_ids["paraphrase"]) == 18 * 16 and not ids & parquet_ids["paraphrase"]
     assert {e.split for e in examples} == {"forget", "retain_train", "retain_eval", "utility"}
     assert {e.phrasing for e in examples} == {"core"}
 
@@ -152,7 +152,7 @@ def test_longform_rows_train_only_in_the_fine_tune_and_never_in_the_stopping_rul
         finetune_examples(data, vqa_repeat=3, longform=True),
     )
     extra = with_lf[len(plain) :]
-    assert with_lf[: len(plain)] == plain and {e.id for e in extra} == trained and len(extra) == 18
+    assert with_lf[: len(plain)] == plain and {e.id for e in extra} == trained and len(extra) == 14
     assert {e.phrasing for e in extra} == {"longform"} and all(e.image is None for e in extra)
     assert all(e.question.endswith("\nAnswer in one or two sentences.") for e in extra)
     assert len(ExampleDataset(with_lf)) == len(with_lf)  # the fine-tune accepts them

@@ -43,7 +43,7 @@ from icu_unlearn.methods import (
     list_methods,
     register_method,
 )
-from tests.fixtures_unlearn import Knowledge, measure_knowledge
+from tests.fixtures_unlearn import FIXTURE_FACTS, Knowledge, measure_knowledge
 
 #: Stage configs of the tests (see the module docstring for why they are not the CLI defaults): a constant
 #: learning rate, and ``max_steps`` as a generous cap — a training method's stage stops as soon as at most
@@ -76,21 +76,25 @@ STAGE2_OVERRIDE = {"max_steps": 20}
 STOP_KEPT = 0.25
 #: ... checked every this many optimizer steps.
 CHECK_EVERY = 5
-# Measured at the stop on the suite's fixture (2 threads; data with the holdout split: stopped at step 550,
-# knows 32 of 32 task-1 items and 93 of 96 retain-eval items; data order of StepBatches) — step reached /
-# task-1 kept / forget NLL rise / retain-eval kept / retain NLL rise:
-#   ga           30 0.13 +2.87 (0.34 +1.41)
-#   npo          30 0.19 +2.07 (0.34 +0.95)
-#   ga_diff      45 0.25 +2.65  0.71 +0.44
-#   kl_min (λ5)  55 0.19 +4.14  0.60 +0.85      (λ 3: 50 0.06 +4.92 0.47 +1.53)
-#   npo_diff     25 0.06 +2.03  0.65 +0.25
-#   mmunlearner  50 0.25 +2.23  0.65 +0.23      (weight-level Fisher saliency, SHiRA adapter)
-#   manu (30 %, no stop) 0.16 +0.86 (0.29 +0.78)  (20 %: 0.66 +0.33; 25 %: 0.34 +0.58)
-# The previous data version (no holdout split, paired data order, MMUnlearner on LoRA) measured e.g. ga 35 /
-# 0.03 / +5.19, mmunlearner 240 / 0.23 / +1.72, manu 20 % 0.20 / +0.76: the table moves with the data and the
-# data order, which is why the tests stop every method at the same forgetting level instead of a step count.
-# Margins: forget NLL rise >= 2.03 vs 0.5; retain kept >= 0.60 vs 0.5 (>= 56 of 93 items); retain/forget NLL
-# rise <= 0.21 vs 0.5; every stop well inside its cap; MANU kept 0.16 vs 0.4, NLL rise 0.86 vs 0.35.
+# Measured at the stop on the suite's fixture (18-profile small set, 2 threads: vanilla stopped at step 450,
+# knows 32 of 32 task-1 items and 62 of 64 retain-eval items; data order of StepBatches) — step reached /
+# task-1 kept / forget NLL rise / retain-eval kept / retain NLL rise (every run prints this table in its
+# summary, "icu-bench fixture method ..."):
+#   ga           25 0.09 +1.89 (0.31 +0.94)
+#   npo          25 0.06 +1.81 (0.23 +1.03)
+#   ga_diff      30 0.22 +1.34  0.87 +0.18
+#   kl_min (λ5)  50 0.25 +1.92  0.89 +0.11
+#   npo_diff     20 0.19 +1.69  0.77 +0.17
+#   mmunlearner  30 0.22 +2.46  0.77 +0.24      (weight-level Fisher saliency, SHiRA adapter)
+#   manu (30 %, no stop) 0.34 +0.65 (0.45 +0.54)
+# On the former 24-profile set (vanilla stopped at step 550): ga 30 / 0.13 / +2.87, ga_diff 45 / 0.25 / +2.65 /
+# 0.71 / +0.44, kl_min 55 / 0.19 / +4.14 / 0.60 / +0.85 (λ 3: 0.47 retain kept), npo_diff 25 / 0.06 / +2.03 /
+# 0.65 / +0.25, mmunlearner 50 / 0.25 / +2.23 / 0.65 / +0.23, manu 0.16 / +0.86 (20 %: 0.66 / +0.33): the
+# table moves with the data and the data order, which is why the tests stop every method at the same
+# forgetting level instead of a step count.
+# Margins: forget NLL rise >= 1.34 vs 0.5; retain kept >= 0.77 vs 0.5 (>= 48 of 62 items); retain/forget NLL
+# rise <= 0.13 vs 0.5; every stop well inside its cap; MANU kept 0.34 vs 0.5 (11 of 32 items vs 16), NLL rise
+# 0.65 vs 0.35.
 #: The task-1 answer NLL must have risen by at least this many nats per token by then.
 FORGET_NLL_RISE = 0.5
 #: Methods with a retain term keep at least this fraction of the retain-eval items the vanilla model knew...
@@ -98,8 +102,8 @@ RETAIN_KEPT_MIN = 0.5
 #: ... and their retain-eval NLL rises by less than this fraction of the forget NLL rise.
 SELECTIVITY = 0.5
 #: MANU (training-free, no stopping rule) is held to acting on the forget task: it keeps at most this much of
-#: the task-1 items the vanilla model knew...
-MANU_KEPT_MAX = 0.4
+#: the task-1 items the vanilla model knew (a MANU that prunes nothing keeps 1.0)...
+MANU_KEPT_MAX = 0.5
 #: ... and its forget NLL rises by at least this much. No selectivity claim: on a model this small the
 #: pruned neurons also carry retain knowledge (retain-eval NLL rose almost as much as the forget NLL on one
 #: of the two vanilla models measured below).
@@ -265,7 +269,9 @@ class MethodTester:
             device="cpu",
             callbacks=[stopper] if stopper else None,
         )
-        return result, measure_knowledge(result.model, result.processor, small_data_dir), stopper
+        after = measure_knowledge(result.model, result.processor, small_data_dir)
+        FIXTURE_FACTS[f"method {cls.method}"] = _facts(result, after, vanilla_knowledge, stopper)
+        return result, after, stopper
 
     def test_known_forget_items_are_forgotten(self, stage1, vanilla_knowledge):
         """The stopping rule was met before the step cap, and an independent re-measure agrees."""
@@ -480,6 +486,16 @@ def nll_rise(after: Knowledge, before: Knowledge, group: str, view: str | None =
     from icu_unlearn.knowledge import mean_nll
 
     return mean_nll(after.scores(group, view)) - mean_nll(before.scores(group, view))
+
+
+def _facts(result, after: Knowledge, before: Knowledge, stopper) -> str:
+    """One line for the run's summary: what the thresholds above are compared with, on this machine."""
+    step = f"stopped at step {stopper.reached_step}" if stopper else "training-free"
+    return (
+        f"{step}; task-1 kept {kept_fraction(after, before, 'forget'):.2f}, forget NLL rise "
+        f"{nll_rise(after, before, 'forget'):+.2f}; retain-eval kept {kept_fraction(after, before, 'retain'):.2f}, "
+        f"retain NLL rise {nll_rise(after, before, 'retain'):+.2f}"
+    )
 
 
 def describe(after: Knowledge, before: Knowledge) -> dict[str, float]:

@@ -155,7 +155,7 @@ def test_holdout_and_paraphrase_docs(small_data_dir, task_manager, monkeypatch):
         view = "vqa" if "vqa" in name else "qa"
         docs = tasks[name].test_docs()
         assert docs["id"] == [r["id"] for r in core if r["split"] == "holdout" and r["view"] == view]
-        assert len(docs) == 6 * 8  # 6 holdout profiles x 8 questions
+        assert len(docs) == 4 * 8  # 4 holdout profiles x 8 questions
     retain_eval = {r["profile_id"] for r in core if r["split"] == "retain_eval"}
     for name in PARA_TASKS:
         split = "forget" if "forget" in name else "retain_eval"
@@ -198,7 +198,7 @@ def test_format_1_data_dir_has_no_holdout_and_says_so(small_data_dir, tmp_path, 
         del manifest["counts"][key]
     (old / MANIFEST_FILE).write_text(json.dumps(manifest))
     monkeypatch.setenv("ICU_DATA_DIR", str(old))
-    assert len(hooks.retain_qa_docs()) == 12 * 8  # the old layout still scores
+    assert len(hooks.retain_qa_docs()) == 8 * 8  # the old layout still scores
     for hook, rows_word in ((hooks.holdout_vqa_docs, "rows"), (hooks.retain_qa_para_docs, "paraphrase rows")):
         with pytest.raises(hooks.DataUnavailable) as info:
             hook()
@@ -282,9 +282,9 @@ def test_longform_task_configs_and_docs(small_data_dir, task_manager, monkeypatc
     loaded = task_manager.load_task_or_group(["icu_longform"])
     tasks = {n: t for group in loaded.values() for n, t in group.items()}
     assert set(tasks) == set(LONGFORM_TASKS)
-    for name, split in (("icu_longform_forget", "forget"), ("icu_longform_retain", "retain_eval")):
+    for name, split, n in (("icu_longform_forget", "forget", 6), ("icu_longform_retain", "retain_eval", 4)):
         docs = tasks[name].test_docs()
-        assert docs["id"] == [r["id"] for r in rows if r["split"] == split] and len(docs) == 6, name
+        assert docs["id"] == [r["id"] for r in rows if r["split"] == split] and len(docs) == n, name
         doc = docs[0]
         assert tasks[name].doc_to_text(doc).endswith("\n" + LONGFORM_INSTRUCTION)
         assert tasks[name].doc_to_visual(doc) == []
