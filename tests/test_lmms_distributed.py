@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.subprocess_env import start, subprocess_env
+from tests.subprocess_env import subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -63,13 +64,14 @@ def test_two_processes_score_like_one(tiny_model_dir, small_data_dir, tmp_path):
         work, ICU_DATA_DIR=str(small_data_dir), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PET_STANDALONE="1"
     )
     one, two = tmp_path / "one", tmp_path / "two"
-    # Both runs at once (one thread per process): most of each run is single-threaded start-up.
-    runs = [
-        start([*cmd, *_lmms_eval(tiny_model_dir, out)], tmp_path / f"log_{out.name}", env=env, cwd=work)
-        for cmd, out in (([sys.executable], one), (LAUNCH, two))
-    ]
-    for run in runs:
-        proc = run.result()
+    # One after the other, not overlapped: with both at once, rank 1 of the launch once aborted after its
+    # last step ("terminate called without an active exception"; lmms-eval creates a gloo group and never
+    # destroys it) — probably a teardown race that the extra load made visible (1 of 6 overlapped runs).
+    for cmd, out in (([sys.executable], one), (LAUNCH, two)):
+        proc = subprocess.run(
+            [*cmd, *_lmms_eval(tiny_model_dir, out)], env=env, cwd=work, capture_output=True, text=True,
+            timeout=900,
+        )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "Running on rank 1" in proc.stdout + proc.stderr  # the launch really ran two ranks
