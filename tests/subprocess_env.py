@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ def subprocess_env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 class Started:
-    """A subprocess started now and awaited later (:func:`start`), so that independent CLI runs of a test
+    """A subprocess started now and awaited later (:func:`started_together`), so that independent CLI runs of a test
     module overlap: most of an ``lmms-eval`` or ``icu-bench`` run is single-threaded start-up (imports, task
     indexing), and two of them share the machine's two cores. Output goes to files, never to a pipe that could
     fill while nobody reads it."""
@@ -72,6 +74,19 @@ class Started:
             self._proc.wait()
 
 
-def start(cmd: list[str], logs: Path, **popen: Any) -> Started:
-    """Start ``cmd`` in the background, stdout/stderr to ``logs/``; ``.result()`` waits for it."""
-    return Started(cmd, logs, **popen)
+@contextmanager
+def started_together(
+    root: Path, runs: dict[str, tuple[list[str], Path | str]]
+) -> Iterator[dict[str, Started]]:
+    """Start every ``name: (command, $ICU_DATA_DIR)`` at once, each in ``root/name`` with the hermetic
+    :func:`subprocess_env`; yields ``{name: Started}`` and kills whatever still runs on exit."""
+    started = {}
+    try:
+        for name, (cmd, data_dir) in runs.items():
+            work = root / name
+            env = subprocess_env(work, ICU_DATA_DIR=str(data_dir))
+            started[name] = Started(cmd, work / "logs", env=env, cwd=work)
+        yield started
+    finally:
+        for run in started.values():
+            run.kill()

@@ -24,7 +24,7 @@ from icu_tasks.data.schema import QA_FILE
 from icu_tasks.paths import task_yamls_dir
 from icu_tasks.prompts import question_text
 from tests.lmms_checks import check_stderrs
-from tests.subprocess_env import start, subprocess_env
+from tests.subprocess_env import started_together, subprocess_env
 from tests.test_task_yamls import GENERATE_TASKS  # the icu group's free-answer tasks
 
 pytestmark = pytest.mark.slow
@@ -122,13 +122,8 @@ def side_runs(tmp_path_factory, small_data_dir, tiny_model_dir):
     ``$ICU_DATA_DIR`` at a dir that does not exist (returned as ``runs["missing"]``)."""
     tmp = tmp_path_factory.mktemp("lmms_cli_side")
     missing = tmp / "no_such_data"
-    runs = {}
-    for name, (cmd, data_dir) in _side_commands(small_data_dir, tiny_model_dir, missing).items():
-        work = tmp / name
-        runs[name] = start(cmd, work / "logs", env=_env(work, data_dir), cwd=work)
-    yield {**runs, "missing": missing}
-    for run in runs.values():
-        run.kill()
+    with started_together(tmp, _side_commands(small_data_dir, tiny_model_dir, missing)) as runs:
+        yield {**runs, "missing": missing}
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.prompts import question_text
 from icu_unlearn.lmms_model import IcuHF
 from tests.lmms_checks import check_doc_hashes, check_stderrs
-from tests.subprocess_env import start, subprocess_env
+from tests.subprocess_env import started_together
 
 LMMS_EVAL = Path(sys.executable).with_name("lmms-eval")
 REPO = Path(__file__).resolve().parent.parent
@@ -201,14 +201,8 @@ def cli_runs(tmp_path_factory, tiny_model_dir, tiny_adapter_dir, small_data_dir)
             "--tasks", "icu_forget_vqa", "--include_path", str(REPO / "task_yamls"),
         ],
     }  # fmt: skip
-    runs = {}
-    for name, cmd in commands.items():
-        work = tmp / name
-        env = subprocess_env(work, ICU_DATA_DIR=str(small_data_dir))
-        runs[name] = start(cmd, work / "logs", cwd=work, env=env)
-    yield {**runs, "adapter_out": out}
-    for run in runs.values():
-        run.kill()
+    with started_together(tmp, {name: (cmd, small_data_dir) for name, cmd in commands.items()}) as runs:
+        yield {**runs, "adapter_out": out}
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from icu_tasks.errors import StageError
-from tests.subprocess_env import start
+from tests.subprocess_env import Started
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def shell_loop(tmp_path_factory, vanilla_model_dir: Path, small_data_dir: Path):
     out = tmp / "shell"
     cmd = ["bash", str(REPO / "examples" / "continual_loop.sh"), str(vanilla_model_dir), str(small_data_dir)]
     cmd += [str(out), METHOD, str(STAGES), "--", "--max-steps", str(STEPS)]
-    run = start(cmd, tmp / "logs", env=_env() | {"LIMIT": str(LIMIT)})
+    run = Started(cmd, tmp / "logs", env=_env() | {"LIMIT": str(LIMIT)})
     yield run, out
     run.kill()
 
