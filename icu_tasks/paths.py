@@ -1,4 +1,4 @@
-"""Where things are: the data dir (``ICU_DATA_DIR``) and the lmms-eval task YAMLs."""
+"""Where things are: the data dir (``ICU_DATA_DIR``) and the lmms-eval task YAMLs (and the names they define)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,46 @@ def task_yamls_dir() -> Path:
     if source.is_dir():
         return source
     return Path(sys.prefix) / "share" / "icu-bench" / "task_yamls"
+
+
+def task_names(folder: Path | None = None) -> list[str]:
+    """The task, group and tag names the YAMLs in ``folder`` (default :func:`task_yamls_dir`) define, sorted.
+
+    Read by lmms-eval's own indexing rules (``TaskManager._get_task_and_group`` over ``*.yaml``, ``include:``
+    templates merged in: ``task`` a string → a task, and its ``tag``/``group`` values → tags; ``task`` a list
+    → a group named ``group``; ``class`` → a python task), without importing lmms-eval, so that a mistyped
+    task name is refused in a fraction of a second. ``tests/test_task_yamls.py`` checks that the result is
+    ``TaskManager(include_path=folder, include_defaults=False).all_tasks``.
+    """
+    names: set[str] = set()
+    for path in sorted((folder or task_yamls_dir()).rglob("*.yaml")):
+        config = _read_task_yaml(path)
+        task = config.get("task")
+        if "class" in config or isinstance(task, str):
+            names.add(task)
+            if "class" not in config:
+                for key in ("tag", "group"):
+                    value = config.get(key, [])
+                    names.update([value] if isinstance(value, str) else value)
+        elif isinstance(task, list):
+            names.add(config["group"])
+    return sorted(names)
+
+
+def _read_task_yaml(path: Path) -> dict:
+    """A task YAML with its ``include:`` templates merged in as lmms-eval merges them (the file's own keys
+    win, then the first template listed); tags such as ``!function`` are read as ``None``."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        """Safe loading that reads any tag as ``None``: only the names matter here."""
+
+    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    config = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}  # noqa: S506 - a SafeLoader
+    includes = config.pop("include", None)
+    if not includes:
+        return config
+    merged: dict = {}
+    for name in reversed([includes] if isinstance(includes, str) else includes):
+        merged.update(_read_task_yaml(Path(name) if Path(name).is_file() else path.parent / name))
+    return merged | config

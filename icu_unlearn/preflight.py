@@ -141,7 +141,7 @@ def check_run_inputs(
         )
     check_base_data(base_dir, data.data_hash, data.root, allow=allow_data_mismatch)
     build_method(config.method, **config.method_args)
-    check_tasks(config.tasks)  # imports lmms-eval: the slowest check, so the last one
+    check_tasks(config.tasks)
     record = config.to_dict() | {
         "name": config.name or run_dir.root.name,
         "base_model_id": model_id(base_dir),

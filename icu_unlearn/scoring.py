@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError, did_you_mean
-from icu_tasks.paths import DATA_ENV, task_yamls_dir
+from icu_tasks.paths import DATA_ENV, task_names, task_yamls_dir
 from icu_tasks.run_layout import atomic_dir
 from icu_tasks.schedule import FORGET_TASKS_ENV, format_tasks
 
@@ -51,9 +51,10 @@ def check_tasks(tasks: list[str]) -> list[str]:
     """Refuse task names :func:`task_manager` does not know (ConfigError with the closest name); returns them.
 
     Call it before any expensive work: lmms-eval itself fails with a bare ``KeyError`` deep inside
-    ``simple_evaluate``, after the model is loaded.
+    ``simple_evaluate``, after the model is loaded. The names are read from the YAMLs by lmms-eval's rules
+    (:func:`icu_tasks.paths.task_names`), without importing lmms-eval.
     """
-    known = sorted(task_manager().all_tasks)
+    known = task_names()
     for name in tasks:
         if name not in known:
             hint = did_you_mean(name, known)

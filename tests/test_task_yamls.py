@@ -11,7 +11,7 @@ import yaml
 
 from icu_tasks import hooks
 from icu_tasks.data.schema import QA_FILE
-from icu_tasks.paths import task_yamls_dir
+from icu_tasks.paths import task_names, task_yamls_dir
 
 GENERATE_TASKS = (
     "icu_forget_vqa",
@@ -75,6 +75,32 @@ def test_task_manager_indexes_all_tasks_and_groups(task_manager):
     for group, tasks in GROUPS.items():
         config = yaml.load((task_yamls_dir() / f"{group}.yaml").read_text(), Loader=_KeepTags)
         assert config["task"] == list(tasks)
+
+
+def test_task_names_without_lmms_eval_are_lmms_evals_index(task_manager, tmp_path):
+    """``task_names`` (what ``icu-bench run`` checks ``--tasks`` against without importing lmms-eval) is the
+    index lmms-eval builds: on the shipped YAMLs, and on a folder with a tag, a group config, a python-class
+    task, a ``!function`` and an ``include`` template that holds a task name of its own."""
+    from lmms_eval.tasks import TaskManager
+
+    assert task_names() == sorted(task_manager.all_tasks)
+    (tmp_path / "_template_yaml").write_text("task: t_template\noutput_type: generate_until\n")
+    (tmp_path / "d.yaml").write_text("include: _template_yaml\n")  # its name comes from the template
+    (tmp_path / "a.yaml").write_text(
+        "include: _template_yaml\ntask: t_a\ntag: [tag_x, tag_y]\nprocess_results: !function m.f\n"
+    )
+    (tmp_path / "b.yaml").write_text("task: t_b\ngroup: tag_x\n")
+    (tmp_path / "g.yaml").write_text("group: g\ntask: [t_a, t_b]\n")
+    (tmp_path / "p.yaml").write_text("task: t_py\nclass: !function m.C\ntag: not_registered\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.yaml").write_text("task: t_c\n")
+    (tmp_path / "other.yaml").write_text("metric_list: []\n")
+    expected = TaskManager("WARNING", include_path=str(tmp_path), include_defaults=False).all_tasks
+    assert (
+        task_names(tmp_path)
+        == sorted(expected)
+        == sorted(["t_a", "t_b", "t_c", "t_py", "t_template", "tag_x", "tag_y", "g"])
+    )
 
 
 def test_every_yaml_has_a_version():
