@@ -7,7 +7,10 @@ the logged samples and per-sample metrics on rank 0, which alone writes the file
 answer the requests it is given (and bind ``cuda:LOCAL_RANK`` on a GPU). This test checks the result: the same
 samples, answers and scores as one process. The model is the tiny untrained one (its answers differ from doc
 to doc, so a doc scored on the wrong rank or twice shows up as a mismatch); ``--limit 9`` gives uneven shards
-(5 + 4), so lmms-eval's padding request is exercised; one generate and one multiple-choice task.
+(5 + 4), so lmms-eval's padding request is exercised; one generate and one multiple-choice task. The one-process
+reference runs in this process (``icu_unlearn.scoring.score``: lmms-eval's ``simple_evaluate`` with the CLI's
+seeds, writing the files the CLI writes, one thread like each rank); the single-process CLI itself is
+``tests/test_lmms_cli.py``'s.
 """
 
 from __future__ import annotations
@@ -36,10 +39,13 @@ LAUNCH = [
 LL_RTOL = 1e-5
 
 
+MODEL_ARGS = "pretrained={},batch_size=4,device=cpu"
+
+
 def _lmms_eval(tiny_model_dir: Path, out: Path) -> list[str]:
     return [
         "-m", "lmms_eval", "--tasks", TASKS, "--model", "icu_hf",
-        "--model_args", f"pretrained={tiny_model_dir},batch_size=4,device=cpu",
+        "--model_args", MODEL_ARGS.format(tiny_model_dir),
         "--limit", str(LIMIT), "--log_samples", "--output_path", str(out), "--verbosity", "INFO",
     ]  # fmt: skip
 
@@ -59,22 +65,35 @@ def _results(out: Path) -> dict:
 
 
 def test_two_processes_score_like_one(tiny_model_dir, small_data_dir, tmp_path):
+    import torch
+
+    from icu_unlearn.lmms_model import IcuHF
+    from icu_unlearn.scoring import score
+
     work = tmp_path / "work"
     env = subprocess_env(
         work, ICU_DATA_DIR=str(small_data_dir), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PET_STANDALONE="1"
     )
     one, two = tmp_path / "one", tmp_path / "two"
-    # One after the other, not overlapped: with both at once, rank 1 of the launch once aborted after its
-    # last step ("terminate called without an active exception"; lmms-eval creates a gloo group and never
-    # destroys it) — probably a teardown race that the extra load made visible (1 of 6 overlapped runs).
-    for cmd, out in (([sys.executable], one), (LAUNCH, two)):
-        proc = subprocess.run(
-            [*cmd, *_lmms_eval(tiny_model_dir, out)], env=env, cwd=work, capture_output=True, text=True,
-            timeout=900,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    proc = subprocess.run(
+        [*LAUNCH, *_lmms_eval(tiny_model_dir, two)], env=env, cwd=work, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "Running on rank 1" in proc.stdout + proc.stderr  # the launch really ran two ranks
+    # The reference after the launch, not beside it: with the two at once, rank 1 once aborted after its last
+    # step ("terminate called without an active exception"; lmms-eval creates a gloo group and never destroys
+    # it), probably a teardown race that the extra load made visible.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        lm = IcuHF(pretrained=str(tiny_model_dir), batch_size=4, device="cpu")
+        score(
+            lm, MODEL_ARGS.format(tiny_model_dir), TASKS.split(","), one, data_dir=small_data_dir, limit=LIMIT
+        )
+    finally:
+        torch.set_num_threads(threads)
 
     a, b = _samples(one), _samples(two)
     assert a.keys() == b.keys() == {"icu_forget_vqa", "icu_retain_qa_mc"}
