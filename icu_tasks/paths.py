@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,10 @@ def task_yamls_dir() -> Path:
     return Path(sys.prefix) / "share" / "icu-bench" / "task_yamls"
 
 
+#: Folders lmms-eval's task index skips.
+_IGNORED_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints"})
+
+
 def task_names(folder: Path | None = None) -> list[str]:
     """The task, group and tag names the YAMLs in ``folder`` (default :func:`task_yamls_dir`) define, sorted.
 
@@ -39,7 +44,10 @@ def task_names(folder: Path | None = None) -> list[str]:
     ``TaskManager(include_path=folder, include_defaults=False).all_tasks``.
     """
     names: set[str] = set()
-    for path in sorted((folder or task_yamls_dir()).rglob("*.yaml")):
+    root = folder or task_yamls_dir()
+    for path in sorted(root.rglob("*.yaml")):
+        if _IGNORED_DIRS.intersection(path.relative_to(root).parts[:-1]):
+            continue
         config = _read_task_yaml(path)
         task = config.get("task")
         if "class" in config or isinstance(task, str):
@@ -58,11 +66,7 @@ def _read_task_yaml(path: Path) -> dict:
     win, then the first template listed); tags such as ``!function`` are read as ``None``."""
     import yaml
 
-    class _Loader(yaml.SafeLoader):
-        """Safe loading that reads any tag as ``None``: only the names matter here."""
-
-    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    config = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}  # noqa: S506 - a SafeLoader
+    config = yaml.load(path.read_text(encoding="utf-8"), Loader=_names_loader()) or {}  # noqa: S506 - SafeLoader
     includes = config.pop("include", None)
     if not includes:
         return config
@@ -70,3 +74,15 @@ def _read_task_yaml(path: Path) -> dict:
     for name in reversed([includes] if isinstance(includes, str) else includes):
         merged.update(_read_task_yaml(Path(name) if Path(name).is_file() else path.parent / name))
     return merged | config
+
+
+@functools.cache
+def _names_loader() -> type:
+    """A ``yaml.SafeLoader`` that reads any tag (``!function``) as ``None``: only the names matter here."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    return _Loader

@@ -48,11 +48,11 @@ def load_scorer(config: Any) -> tuple[Any, float]:
 
 
 def check_tasks(tasks: list[str]) -> list[str]:
-    """Refuse task names :func:`task_manager` does not know (ConfigError with the closest name); returns them.
+    """Refuse task names that ICU-Bench's YAMLs do not define (ConfigError with the closest name); returns them.
 
     Call it before any expensive work: lmms-eval itself fails with a bare ``KeyError`` deep inside
-    ``simple_evaluate``, after the model is loaded. The names are read from the YAMLs by lmms-eval's rules
-    (:func:`icu_tasks.paths.task_names`), without importing lmms-eval.
+    ``simple_evaluate``, after the model is loaded. The names are what :func:`task_manager` indexes, read from
+    the YAMLs by lmms-eval's rules (:func:`icu_tasks.paths.task_names`) without importing lmms-eval.
     """
     known = task_names()
     for name in tasks:

@@ -23,8 +23,8 @@ STOP_AT = 0.9
 #: Fine-tune of the fixture: the project's default recipe (full fine-tune, batch 64, LM lr 2e-3, vision and
 #: projector lr 5e-4 with weight decay 0.1, constant lr after 40 warmup steps) with the stopping rule on;
 #: ``max_steps`` is only the cap. One difference: image rows 5x per epoch instead of 3x. The image view is the
-#: last group to pass the rule, and on the 18-profile set 5x stopped at step 350 (187-199 s) where 3x stopped at
-#: 450 (215-231 s); the fixture is the suite's most expensive step. The method tests hold on both vanilla
+#: last group to pass the rule, and on the 18-profile set 5x stopped at step 350 where 3x stopped at 450; the
+#: fixture is the suite's most expensive step. The method tests hold on both vanilla
 #: models (values of both in ``tests/test_methods.py``).
 FIXTURE_FINETUNE = {
     "max_steps": 1200,

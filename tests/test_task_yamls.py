@@ -95,6 +95,8 @@ def test_task_names_without_lmms_eval_are_lmms_evals_index(task_manager, tmp_pat
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.yaml").write_text("task: t_c\n")
     (tmp_path / "other.yaml").write_text("metric_list: []\n")
+    (tmp_path / ".ipynb_checkpoints").mkdir()  # a folder lmms-eval's index skips
+    (tmp_path / ".ipynb_checkpoints" / "a-checkpoint.yaml").write_text("task: t_checkpoint\n")
     expected = TaskManager("WARNING", include_path=str(tmp_path), include_defaults=False).all_tasks
     assert (
         task_names(tmp_path)
