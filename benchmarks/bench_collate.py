@@ -1,0 +1,104 @@
+"""Collation of fine-tune batches: the per-row memo (``Collator``) vs encoding every batch from scratch.
+
+Both sides collate the same shuffled epochs of the fine-tune set (image rows repeated as in the fine-tune)
+into batches of 64; the memo side starts empty, so its first epoch pays for every row once. Prints seconds per
+batch of both, the ratio (target ≥ 2×) and whether every batch is identical tensor for tensor. By default it
+generates a small data set and builds the tiny model in a temp dir; ``--model`` / ``--data`` measure your own.
+
+    .venv/bin/python benchmarks/bench_collate.py [--epochs 3] [--batch-size 64] [--vqa-repeat 5]
+
+The last line is one JSON object with ``rows`` (for ``benchmarks/run_all.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, help="model dir (default: build the tiny model)")
+    parser.add_argument("--data", type=Path, help="data dir (default: generate a small set)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--vqa-repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from icu_tasks.data.dataset import open_data
+    from icu_unlearn.encoding import encode
+    from icu_unlearn.models.loading import load_base
+    from icu_unlearn.training_data import Collator, finetune_examples, load_image
+
+    with tempfile.TemporaryDirectory(prefix="icu_bench_collate_") as tmp:
+        data_dir = args.data
+        if data_dir is None:
+            from icu_tasks.data.generate import generate
+
+            data_dir = Path(tmp) / "data"
+            generate(
+                data_dir, seed=0, profiles=18, tasks=3, profiles_per_task=2, image_size=160, progress=False
+            )
+        model_dir = args.model
+        if model_dir is None:
+            from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
+
+            model_dir = build_tiny_model(Path(tmp) / "tiny", corpus_from_data(data_dir), seed=0)
+        _, processor = load_base(model_dir, "cpu", "float32")
+        examples = finetune_examples(open_data(data_dir), vqa_repeat=args.vqa_repeat)
+        batches = []
+        for epoch in range(args.epochs):
+            order = random.Random(epoch).sample(examples, len(examples))
+            batches += [order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)]
+
+        def direct(batch):
+            images = [load_image(e.image) for e in batch]
+            return encode(processor, [e.question for e in batch], images, [e.answer for e in batch])
+
+        direct(batches[0])  # warm-up: template rendering and token ids are memoised by encode itself
+        start = time.perf_counter()
+        plain = [dict(direct(b)) for b in batches]
+        t_plain = time.perf_counter() - start
+        collator = Collator(processor)
+        start = time.perf_counter()
+        memo = [collator.encode(b) for b in batches]
+        t_memo = time.perf_counter() - start
+
+    identical = all(
+        p.keys() == m.keys() and all(torch.equal(p[k], m[k]) for k in p)
+        for p, m in zip(plain, memo, strict=True)
+    )
+    n = len(batches)
+    ratio = t_plain / t_memo
+    print(f"{n} batches of {args.batch_size} ({len(examples)} rows per epoch, {args.epochs} epochs)")
+    print(f"encode every batch: {1000 * t_plain / n:7.1f} ms/batch")
+    print(f"per-row memo:       {1000 * t_memo / n:7.1f} ms/batch (first epoch included)")
+    print(f"ratio:              {ratio:.2f}x (target >= 2x); identical batches: {identical}")
+    rows = [
+        {
+            "name": "collate memo vs encode",
+            "measured": f"{ratio:.2f}x",
+            "target": ">= 2x",
+            "pass": ratio >= 2,
+        },
+        {"name": "collate memo identical", "measured": str(identical), "target": "True", "pass": identical},
+    ]
+    print(
+        json.dumps(
+            {"benchmark": "collate", "plain_s": round(t_plain, 3), "memo_s": round(t_memo, 3), "rows": rows}
+        )
+    )
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
