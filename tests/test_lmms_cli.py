@@ -24,7 +24,7 @@ from icu_tasks.data.schema import QA_FILE
 from icu_tasks.paths import task_yamls_dir
 from icu_tasks.prompts import question_text
 from tests.lmms_checks import check_stderrs
-from tests.subprocess_env import started_together, subprocess_env
+from tests.subprocess_env import OVERLAPPED, started_together, subprocess_env
 from tests.test_task_yamls import GENERATE_TASKS  # the icu group's free-answer tasks
 
 pytestmark = pytest.mark.slow
@@ -49,8 +49,9 @@ MIN_CLI_EXACT_MATCH = {"qa": 0.75, "vqa": 0.35}
 
 
 def _env(tmp_path: Path, data_dir: Path | str) -> dict[str, str]:
-    """Hermetic: lmms-eval caches its stub dataset (HF_HOME, HF_DATASETS_CACHE) under ``tmp_path``."""
-    return subprocess_env(tmp_path, ICU_DATA_DIR=str(data_dir))
+    """Hermetic: lmms-eval caches its stub dataset (HF_HOME, HF_DATASETS_CACHE) under ``tmp_path``; the run
+    overlaps with the module's side runs (``OVERLAPPED``)."""
+    return subprocess_env(tmp_path, ICU_DATA_DIR=str(data_dir), **OVERLAPPED)
 
 
 def _run(cmd: list[str], tmp_path: Path, data_dir: Path | str, timeout: float) -> subprocess.CompletedProcess:

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from icu_tasks.errors import StageError
-from tests.subprocess_env import Started
+from tests.subprocess_env import OVERLAPPED, Started
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,12 @@ STAGES, LIMIT, METHOD, STEPS = 2, 8, "ga", 6
 
 
 def _env() -> dict[str, str]:
-    return os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+    """The runs of this module overlap with the shell loop (``OVERLAPPED``)."""
+    return os.environ | {
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONUNBUFFERED": "1",
+        **OVERLAPPED,
+    }
 
 
 def _run_cmd(vanilla: Path, data: Path, out: Path) -> list[str]:
