@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_inputs import data_and_model
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -71,17 +73,7 @@ def _measure(args: argparse.Namespace, tmp: Path):
     from icu_unlearn.models.loading import load_base
     from icu_unlearn.training_data import Collator, finetune_examples, load_image
 
-    data_dir = args.data
-    if data_dir is None:
-        from icu_tasks.data.generate import generate
-
-        data_dir = tmp / "data"
-        generate(data_dir, seed=0, profiles=18, tasks=3, profiles_per_task=2, image_size=160, progress=False)
-    model_dir = args.model
-    if model_dir is None:
-        from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
-
-        model_dir = build_tiny_model(tmp / "tiny", corpus_from_data(data_dir), seed=0)
+    data_dir, model_dir = data_and_model(args.data, args.model, tmp, profiles=18)
     _, processor = load_base(model_dir, "cpu", "float32")
     examples = finetune_examples(open_data(data_dir), vqa_repeat=args.vqa_repeat)
     batches = []

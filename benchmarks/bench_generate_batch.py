@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_inputs import data_and_model
+
 
 def _requests(data_dir: Path, n: int):
     from lmms_eval.api.instance import Instance
@@ -73,19 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from icu_unlearn.lmms_model import IcuHF
 
     with tempfile.TemporaryDirectory(prefix="icu_bench_batch_") as tmp:
-        data_dir = args.data
-        if data_dir is None:
-            from icu_tasks.data.generate import generate
-
-            data_dir = Path(tmp) / "data"
-            generate(
-                data_dir, seed=0, profiles=24, tasks=3, profiles_per_task=2, image_size=160, progress=False
-            )
-        model_dir = args.model
-        if model_dir is None:
-            from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
-
-            model_dir = build_tiny_model(Path(tmp) / "tiny", corpus_from_data(data_dir), seed=0)
+        data_dir, model_dir = data_and_model(args.data, args.model, Path(tmp), profiles=24)
         rows, requests = _requests(data_dir, args.samples)
         lm = IcuHF(
             pretrained=str(model_dir), max_new_tokens=args.max_new_tokens, device="cpu", dtype="float32"

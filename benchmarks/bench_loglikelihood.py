@@ -37,6 +37,8 @@ import time
 import types
 from pathlib import Path
 
+from bench_inputs import data_and_model
+
 TOLERANCE = 1e-4
 
 
@@ -96,21 +98,6 @@ def _try(lm, docs, requests) -> tuple[float, list] | str:
         return f"{type(err).__name__}: {str(err).splitlines()[0]}"
 
 
-def _inputs(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path]:
-    data_dir = args.data
-    if data_dir is None:
-        from icu_tasks.data.generate import generate
-
-        data_dir = tmp / "data"
-        generate(data_dir, seed=0, profiles=24, tasks=3, profiles_per_task=2, image_size=160, progress=False)
-    model_dir = args.model
-    if model_dir is None:
-        from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
-
-        model_dir = build_tiny_model(tmp / "tiny", corpus_from_data(data_dir), seed=0)
-    return data_dir, model_dir
-
-
 def _measure(args: argparse.Namespace, data_dir: Path, model_dir: Path) -> dict:
     from icu_unlearn.lmms_model import IcuHF
 
@@ -152,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="icu_bench_ll_") as tmp:
-        m = _measure(args, *_inputs(args, Path(tmp)))
+        m = _measure(args, *data_and_model(args.data, args.model, Path(tmp), profiles=24))
     n, b = m["n"], args.batch_size
     print(f"requests: {n} ({args.docs} image+question docs x 4 choices)")
     print(f"icu_hf batch {b}: {n / m['t_batched']:8.2f} requests/s ({m['t_batched']:.2f} s)")
