@@ -61,7 +61,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command group."""
-    from icu_tasks.data.plan import DEFAULT_IMAGE_SIZE
+    from icu_tasks.data.defaults import IMAGE_SIZE as DEFAULT_IMAGE_SIZE
 
     data = subparsers.add_parser("data", help="generate or validate the ICU-Bench data set")
     sub = data.add_subparsers(dest="data_command", metavar="{generate,validate}", required=True)

@@ -16,7 +16,7 @@ from icu_tasks.data.questions import row_rng
 from icu_tasks.data.render import BASE
 from icu_tasks.errors import ConfigError
 
-DEFAULT_IMAGE_SIZE = BASE  # 448 px: readable by real VLMs; the portrait is ~144 px (~20 px at 64 px input)
+DEFAULT_IMAGE_SIZE = BASE  # icu_tasks.data.defaults.IMAGE_SIZE
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 96, 2048
 MAX_PROFILES = 20_000
 

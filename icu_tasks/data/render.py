@@ -18,13 +18,14 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from icu_tasks.data import schema
+from icu_tasks.data.defaults import IMAGE_SIZE
 from icu_tasks.data.portrait import portrait
 from icu_tasks.data.profiles import SYNTHETIC_NOTICE, Profile
 
 Box = tuple[int, int, int, int]
 """(x0, y0, x1, y1), pixel box with exclusive right/bottom edges, as ``Image.crop`` takes it."""
 
-BASE = 448
+BASE = IMAGE_SIZE
 MASK_COLOR = (0, 0, 0)
 TITLES = {"medical": "MEDICAL REPORT", "labor": "EMPLOYMENT CONTRACT"}
 #: The field shown as the document's letterhead (the issuing institution).
