@@ -20,15 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_inputs import data_and_model
+from bench_inputs import add_input_args, data_and_model
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", type=Path, help="model dir (default: build the tiny model)")
-    parser.add_argument("--data", type=Path, help="data dir (default: generate a small set)")
+    add_input_args(parser)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--vqa-repeat", type=int, default=5)
@@ -69,9 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 def _measure(args: argparse.Namespace, tmp: Path):
     """Collate the same batches both ways: (rows per epoch, plain batches, memo batches, plain s, memo s)."""
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.encoding import encode
     from icu_unlearn.models.loading import load_base
-    from icu_unlearn.training_data import Collator, finetune_examples, load_image
+    from icu_unlearn.training_data import Collator, encode_examples, finetune_examples
 
     data_dir, model_dir = data_and_model(args.data, args.model, tmp, profiles=18)
     _, processor = load_base(model_dir, "cpu", "float32")
@@ -81,13 +79,9 @@ def _measure(args: argparse.Namespace, tmp: Path):
         order = random.Random(epoch).sample(examples, len(examples))
         batches += [order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)]
 
-    def direct(batch):
-        images = [load_image(e.image) for e in batch]
-        return encode(processor, [e.question for e in batch], images, [e.answer for e in batch])
-
-    direct(batches[0])  # warm-up: template rendering and token ids are memoised by encode itself
+    encode_examples(processor, batches[0])  # warm-up: template rendering and token ids are memoised by encode
     start = time.perf_counter()
-    plain = [dict(direct(b)) for b in batches]
+    plain = [encode_examples(processor, b) for b in batches]
     t_plain = time.perf_counter() - start
     collator = Collator(processor)
     start = time.perf_counter()

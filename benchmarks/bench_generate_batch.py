@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_inputs import data_and_model
+from bench_inputs import add_input_args, data_and_model
 
 
 def _requests(data_dir: Path, n: int):
@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", type=Path, help="model dir (default: build the tiny model)")
-    parser.add_argument("--data", type=Path, help="data dir (default: generate a small set)")
+    add_input_args(parser)
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -3,7 +3,14 @@ tiny model built for it (``--data`` / ``--model``; imported by the ``bench_*.py`
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+
+def add_input_args(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--data``: what :func:`data_and_model` takes (default: build them)."""
+    parser.add_argument("--model", type=Path, help="model dir (default: build the tiny model)")
+    parser.add_argument("--data", type=Path, help="data dir (default: generate a small set)")
 
 
 def data_and_model(data: Path | None, model: Path | None, tmp: Path, profiles: int) -> tuple[Path, Path]:

@@ -37,7 +37,7 @@ import time
 import types
 from pathlib import Path
 
-from bench_inputs import data_and_model
+from bench_inputs import add_input_args, data_and_model
 
 TOLERANCE = 1e-4
 
@@ -128,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", type=Path, help="model dir (default: build the tiny model)")
-    parser.add_argument("--data", type=Path, help="data dir (default: generate a small set)")
+    add_input_args(parser)
     parser.add_argument("--docs", type=int, default=16, help="image+question docs (4 requests each)")
     parser.add_argument("--batch-size", type=int, default=16, help="icu_hf batch size")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

@@ -3,7 +3,7 @@
 Training sees the same rows every epoch in new batch compositions, and the processor's image preprocessing
 (resize, rescale, normalise: a Python loop over PIL images with the slow processors this project uses on CPU)
 is most of the collation cost. :class:`RowEncodings` encodes each :class:`~icu_unlearn.training_data.Example`
-once with :func:`icu_unlearn.encoding.encode` (a batch of one: nothing padded), keeps the tensors in a
+once (:func:`~icu_unlearn.training_data.encode_examples`, a batch of one: nothing padded), keeps the tensors in a
 byte-bounded LRU memo, and assembles a batch the way the processor itself would: sequence tensors (input ids,
 attention mask, labels, token-type ids…) right-padded to the longest row, per-image tensors (pixel values,
 ``image_grid_thw``, ``image_sizes``…) concatenated in row order. The result is the batch
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from icu_unlearn.encoding import IGNORE_INDEX, encode
+from icu_unlearn.encoding import IGNORE_INDEX
 
 if TYPE_CHECKING:
     from icu_unlearn.training_data import Example
@@ -32,7 +32,7 @@ DEFAULT_MEMO_BYTES = 1 << 30
 
 
 class RowEncodings:
-    """Per-row memo of :func:`~icu_unlearn.encoding.encode` outputs (answers included, so ``labels`` too).
+    """Per-row memo of :func:`~icu_unlearn.training_data.encode_examples` outputs (``labels`` included).
 
     Args:
         processor: the HF processor (or tokenizer) every row is encoded with.
@@ -51,14 +51,9 @@ class RowEncodings:
         if hit is not None:
             self._rows.move_to_end(example)
             return hit
-        from icu_unlearn.training_data import load_image
+        from icu_unlearn.training_data import encode_examples
 
-        encoded = dict(
-            encode(
-                self.processor, [example.question], [load_image(example.image)], [example.answer],
-                padding_side="right",
-            )
-        )  # fmt: skip
+        encoded = encode_examples(self.processor, [example])
         size = _nbytes(encoded)
         if size <= self.max_bytes:
             self._rows[example] = encoded

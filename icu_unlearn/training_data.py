@@ -133,6 +133,15 @@ def load_image(path: Path | None):
     return _load_rgb(str(path))
 
 
+def encode_examples(processor: Any, examples: Sequence[Example]) -> dict[str, Any]:
+    """``examples`` → one right-padded batch of model inputs with answer-only ``labels``
+    (:func:`icu_unlearn.encoding.encode` on their questions, images and answers)."""
+    from icu_unlearn.encoding import encode
+
+    images = [load_image(e.image) for e in examples]
+    return dict(encode(processor, [e.question for e in examples], images, [e.answer for e in examples]))
+
+
 class Collator:
     """``list[Example]`` → model inputs with answer-only ``labels`` (through ``encoding.encode``).
 
@@ -152,8 +161,6 @@ class Collator:
         self._memo: RowEncodings | None = RowEncodings(processor)
 
     def encode(self, examples: Sequence[Example]) -> dict[str, Any]:
-        from icu_unlearn.encoding import encode
-
         if not examples:
             raise DataError("cannot collate an empty batch")
         if self._memo is not None:
@@ -161,13 +168,7 @@ class Collator:
             if batch is not None:
                 return batch
             self._memo = None  # this processor's tensors do not concatenate: encode whole batches from now on
-        batch = encode(
-            self.processor,
-            [e.question for e in examples],
-            [load_image(e.image) for e in examples],
-            [e.answer for e in examples],
-        )
-        return dict(batch)
+        return encode_examples(self.processor, examples)
 
     def __call__(self, items: Sequence[Any]) -> dict[str, Any]:
         if items and isinstance(items[0], Example):

@@ -7,15 +7,9 @@ import random
 import torch
 from PIL import Image
 
-from icu_unlearn.encoding import encode
 from icu_unlearn.models.loading import load_base
 from icu_unlearn.row_encodings import RowEncodings
-from icu_unlearn.training_data import Collator, Example, finetune_examples, load_image
-
-
-def _direct(processor, examples: list[Example]) -> dict:
-    images = [load_image(e.image) for e in examples]
-    return dict(encode(processor, [e.question for e in examples], images, [e.answer for e in examples]))
+from icu_unlearn.training_data import Collator, Example, encode_examples, finetune_examples
 
 
 def _assert_same(got: dict, want: dict) -> None:
@@ -33,7 +27,7 @@ def test_memo_batches_equal_direct_encoding_tiny_llava(tiny_model_dir, small_dat
     random.Random(0).shuffle(examples)
     collator = Collator(processor)
     for batch in (examples[:24], examples[12:40], examples[:1], [e for e in examples if e.image is None][:5]):
-        _assert_same(collator.encode(batch), _direct(processor, batch))
+        _assert_same(collator.encode(batch), encode_examples(processor, batch))
     assert collator._memo is not None and len(collator._memo._rows) == 40
 
 
@@ -52,7 +46,7 @@ def test_memo_batches_equal_direct_encoding_qwen2vl(tmp_path):
     ]
     collator = Collator(processor)
     for batch in (examples, examples[::-1], examples[2:]):
-        _assert_same(collator.encode(batch), _direct(processor, batch))
+        _assert_same(collator.encode(batch), encode_examples(processor, batch))
     assert collator._memo is not None
 
 
@@ -64,7 +58,7 @@ def test_memo_keeps_to_its_budget(tiny_model_dir, small_data_dir):
     one_row = sum(t.nbytes for t in RowEncodings(processor).row(examples[0]).values())
     memo = RowEncodings(processor, max_bytes=int(2.5 * one_row))
     batch = memo.collate([memo.row(e) for e in examples])
-    _assert_same(batch, _direct(processor, examples))
+    _assert_same(batch, encode_examples(processor, examples))
     assert len(memo._rows) == 2 and memo._bytes <= memo.max_bytes
     assert list(memo._rows) == examples[-2:]  # least recently used rows went first
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from icu_tasks.data import schema, utility
+from icu_tasks.data.defaults import IMAGE_SIZE
 from icu_tasks.data.profiles import Profile
 from icu_tasks.data.questions import row_rng
-from icu_tasks.data.render import BASE
 from icu_tasks.errors import ConfigError
 
-DEFAULT_IMAGE_SIZE = BASE  # icu_tasks.data.defaults.IMAGE_SIZE
+DEFAULT_IMAGE_SIZE = IMAGE_SIZE
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 96, 2048
 MAX_PROFILES = 20_000
 
