@@ -27,8 +27,8 @@ BIN = Path(sys.executable).parent
 
 def prepare(work: Path) -> tuple[Path, Path]:
     from icu_tasks.data.generate import generate
-    from icu_unlearn.finetune import FinetuneConfig, finetune
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
+    from icu_unlearn.training.finetune import FinetuneConfig, finetune
 
     data, tiny, vanilla = work / "data", work / "tiny", work / "vanilla"
     if not (data / "manifest.json").is_file():

@@ -3,7 +3,7 @@
 The long-form summaries are several times longer than a QA row, and a random batch of the fine-tune nearly
 always holds one, so padding the batch to one length pads every QA row to the summary's length.
 ``Collator(split_longform=True)`` (what ``finetune`` uses when it trains long-form rows) pads the long rows
-apart and sums the token losses of both parts (:func:`icu_unlearn.losses.nll_loss_parts`): the same batches,
+apart and sums the token losses of both parts (:func:`icu_unlearn.methods.losses.nll_loss_parts`): the same batches,
 the same loss and gradient, less compute. This script draws ``--batches`` random batches of the fine-tune's
 examples, times a forward + backward pass of each both ways on the tiny model, side by side in one process,
 and prints seconds per batch, padded tokens per batch, the largest loss difference and the ratios.
@@ -34,8 +34,8 @@ def measure(data_dir: Path, model_dir: Path, batches: int, batch_size: int) -> d
     from icu_tasks.data.dataset import open_data
     from icu_unlearn.methods.base import StepContext
     from icu_unlearn.models import load_base
-    from icu_unlearn.trainer import NLLObjective
-    from icu_unlearn.training_data import Collator, finetune_examples
+    from icu_unlearn.training.data import Collator, finetune_examples
+    from icu_unlearn.training.loop import NLLObjective
 
     model, processor = load_base(model_dir, device="cpu")
     model.train()

@@ -27,7 +27,7 @@ def _requests(data_dir: Path, n: int):
     from lmms_eval.api.instance import Instance
 
     from icu_tasks.data.dataset import open_data
-    from icu_tasks.prompts import question_text
+    from icu_tasks.harness.prompts import question_text
 
     data = open_data(data_dir)
     vqa, qa = data.rows(view="vqa"), data.rows(view="qa")
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
 
-    from icu_unlearn.lmms_model import IcuHF
+    from icu_unlearn.scoring.icu_hf import IcuHF
 
     with tempfile.TemporaryDirectory(prefix="icu_bench_batch_") as tmp:
         data_dir, model_dir = data_and_model(args.data, args.model, Path(tmp), profiles=24)

@@ -47,8 +47,8 @@ def _requests(data_dir: Path, n_docs: int, view: str = "vqa"):
     from lmms_eval.api.instance import Instance
 
     from icu_tasks.data.dataset import open_data
-    from icu_tasks.likelihood import TOKEN_COUNT_KEY
-    from icu_tasks.prompts import question_text
+    from icu_tasks.harness.likelihood import TOKEN_COUNT_KEY
+    from icu_tasks.harness.prompts import question_text
 
     data = open_data(data_dir)
     docs = data.rows(view=view)[:n_docs]
@@ -99,7 +99,7 @@ def _try(lm, docs, requests) -> tuple[float, list] | str:
 
 
 def _measure(args: argparse.Namespace, data_dir: Path, model_dir: Path) -> dict:
-    from icu_unlearn.lmms_model import IcuHF
+    from icu_unlearn.scoring.icu_hf import IcuHF
 
     docs, requests = _requests(data_dir, args.docs)
     ours = IcuHF(pretrained=str(model_dir), device="cpu", dtype="float32", allow_data_mismatch=True)

@@ -7,7 +7,7 @@ Documented setting (issue 18): 20 stages of one method on a medium data set (20 
 Runs ``icu-bench run`` (the real CLI, in a subprocess whose peak RSS is read from the kernel's accounting of
 the child, ``os.wait4``) on the tiny model, untrained on purpose: it never stops before ``max_new_tokens``, the
 worst case for generation cost. The run records its own estimate and the measured seconds of every stage in
-``RUN/cost.json`` (:mod:`icu_unlearn.cost`); this script prints, per stage, training and scoring seconds, the
+``RUN/cost.json`` (:mod:`icu_unlearn.pipeline.cost`); this script prints, per stage, training and scoring seconds, the
 requests scored and the seconds per request, the least-squares slope of each against the stage index (training
 must stay flat; scoring grows only with the requests scored, so seconds per request must stay flat), disk per
 stage (``stage_K/`` and ``eval/stage_K/``), the estimate made at the start against the measured wall time, and
@@ -116,8 +116,8 @@ def full_scale(
     trained = [r["train_s"] for r in rows if r["train_s"] is not None]
     per_req = sum(r["score_s"] for r in scored) / sum(r["requests"] for r in scored)
     if full_data is not None:
-        from icu_unlearn.cost import plan_requests
-        from icu_unlearn.pipeline import RunConfig
+        from icu_unlearn.pipeline.cost import plan_requests
+        from icu_unlearn.pipeline.run import RunConfig
 
         plan = plan_requests(RunConfig(base=str(tiny), data=str(full_data), method=args.method, stages=100))
         requests = sum(sum(plan.stage(k).values()) for k in range(101))

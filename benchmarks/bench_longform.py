@@ -21,8 +21,8 @@ from pathlib import Path
 
 def prepare(work: Path, steps: int) -> tuple[Path, Path]:
     from icu_tasks.data.generate import generate
-    from icu_unlearn.finetune import FinetuneConfig, finetune
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
+    from icu_unlearn.training.finetune import FinetuneConfig, finetune
 
     data, tiny, vanilla = work / "data", work / "tiny", work / "vanilla"
     if not (data / "manifest.json").is_file():
@@ -37,9 +37,9 @@ def prepare(work: Path, steps: int) -> tuple[Path, Path]:
 
 def scores(model, processor, rows: list[dict]) -> tuple[dict[str, float], list[str]]:
     """Mean long-form scores of ``rows`` (forget and retain-eval) and the generations."""
-    from icu_tasks.longform_hooks import score_longform
-    from icu_tasks.prompts import question_text
-    from icu_unlearn.inference import generate_texts
+    from icu_tasks.harness.longform import score_longform
+    from icu_tasks.harness.prompts import question_text
+    from icu_unlearn.models.inference import generate_texts
 
     texts = generate_texts(
         model,
@@ -74,7 +74,7 @@ def main() -> None:
     from icu_unlearn.methods import build_method
     from icu_unlearn.models import load_base
     from icu_unlearn.models.loading import load_stage
-    from icu_unlearn.train import run_stage
+    from icu_unlearn.training.unlearn import run_stage
 
     work = Path(args.work)
     data_dir, vanilla = prepare(work, args.steps)

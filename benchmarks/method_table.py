@@ -19,7 +19,7 @@ from pathlib import Path
 
 def accuracy(model, processor, data, task: int = 1) -> dict[str, float]:
     """Exact match on forget task ``task`` and on retain-eval, per view."""
-    from icu_unlearn.training_data import examples_from_rows, quick_accuracy
+    from icu_unlearn.training.data import examples_from_rows, quick_accuracy
 
     out = {}
     for view in ("vqa", "qa"):
@@ -44,7 +44,7 @@ def main() -> None:
     from icu_tasks.data.dataset import open_data
     from icu_unlearn.methods import build_method, list_methods
     from icu_unlearn.models import load_base
-    from icu_unlearn.train import run_stage
+    from icu_unlearn.training.unlearn import run_stage
 
     data = open_data(args.data)
     model, processor = load_base(args.base, device="cpu")

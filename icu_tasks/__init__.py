@@ -1,12 +1,17 @@
-"""ICU-Bench tasks: the data, the lmms-eval task hooks and the continual metrics — everything but models.
+"""ICU-Bench tasks: the data, the lmms-eval task hooks, the continual metrics and the report — everything but models.
 
-What lives here, by sub-package: :mod:`icu_tasks.data` (the data contract, generation and loading);
-:mod:`icu_tasks.continual` (continual matrices, metrics, report and figures from result files). At the top
-level, the lmms-eval side: the ``!function`` hooks the task YAMLs call (:mod:`~icu_tasks.hooks`), the user text
-of a question (:mod:`~icu_tasks.prompts`), per-sample answer metrics (:mod:`~icu_tasks.answer_metrics`), task
-installation (:mod:`~icu_tasks.install`, :mod:`~icu_tasks.cli_tasks`, :mod:`~icu_tasks.paths`); and what every
-part shares: user-facing errors (:mod:`~icu_tasks.errors`) and provenance (:mod:`~icu_tasks.provenance`).
+Sub-packages, along the data flow (each may import only those listed before it, plus :mod:`icu_tasks.errors`
+and :mod:`icu_tasks.paths`):
 
-Rules: this package never imports :mod:`icu_unlearn`; data generation needs no torch; the hooks know
-nothing of models. See ``docs/architecture.md``.
+- :mod:`icu_tasks.records` — the run-dir layout, provenance (data hashes, package versions) and the evaluation
+  schedule: what every other part writes and reads.
+- :mod:`icu_tasks.data` — the data contract, the generator and the loader (no torch).
+- :mod:`icu_tasks.continual` — pure metric maths over matrices (forgetting, retention, fluency, bootstrap).
+- :mod:`icu_tasks.harness` — what the lmms-eval task YAMLs call: doc builders, per-sample metrics, prompts and
+  task installation.
+- :mod:`icu_tasks.report` — reading a run's result files into matrices, ``report.json``/``report.md``, plots
+  and ``icu-bench report``.
+
+Rules: this package never imports :mod:`icu_unlearn`; data generation needs no torch; the hooks know nothing
+of models. See ``docs/architecture.md``.
 """

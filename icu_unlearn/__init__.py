@@ -1,16 +1,17 @@
-"""ICU-Bench unlearning: models, fine-tuning, the unlearning methods and the continual pipeline.
+"""ICU-Bench unlearning: models, the unlearning methods, training, scoring and the continual pipeline.
 
-What lives here: base models and stage loading (:mod:`~icu_unlearn.models`); prompts to model inputs
-(:mod:`~icu_unlearn.encoding`, :mod:`~icu_unlearn.training_data`); losses (:mod:`~icu_unlearn.losses`); the
-methods and their registry (:mod:`~icu_unlearn.methods`); the one training loop
-(:mod:`~icu_unlearn.trainer`), the fine-tune (:mod:`~icu_unlearn.finetune`, with its stopping rule in
-:mod:`~icu_unlearn.knowledge`) and unlearning stages (:mod:`~icu_unlearn.train`); stage and run dirs
-(:mod:`~icu_unlearn.stage`, :mod:`~icu_unlearn.rundir`, :mod:`~icu_unlearn.identity`; the layout itself is
-:mod:`icu_tasks.run_layout`); scoring through lmms-eval (the ``icu_hf`` model
-in :mod:`~icu_unlearn.lmms_model`, :mod:`~icu_unlearn.scoring`); the in-process pipeline
-(:mod:`~icu_unlearn.pipeline`); and the ``icu-bench`` CLI (:mod:`~icu_unlearn.cli` and the ``cli_*``
-modules).
+Sub-packages, along the data flow (each may import only those listed before it, and :mod:`icu_tasks`):
 
-Depends on :mod:`icu_tasks` (data, prompts, errors), never the other way round. See
+- :mod:`icu_unlearn.models` — the tiny-model builder, base and stage loading (adapter without merging, plus
+  masks), adapters, prompt encoding, batched generation, weight identity.
+- :mod:`icu_unlearn.methods` — the method protocol (config, step context, losses), the registry and one module
+  per method. A method knows nothing of the pipeline that runs it.
+- :mod:`icu_unlearn.training` — the training loop, collation, the vanilla fine-tune (and its stopping rule),
+  one unlearning stage and its stage dir.
+- :mod:`icu_unlearn.scoring` — the ``icu_hf`` lmms-eval model, scoring through lmms-eval, pre-flight checks.
+- :mod:`icu_unlearn.pipeline` — the in-process run (resume, cost), run dirs and the calibration sweep.
+- :mod:`icu_unlearn.cli` — the ``icu-bench`` console script.
+
+Depends on :mod:`icu_tasks` (data, records, prompts, errors), never the other way round. See
 ``docs/architecture.md``.
 """

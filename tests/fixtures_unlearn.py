@@ -57,8 +57,8 @@ def vanilla_model_dir(
     import json
 
     from icu_tasks.errors import TrainingError
-    from icu_tasks.run_layout import FINETUNE_JSON
-    from icu_unlearn.finetune import FinetuneConfig, finetune
+    from icu_tasks.records.layout import FINETUNE_JSON
+    from icu_unlearn.training.finetune import FinetuneConfig, finetune
 
     reuse = os.environ.get(REUSE_ENV)
     if reuse:
@@ -85,7 +85,7 @@ def _reused_vanilla(path: Path, small_data_dir: Path) -> Path:
     import json
 
     from icu_tasks.data.dataset import data_hash
-    from icu_tasks.run_layout import FINETUNE_JSON
+    from icu_tasks.records.layout import FINETUNE_JSON
 
     record = json.loads((path / FINETUNE_JSON).read_text())
     want = data_hash(small_data_dir)
@@ -103,7 +103,7 @@ def _reused_vanilla(path: Path, small_data_dir: Path) -> Path:
 
 @dataclass(frozen=True)
 class Knowledge:
-    """Per-item teacher-forced scores (:class:`icu_unlearn.knowledge.AnswerScore`) of one model on the
+    """Per-item teacher-forced scores (:class:`icu_unlearn.training.knowledge.AnswerScore`) of one model on the
     probe groups: ``forget`` = forget task 1 and ``retain`` = retain-eval, each as ``{view: [scores]}``."""
 
     forget: dict
@@ -117,7 +117,7 @@ class Knowledge:
 def probe_examples(data_dir: Path, task: int = 1) -> dict[str, dict[str, list]]:
     """The examples the method tests probe: forget task ``task`` and retain-eval, per view."""
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.training_data import examples_from_rows
+    from icu_unlearn.training.data import examples_from_rows
 
     data = open_data(data_dir)
     return {
@@ -128,8 +128,8 @@ def probe_examples(data_dir: Path, task: int = 1) -> dict[str, dict[str, list]]:
 
 def measure_knowledge(model, processor, data_dir: Path) -> Knowledge:
     """Teacher-forced scores of ``model`` on the probe groups (one forward pass per batch)."""
-    from icu_unlearn.knowledge import answer_scores
-    from icu_unlearn.training_data import Collator
+    from icu_unlearn.training.data import Collator
+    from icu_unlearn.training.knowledge import answer_scores
 
     collator = Collator(processor)
     groups = probe_examples(data_dir)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from icu_tasks import hooks, longform_hooks
+from icu_tasks.harness import hooks
+from icu_tasks.harness import longform as longform_hooks
 
 MODEL_ARGS = "pretrained=/models/icu/vanilla,adapter=RUN/stage_k,batch_size=8"
 

@@ -1,4 +1,4 @@
-"""Metric functions against values computed by hand (icu_tasks.answer_metrics)."""
+"""Metric functions against values computed by hand (icu_tasks.harness.answer_metrics)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from icu_tasks import answer_metrics as metrics
-from icu_tasks.hooks import aggregate_contains, aggregate_exact_match, aggregate_mc_accuracy
+from icu_tasks.harness import answer_metrics as metrics
+from icu_tasks.harness.hooks import aggregate_contains, aggregate_exact_match, aggregate_mc_accuracy
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ def _row(**overrides):
 
 
 def test_process_results_returns_one_payload_under_every_metric():
-    from icu_tasks.hooks import GENERATE_METRICS, process_results
+    from icu_tasks.harness.hooks import GENERATE_METRICS, process_results
 
     out = process_results(_row(), ["acute bronchitis."])
     assert set(out) == set(GENERATE_METRICS)
@@ -185,7 +185,7 @@ def test_process_results_returns_one_payload_under_every_metric():
 
 
 def test_mc_process_results_picks_the_most_likely_choice():
-    from icu_tasks.hooks import mc_doc_to_target, mc_process_results
+    from icu_tasks.harness.hooks import mc_doc_to_target, mc_process_results
 
     row = _row()
     assert mc_doc_to_target(row) == 1
@@ -200,7 +200,7 @@ def test_mc_process_results_picks_the_most_likely_choice():
 
 def test_mc_target_not_among_choices_is_a_data_error():
     from icu_tasks.errors import DataError
-    from icu_tasks.hooks import mc_doc_to_target
+    from icu_tasks.harness.hooks import mc_doc_to_target
 
     with pytest.raises(DataError, match="not among its choices"):
         mc_doc_to_target(_row(answer="Gout"))
@@ -208,7 +208,7 @@ def test_mc_target_not_among_choices_is_a_data_error():
 
 def test_mc_process_results_reads_lmms_eval_stringified_responses():
     """lmms-eval 0.7.3 hands loglikelihood responses to process_results as str((ll, is_greedy))."""
-    from icu_tasks.hooks import loglikelihood_of, mc_process_results
+    from icu_tasks.harness.hooks import loglikelihood_of, mc_process_results
 
     responses = ["(-9.0, False)", "(-1.5, True)", "(np.float64(-3.0), False)", "(-inf, False)"]
     assert [loglikelihood_of(r) for r in responses] == [-9.0, -1.5, -3.0, float("-inf")]

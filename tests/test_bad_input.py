@@ -114,7 +114,7 @@ def test_bad_data_is_one_error_line(
 
 def _stage(base: Path, data: Path, run: Path) -> Path:
     from icu_unlearn.methods import build_method
-    from icu_unlearn.train import run_stage
+    from icu_unlearn.training.unlearn import run_stage
 
     method = build_method("ga", max_steps=1, batch_size=2)
     return run_stage(method, base, data, 1, run, device="cpu").path
@@ -192,7 +192,7 @@ def test_good_parent_stage_is_accepted(
 ) -> None:
     """The control of the cases above: the unmodified stage 1 passes the same checks."""
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.stage import check_parent
+    from icu_unlearn.training.stage_dir import check_parent
 
     record = check_parent(parents["good"], 2, open_data(small_data_dir).data_hash, str(tiny_model_dir))
     assert record["stage"] == 1

@@ -1,11 +1,11 @@
-"""The ``--set`` / ``--grid`` rule shared by ``icu-bench run`` and ``icu-bench sweep`` (icu_unlearn.cli_args)."""
+"""The ``--set`` / ``--grid`` rule shared by ``icu-bench run`` and ``icu-bench sweep`` (icu_unlearn.cli.args)."""
 
 from __future__ import annotations
 
 import pytest
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn.cli_args import key_values, parse_sets
+from icu_unlearn.cli.args import key_values, parse_sets
 
 
 def test_keys_and_values_are_read_one_way():

@@ -31,7 +31,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from icu_unlearn.stage import write_stage
+    from icu_unlearn.training.stage_dir import write_stage
 
     class HalfSavedAdapter:
         def save_pretrained(self, path):
@@ -72,7 +72,7 @@ def _fill(tmp: Path) -> None:
 
 
 def test_kill_during_adapter_saving_leaves_no_stage_dir(tmp_path: Path) -> None:
-    from icu_unlearn.rundir import RunDir
+    from icu_unlearn.pipeline.rundir import RunDir
 
     run = tmp_path / "run"
     _kill_writer(run, "saving")
@@ -85,7 +85,7 @@ def test_kill_during_adapter_saving_leaves_no_stage_dir(tmp_path: Path) -> None:
 
 def test_next_write_removes_a_killed_writers_leftovers(tmp_path: Path) -> None:
     """The shell loop (``icu-bench unlearn``) has no run lock; the next write of the stage cleans up."""
-    from icu_tasks.run_layout import write_dir_atomically
+    from icu_tasks.records.layout import write_dir_atomically
 
     run = tmp_path / "run"
     _kill_writer(run, "saving")
@@ -96,7 +96,7 @@ def test_next_write_removes_a_killed_writers_leftovers(tmp_path: Path) -> None:
 
 
 def test_temp_dirs_of_live_writers_are_kept(tmp_path: Path) -> None:
-    from icu_tasks.run_layout import clean_stale
+    from icu_tasks.records.layout import clean_stale
 
     live = tmp_path / f".tmp-stage_1-{os.getpid()}-abc"
     foreign = tmp_path / ".tmp-stage_1-abcdefgh"  # no pid in the name: not ours to judge
@@ -128,7 +128,7 @@ def _raise_enospc(*args: object, **kwargs: object) -> None:
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
-    from icu_tasks import run_layout
+    from icu_tasks.records import layout as run_layout
 
     path = tmp_path / "report" / "report.md"
     run_layout.atomic_write_text(path, "old\n")
@@ -145,7 +145,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> N
 
 
 def test_atomic_write_json_is_the_stage_record_format(tmp_path: Path) -> None:
-    from icu_tasks import run_layout
+    from icu_tasks.records import layout as run_layout
 
     payload = {"b": 1, "a": [1.5, None], "path": Path("/x")}
     path = run_layout.atomic_write_json(tmp_path / "new" / "r.json", payload)
@@ -156,7 +156,7 @@ def test_atomic_write_json_is_the_stage_record_format(tmp_path: Path) -> None:
 
 
 def test_disk_full_while_writing_a_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import icu_unlearn.stage as stage
+    import icu_unlearn.training.stage_dir as stage
 
     monkeypatch.setattr(stage, "write_json", _raise_enospc)
     final = tmp_path / "run" / "stage_1"
@@ -176,8 +176,8 @@ def test_disk_full_inside_safetensors(tmp_path: Path, monkeypatch: pytest.Monkey
     import torch
     from safetensors import SafetensorError
 
-    import icu_unlearn.stage as stage
-    from icu_tasks import run_layout
+    import icu_unlearn.training.stage_dir as stage
+    from icu_tasks.records import layout as run_layout
 
     def full(*args: object, **kwargs: object) -> None:
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
@@ -277,7 +277,7 @@ def test_real_full_disk_on_a_small_tmpfs(
 
 HOLDER = (
     "import sys, time\n"
-    "from icu_unlearn.rundir import RunDir\n"
+    "from icu_unlearn.pipeline.rundir import RunDir\n"
     "with RunDir(sys.argv[1]).lock():\n"
     "    print('LOCKED', flush=True)\n"
     "    time.sleep(300)\n"
@@ -288,7 +288,7 @@ def test_second_process_on_a_run_dir_is_refused(
     tmp_path: Path, tiny_model_dir: Path, small_data_dir: Path
 ) -> None:
     """Cross-process lock, checked before any model is loaded (the untrained tiny model is never touched)."""
-    from icu_unlearn.rundir import RunDir
+    from icu_unlearn.pipeline.rundir import RunDir
 
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True)

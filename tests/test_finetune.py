@@ -14,7 +14,7 @@ import pytest
 
 from icu_tasks.errors import ConfigError, StageError
 from icu_unlearn.cli import main
-from icu_unlearn.finetune import FinetuneConfig, finetune
+from icu_unlearn.training.finetune import FinetuneConfig, finetune
 from tests.fixtures_unlearn import STOP_AT
 
 #: A few-step run for the properties that do not need memorisation (seeding, LoRA merge, guards).
@@ -43,12 +43,12 @@ def test_stopping_rule_held_on_every_group(vanilla_model_dir):
 @pytest.mark.slow
 def test_teacher_forced_agrees_with_greedy_generation(vanilla_model_dir, small_data_dir):
     """The one-forward-pass score the fixture and the method tests use agrees with what lmms-eval scores."""
-    from icu_tasks.answer_metrics import exact_match
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.inference import generate_texts
-    from icu_unlearn.knowledge import answer_scores
+    from icu_tasks.harness.answer_metrics import exact_match
     from icu_unlearn.models import load_base
-    from icu_unlearn.training_data import Collator, examples_from_rows, load_image
+    from icu_unlearn.models.inference import generate_texts
+    from icu_unlearn.training.data import Collator, examples_from_rows, load_image
+    from icu_unlearn.training.knowledge import answer_scores
 
     model, processor = load_base(vanilla_model_dir, device="cpu")
     data = open_data(small_data_dir)
@@ -232,7 +232,7 @@ def test_vqa_repeat_lists_image_rows_that_many_times(small_data_dir):
 
     from icu_tasks.data.dataset import open_data
     from icu_tasks.errors import DataError
-    from icu_unlearn.training_data import finetune_examples
+    from icu_unlearn.training.data import finetune_examples
 
     data = open_data(small_data_dir)
     once, twice = finetune_examples(data), finetune_examples(data, vqa_repeat=2)
@@ -255,8 +255,8 @@ def test_longform_rows_padded_apart_give_the_same_loss_and_gradient(tiny_model_d
     from icu_tasks.data.schema import LONGFORM
     from icu_unlearn.methods.base import StepContext
     from icu_unlearn.models import load_base
-    from icu_unlearn.trainer import NLLObjective
-    from icu_unlearn.training_data import Collator, finetune_examples
+    from icu_unlearn.training.data import Collator, finetune_examples
+    from icu_unlearn.training.loop import NLLObjective
 
     examples = finetune_examples(open_data(small_data_dir), longform=True)
     batch = [e for e in examples if e.phrasing != LONGFORM][:6] + [

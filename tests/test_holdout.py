@@ -37,7 +37,7 @@ def parquet_ids(small_data_dir) -> dict[str, set[str]]:
 
 
 def test_finetune_examples_are_every_known_row_and_no_holdout_or_paraphrase(data, parquet_ids):
-    from icu_unlearn.training_data import finetune_examples
+    from icu_unlearn.training.data import finetune_examples
 
     examples = finetune_examples(data, vqa_repeat=3)
     ids = {e.id for e in examples}
@@ -51,7 +51,7 @@ def test_finetune_examples_are_every_known_row_and_no_holdout_or_paraphrase(data
 
 def test_stage_forget_set_and_retain_term_never_hold_holdout_or_paraphrase(data, parquet_ids):
     from icu_unlearn.methods import build_method
-    from icu_unlearn.training_data import stage_data, step_batches
+    from icu_unlearn.training.data import stage_data, step_batches
 
     sd = stage_data(data, [2], processor=None)  # the processor is only stored for collating
     assert {e.id for e in sd.forget} == {r["id"] for r in data.forget(2)}
@@ -70,7 +70,7 @@ def test_stage_forget_set_and_retain_term_never_hold_holdout_or_paraphrase(data,
 
 
 def test_training_sets_refuse_holdout_and_paraphrase_examples(data):
-    from icu_unlearn.training_data import (
+    from icu_unlearn.training.data import (
         ExampleDataset,
         StageData,
         StepBatches,
@@ -94,7 +94,7 @@ def test_training_sets_refuse_holdout_and_paraphrase_examples(data):
 
 
 def test_stopping_rule_groups_leave_holdout_out(data):
-    from icu_unlearn.knowledge import check_groups
+    from icu_unlearn.training.knowledge import check_groups
 
     groups = check_groups(data)
     assert set(groups) == {
@@ -115,9 +115,9 @@ FORGET_MINUS_HOLDOUT_MIN = 0.6
 
 @pytest.mark.slow
 def test_vanilla_model_scores_holdout_near_the_base_rate(vanilla_model_dir, data):
-    from icu_unlearn.knowledge import accuracy, answer_scores
     from icu_unlearn.models import load_base
-    from icu_unlearn.training_data import Collator, examples_from_rows
+    from icu_unlearn.training.data import Collator, examples_from_rows
+    from icu_unlearn.training.knowledge import accuracy, answer_scores
 
     model, processor = load_base(vanilla_model_dir, device="cpu")
     collator = Collator(processor)
@@ -140,9 +140,9 @@ def test_vanilla_model_scores_holdout_near_the_base_rate(vanilla_model_dir, data
 def test_longform_rows_train_only_in_the_fine_tune_and_never_in_the_stopping_rule(data):
     """Long-form rows: in the fine-tune when asked (one per trained profile, no holdout), never in the
     stopping rule's groups, never in an unlearning stage's forget set or retain term."""
-    from icu_unlearn.finetune import FinetuneConfig
-    from icu_unlearn.knowledge import check_groups
-    from icu_unlearn.training_data import ExampleDataset, StepBatches, examples_from_rows, finetune_examples
+    from icu_unlearn.training.data import ExampleDataset, StepBatches, examples_from_rows, finetune_examples
+    from icu_unlearn.training.finetune import FinetuneConfig
+    from icu_unlearn.training.knowledge import check_groups
 
     assert FinetuneConfig().longform is True
     rows = pq.read_table(data.root / schema.LONGFORM_FILE).to_pylist()

@@ -12,7 +12,7 @@ from icu_tasks.continual import bootstrap as bs
 from icu_tasks.continual import fluency as fl
 from icu_tasks.continual import metrics as im
 from icu_tasks.continual import retention
-from icu_tasks.continual.results import ContinualRun
+from icu_tasks.report.results import ContinualRun
 
 NAN = math.nan
 

@@ -11,9 +11,9 @@ import zlib
 
 import pytest
 
-from icu_tasks import likelihood, mia
-from icu_tasks.hooks import DataUnavailable
-from icu_tasks.prompts import question_text
+from icu_tasks.harness import likelihood, mia
+from icu_tasks.harness.hooks import DataUnavailable
+from icu_tasks.harness.prompts import question_text
 from tests.lmms_checks import check_doc_hashes, check_stderrs
 
 # ---------------------------------------------------------------------------------------------------------
@@ -153,7 +153,9 @@ def test_task_configs_and_docs(small_data_dir, monkeypatch):
         config = manager._get_config(name)
         is_mia = name.startswith("icu_mia_")
         assert config["output_type"] == ("loglikelihood" if is_mia else "multiple_choice")
-        assert config["process_docs"].__module__ == ("icu_tasks.mia" if is_mia else "icu_tasks.likelihood")
+        assert config["process_docs"].__module__ == (
+            "icu_tasks.harness.mia" if is_mia else "icu_tasks.harness.likelihood"
+        )
         metrics = [m["metric"] for m in config["metric_list"]]
         assert metrics == list(mia.MIA_METRICS if is_mia else likelihood.LL_METRICS)
         assert config["metadata"]["version"] >= 1
@@ -201,8 +203,8 @@ def ll_run(tiny_model_dir, small_data_dir, tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("ICU_DATA_DIR", str(small_data_dir))
     monkeypatch.setattr(mia, "HOLDOUT_SPLIT", "retain_eval")
-    from icu_unlearn.lmms_model import IcuHF
-    from icu_unlearn.scoring import score
+    from icu_unlearn.scoring.evaluate import score
+    from icu_unlearn.scoring.icu_hf import IcuHF
 
     lm = IcuHF(pretrained=str(tiny_model_dir), batch_size=3)
     out = tmp_path_factory.mktemp("ll_run") / "eval"
@@ -297,14 +299,14 @@ def test_vanilla_is_far_from_holdout_and_forgetting_task_1_moves_it(
     """The vanilla model tells forget items from never-seen holdout items (AUC >= 0.8 per view, the issue's
     bar); after a stage that forgets task 1, task 1's AUC and answer probability drop. Read back through the
     continual report's reader, so the per-task AUC is the one the report shows."""
-    from icu_tasks.continual.likelihood import likelihood_summary
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.knowledge import StopWhenForgotten
-    from icu_unlearn.lmms_model import IcuHF
+    from icu_tasks.report.likelihood import likelihood_summary
     from icu_unlearn.methods import build_method
-    from icu_unlearn.scoring import score
-    from icu_unlearn.train import run_stage
-    from icu_unlearn.training_data import Collator
+    from icu_unlearn.scoring.evaluate import score
+    from icu_unlearn.scoring.icu_hf import IcuHF
+    from icu_unlearn.training.data import Collator
+    from icu_unlearn.training.knowledge import StopWhenForgotten
+    from icu_unlearn.training.unlearn import run_stage
     from tests.fixtures_unlearn import probe_examples
     from tests.test_methods import CHECK_EVERY, STOP_KEPT, TEST_CONFIGS
 

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from icu_tasks.data.schema import QA_FILE
+from icu_tasks.harness.prompts import question_text
 from icu_tasks.paths import task_yamls_dir
-from icu_tasks.prompts import question_text
 from tests.lmms_checks import check_stderrs
 from tests.subprocess_env import OVERLAPPED, started_together, subprocess_env
 from tests.test_task_yamls import GENERATE_TASKS  # the icu group's free-answer tasks
@@ -265,7 +265,7 @@ def test_cli_answers_equal_direct_generation(cli_run, small_data_dir, vanilla_mo
     """What the CLI scored (YAML → hooks → icu_hf) is what the model answers to question_text(row) and the
     row's image when called directly, i.e. the prompt and image the training code uses."""
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.inference import generate_texts
+    from icu_unlearn.models.inference import generate_texts
     from icu_unlearn.models.loading import load_base
 
     _, _, samples = cli_run

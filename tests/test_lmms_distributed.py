@@ -8,7 +8,7 @@ answer the requests it is given (and bind ``cuda:LOCAL_RANK`` on a GPU). This te
 samples, answers and scores as one process. The model is the tiny untrained one (its answers differ from doc
 to doc, so a doc scored on the wrong rank or twice shows up as a mismatch); ``--limit 9`` gives uneven shards
 (5 + 4), so lmms-eval's padding request is exercised; one generate and one multiple-choice task. The one-process
-reference runs in this process (``icu_unlearn.scoring.score``: lmms-eval's ``simple_evaluate`` with the CLI's
+reference runs in this process (``icu_unlearn.scoring.evaluate.score``: lmms-eval's ``simple_evaluate`` with the CLI's
 seeds, writing the files the CLI writes, one thread like each rank); the single-process CLI itself is
 ``tests/test_lmms_cli.py``'s.
 """
@@ -67,8 +67,8 @@ def _results(out: Path) -> dict:
 def test_two_processes_score_like_one(tiny_model_dir, small_data_dir, tmp_path):
     import torch
 
-    from icu_unlearn.lmms_model import IcuHF
-    from icu_unlearn.scoring import score
+    from icu_unlearn.scoring.evaluate import score
+    from icu_unlearn.scoring.icu_hf import IcuHF
 
     work = tmp_path / "work"
     env = subprocess_env(

@@ -10,7 +10,7 @@ import pytest
 
 from icu_tasks.continual.fluency import ngram_entropy, repetition_rate
 from icu_tasks.continual.longform import longform_means
-from icu_tasks.longform_hooks import LONGFORM_METRICS, process_results, score_longform
+from icu_tasks.harness.longform import LONGFORM_METRICS, process_results, score_longform
 
 VALUES = ["Ada Byron", "MR-12345", "12 Oak St, Hullport", "Type 2 diabetes"]
 FLUENT = "Ada Byron (ID MR-12345) lives at 12 Oak St, Hullport."

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from icu_unlearn import losses
+from icu_unlearn.methods import losses
 
 # Two sequences, 3 positions, vocabulary of 3. Position t predicts token t+1 (labels are shifted inside).
 LOGITS = torch.tensor(

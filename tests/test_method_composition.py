@@ -1,9 +1,9 @@
 """Method composition, batches and configs on the *untrained* tiny model (fast; no fine-tune needed).
 
 * The composed losses (forget term + retain term, :class:`~icu_unlearn.methods.base.RetainMethod`) equal the
-  formulas each method had before the split, written out here from :mod:`icu_unlearn.losses`, on one real
+  formulas each method had before the split, written out here from :mod:`icu_unlearn.methods.losses`, on one real
   batch of the small data set through a real PEFT model whose adapter is non-zero (so reference ≠ model).
-* :class:`~icu_unlearn.training_data.StepBatches`: sizes, whole-task batches, seeded passes.
+* :class:`~icu_unlearn.training.data.StepBatches`: sizes, whole-task batches, seeded passes.
 * Config validation, per-method ``--help``, and a stage's record of its schedule and batch settings.
 """
 
@@ -15,8 +15,7 @@ import pytest
 import torch
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn import losses
-from icu_unlearn.methods import StepContext, build_method
+from icu_unlearn.methods import StepContext, build_method, losses
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +26,7 @@ def lora_batch(tiny_model_dir, small_data_dir):
     from icu_tasks.data.dataset import open_data
     from icu_unlearn.methods.config import LM_LORA_TARGETS
     from icu_unlearn.models import load_base
-    from icu_unlearn.training_data import Collator, examples_from_rows
+    from icu_unlearn.training.data import Collator, examples_from_rows
 
     base, processor = load_base(tiny_model_dir, device="cpu")
     torch.manual_seed(0)
@@ -129,13 +128,13 @@ def test_zero_retain_weight_skips_the_retain_pass(lora_batch):
 
 
 def _examples(n, tag):
-    from icu_unlearn.training_data import Example
+    from icu_unlearn.training.data import Example
 
     return [Example(f"{tag}{i}", "q", "a", None, "qa", tag, 1) for i in range(n)]
 
 
 def test_step_batches_whole_task_and_sizes():
-    from icu_unlearn.training_data import StepBatches
+    from icu_unlearn.training.data import StepBatches
 
     forget, retain = _examples(6, "f"), _examples(10, "r")
     whole = StepBatches(forget, retain, 0, 3, length=4, seed=0)
@@ -157,7 +156,7 @@ def test_step_batches_whole_task_and_sizes():
 
 
 def test_step_batches_from_a_config():
-    from icu_unlearn.training_data import Collator, StageData, step_batches
+    from icu_unlearn.training.data import Collator, StageData, step_batches
 
     data = StageData(_examples(6, "f"), _examples(10, "r"), Collator(None))
     cfg = build_method("ga_diff", batch_size=0, retain_batch_size=4, max_steps=3).config
@@ -202,7 +201,7 @@ def test_training_flag_with_manu_is_one_clear_error(capsys):
 
 
 def test_stage_records_schedule_and_batches(tiny_model_dir, small_data_dir, tmp_path):
-    from icu_unlearn.train import run_stage
+    from icu_unlearn.training.unlearn import run_stage
 
     values = {"max_steps": 4, "batch_size": 0, "retain_batch_size": 3, "lr_scheduler": "cosine"}
     values |= {"warmup_steps": 1, "lora_r": 2, "lora_alpha": 8.0, "learning_rate": 1e-3}

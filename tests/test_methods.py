@@ -5,7 +5,7 @@ starting from the session's vanilla model (which knows every group to >= 0.9 tea
 fixture's stopping rule). What is measured is the *method*, relative to what the vanilla model knew, at the
 same amount of forgetting for every method:
 
-* **forgets within its budget** — a training stage runs with :class:`icu_unlearn.knowledge.StopWhenForgotten`:
+* **forgets within its budget** — a training stage runs with :class:`icu_unlearn.training.knowledge.StopWhenForgotten`:
   it stops as soon as at most ``STOP_KEPT`` of the task-1 items the vanilla model knew are still known
   (teacher forcing: the argmax is the gold token at every answer position). The test fails if the step cap
   comes first, and re-measures the stopped model independently;
@@ -194,7 +194,7 @@ def test_method_refuses_another_methods_config():
 
 
 def test_registry_import_does_not_import_torch():
-    code = "import sys, icu_unlearn.methods, icu_unlearn.cli_train; print('torch' in sys.modules)"
+    code = "import sys, icu_unlearn.methods, icu_unlearn.cli.train; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -205,7 +205,7 @@ def test_registry_import_does_not_import_torch():
 def _probe_inputs(processor, data_dir: Path):
     """A fixed batch (two VQA + two QA questions of task 1, with answers) for logit comparisons."""
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.training_data import Collator, examples_from_rows
+    from icu_unlearn.training.data import Collator, examples_from_rows
 
     data = open_data(data_dir)
     rows = data.forget(1, view="vqa")[:2] + data.forget(1, view="qa")[:2]
@@ -224,7 +224,7 @@ def _reload(vanilla: Path, stage: Path):
     from peft import PeftModel
 
     from icu_unlearn.models import apply_masks, load_base, read_masks
-    from icu_unlearn.trainer import quiet_transformers
+    from icu_unlearn.training.loop import quiet_transformers
 
     base, processor = load_base(vanilla, device="cpu")
     with quiet_transformers():  # PEFT calls a transformers API that warns about its own deprecation
@@ -251,10 +251,10 @@ class MethodTester:
     @classmethod
     def stage1(cls, vanilla_model_dir, small_data_dir, vanilla_knowledge, tmp_path_factory):
         """Stage 1 of the method, stopped once the known task-1 items are forgotten (training methods)."""
-        from icu_unlearn.knowledge import StopWhenForgotten
         from icu_unlearn.models import load_base
-        from icu_unlearn.train import run_stage
-        from icu_unlearn.training_data import Collator
+        from icu_unlearn.training.data import Collator
+        from icu_unlearn.training.knowledge import StopWhenForgotten
+        from icu_unlearn.training.unlearn import run_stage
         from tests.fixtures_unlearn import probe_examples
 
         run = tmp_path_factory.mktemp(f"run_{cls.method}")
@@ -319,8 +319,8 @@ class MethodTester:
         import torch
 
         from icu_tasks.data.dataset import open_data
-        from icu_unlearn.inference import generate_texts
-        from icu_unlearn.training_data import examples_from_rows, load_image
+        from icu_unlearn.models.inference import generate_texts
+        from icu_unlearn.training.data import examples_from_rows, load_image
 
         result, _, _ = stage1
         reloaded, processor = _reload(vanilla_model_dir, result.path)
@@ -376,7 +376,7 @@ class TestNPODiff(RetainFloorTester):
 
         import torch
 
-        from icu_unlearn.train import run_stage
+        from icu_unlearn.training.unlearn import run_stage
 
         result, _, _ = stage1
         stage2 = run_stage(
@@ -459,7 +459,7 @@ class TestMANU(MethodTester):
 
     def test_stage2_masks_accumulate(self, stage1, vanilla_model_dir, small_data_dir):
         from icu_unlearn.models import read_masks
-        from icu_unlearn.train import run_stage
+        from icu_unlearn.training.unlearn import run_stage
 
         result, _, _ = stage1
         stage2 = run_stage(
@@ -490,7 +490,7 @@ def kept_fraction(after: Knowledge, before: Knowledge, group: str, view: str | N
 
 def nll_rise(after: Knowledge, before: Knowledge, group: str, view: str | None = None) -> float:
     """Mean answer NLL (nats/token) of ``group`` after minus before."""
-    from icu_unlearn.knowledge import mean_nll
+    from icu_unlearn.training.knowledge import mean_nll
 
     return mean_nll(after.scores(group, view)) - mean_nll(before.scores(group, view))
 
@@ -532,7 +532,7 @@ def test_every_config_field_has_help(capsys):
     import dataclasses
 
     from icu_unlearn.cli import build_parser
-    from icu_unlearn.finetune import FinetuneConfig
+    from icu_unlearn.training.finetune import FinetuneConfig
 
     configs = [get_method(name).config_class for name in list_methods()] + [FinetuneConfig]
     missing = [

@@ -18,7 +18,7 @@ FAST = {"shira_r": 2, "fisher_batches": 2, "learning_rate": 1e-2, "lr_scheduler"
 
 
 def _stage(tiny_model_dir, small_data_dir, run, k, **values):
-    from icu_unlearn.train import run_stage
+    from icu_unlearn.training.unlearn import run_stage
 
     method = build_method("mmunlearner", **{**FAST, **values})
     return run_stage(method, tiny_model_dir, small_data_dir, k, run, device="cpu")
@@ -43,7 +43,7 @@ def test_saliency_is_weight_level(tiny_model_dir, small_data_dir):
     from icu_unlearn.methods import saliency
     from icu_unlearn.methods.config import LM_LORA_TARGETS
     from icu_unlearn.models import load_base
-    from icu_unlearn.training_data import stage_data
+    from icu_unlearn.training.data import stage_data
 
     model, processor = load_base(tiny_model_dir, device="cpu")
     sd = stage_data(open_data(small_data_dir), [1], processor)
@@ -92,7 +92,7 @@ def _logits(model, inputs):
 
 def _probe(processor, data_dir):
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.training_data import Collator, examples_from_rows
+    from icu_unlearn.training.data import Collator, examples_from_rows
 
     data = open_data(data_dir)
     return Collator(processor).encode(examples_from_rows(data, data.forget(1)[:2] + data.retain("eval")[:2]))
@@ -146,7 +146,7 @@ def test_stage2_accumulates(stage1, tiny_model_dir, small_data_dir, run_dir):
 
 def test_parent_of_another_adapter_type_is_refused(tiny_model_dir, small_data_dir, tmp_path):
     from icu_tasks.errors import StageError
-    from icu_unlearn.train import run_stage
+    from icu_unlearn.training.unlearn import run_stage
 
     run_stage(
         build_method("ga", max_steps=1, batch_size=2),

@@ -9,9 +9,9 @@ import torch
 
 from icu_tasks.data.dataset import open_data
 from icu_tasks.errors import ConfigError
-from icu_tasks.prompts import question_text
-from icu_unlearn.encoding import IGNORE_INDEX, encode, render_sample
-from icu_unlearn.inference import generate_texts, loglikelihoods
+from icu_tasks.harness.prompts import question_text
+from icu_unlearn.models.encoding import IGNORE_INDEX, encode, render_sample
+from icu_unlearn.models.inference import generate_texts, loglikelihoods
 from icu_unlearn.models.loading import load_base
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from lmms_eval.api.instance import Instance
 
-from icu_tasks import hooks
 from icu_tasks.data.dataset import open_data
 from icu_tasks.errors import ConfigError, StageError
-from icu_tasks.prompts import question_text
-from icu_unlearn.lmms_model import IcuHF
+from icu_tasks.harness import hooks
+from icu_tasks.harness.prompts import question_text
+from icu_unlearn.scoring.icu_hf import IcuHF
 from tests.lmms_checks import check_doc_hashes, check_stderrs
 from tests.subprocess_env import started_together
 

@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from icu_tasks.errors import ConfigError, StageError
-from icu_unlearn.encoding import encode
+from icu_unlearn.models.encoding import encode
 from icu_unlearn.models.loading import (
     apply_masks,
     load_base,

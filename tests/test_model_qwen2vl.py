@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from icu_unlearn.encoding import IGNORE_INDEX, encode
-from icu_unlearn.inference import generate_texts, loglikelihoods
-from icu_unlearn.lmms_model import IcuHF
+from icu_unlearn.models.encoding import IGNORE_INDEX, encode
+from icu_unlearn.models.inference import generate_texts, loglikelihoods
 from icu_unlearn.models.loading import load_base
 from icu_unlearn.models.tiny_qwen2vl import build_tiny_qwen2vl
+from icu_unlearn.scoring.icu_hf import IcuHF
 from tests.fixtures_model import make_random_adapter
 
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None

@@ -11,7 +11,7 @@ from PIL import Image
 
 from icu_tasks.errors import ConfigError
 from icu_unlearn.cli import main
-from icu_unlearn.encoding import encode
+from icu_unlearn.models.encoding import encode
 from icu_unlearn.models.tiny import TinyConfig, build_tiny_model, builtin_corpus, create_tiny_model
 
 

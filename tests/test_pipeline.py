@@ -4,7 +4,7 @@ Two runs of the same config: ``icu-bench run`` killed twice (while stage 1 train
 resumed to the end, and ``examples/continual_loop.sh`` (unlearn, then the ``lmms-eval`` CLI, per stage), started
 in the background first so that the two overlap. Both must give the same files and the identical matrices:
 the resumed run equals an uninterrupted one, and the one-process run equals the shell loop. (The in-process
-``icu_unlearn.pipeline.run`` is covered by ``test_schedule`` and ``test_trust``.) All runs use the session's
+``icu_unlearn.pipeline.run.run`` is covered by ``test_schedule`` and ``test_trust``.) All runs use the session's
 fine-tuned tiny model, GA with a few steps (the method does not matter here: these tests are about
 orchestration) and ``limit`` docs per task to keep the lmms-eval passes short.
 """
@@ -49,7 +49,7 @@ def _run_cmd(vanilla: Path, data: Path, out: Path) -> list[str]:
 
 
 def _matrices(run_dir: Path) -> dict[str, np.ndarray]:
-    from icu_tasks.continual.results import load_run
+    from icu_tasks.report.results import load_run
 
     run = load_run(run_dir)
     assert not run.missing, run.missing
@@ -164,7 +164,7 @@ def test_changed_config_is_refused(resumed_run: dict, vanilla_model_dir, small_d
 
 
 def test_second_process_on_a_locked_run_dir_is_refused(tmp_path, vanilla_model_dir, small_data_dir) -> None:
-    from icu_unlearn.rundir import RunDir
+    from icu_unlearn.pipeline.rundir import RunDir
 
     out = tmp_path / "locked"
     with RunDir(out).lock():
@@ -181,7 +181,7 @@ def test_second_process_on_a_locked_run_dir_is_refused(tmp_path, vanilla_model_d
 
 
 def test_lock_is_exclusive_in_process(tmp_path) -> None:
-    from icu_unlearn.rundir import RunDir
+    from icu_unlearn.pipeline.rundir import RunDir
 
     with RunDir(tmp_path).lock(), pytest.raises(StageError, match="in use"), RunDir(tmp_path).lock():
         pass

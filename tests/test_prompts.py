@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from icu_tasks import hooks
 from icu_tasks.data.schema import QUESTIONS
 from icu_tasks.errors import DataError
-from icu_tasks.prompts import question_text
+from icu_tasks.harness import hooks
+from icu_tasks.harness.prompts import question_text
 
 VQA_ROW = {
     "id": "med-0003-diagnosis-vqa",

@@ -4,7 +4,7 @@ The fixture builds each logged sample with lmms-eval 0.7.3's ``evaluator._proces
 that turns a doc + its requests + ``process_results`` into a sample record) and writes the files with its
 ``EvaluationTracker`` exactly as ``lmms_eval.__main__.cli_evaluate`` does (``save_results_aggregated`` then
 ``save_results_samples`` per task), so file names, the model sub-folder and the record layout are lmms-eval's.
-Scoring goes through the task suite's real hooks (``icu_tasks.hooks.process_results`` /
+Scoring goes through the task suite's real hooks (``icu_tasks.harness.hooks.process_results`` /
 ``mc_process_results``). The one stand-in is the aggregated ``results`` dict, reproduced with the keys
 ``simple_evaluate`` puts there (results, group_subtasks, configs, versions, n-shot, higher_is_better,
 n-samples, config, date) — the reader only uses ``configs`` and ``n-samples``.
@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from icu_tasks.continual.plots import CURVE_SIZE, DPI, FIRST_TASK_SIZE, HEATMAP_SIZE
-from icu_tasks.continual.report import write_report
-from icu_tasks.continual.results import load_run
+from icu_tasks.report.plots import CURVE_SIZE, DPI, FIRST_TASK_SIZE, HEATMAP_SIZE
+from icu_tasks.report.results import load_run
+from icu_tasks.report.write import write_report
 from tests.lmms_eval_output import doc as _doc
 from tests.lmms_eval_output import write_lmms_eval_output
 from tests.subprocess_env import subprocess_env

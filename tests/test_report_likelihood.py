@@ -1,4 +1,4 @@
-"""Per-stage probability, truth ratio and MIA AUC of a run dir (icu_tasks.continual.likelihood) and their
+"""Per-stage probability, truth ratio and MIA AUC of a run dir (icu_tasks.report.likelihood) and their
 report.md / report.json section, from hand-written samples files with hand-computed expectations."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from icu_tasks.continual.likelihood import likelihood_markdown, likelihood_summary
-from icu_tasks.continual.report import write_report
-from icu_tasks.continual.results import load_run
+from icu_tasks.report.likelihood import likelihood_markdown, likelihood_summary
+from icu_tasks.report.results import load_run
+from icu_tasks.report.write import write_report
 from tests.lmms_eval_output import doc, write_lmms_eval_output
 
 

@@ -1,4 +1,4 @@
-"""The training collation's per-row memo (:mod:`icu_unlearn.row_encodings`) gives the batch ``encode`` gives."""
+"""The training collation's per-row memo (:mod:`icu_unlearn.training.row_encodings`) gives the batch ``encode`` gives."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from icu_unlearn.models.loading import load_base
-from icu_unlearn.row_encodings import RowEncodings
-from icu_unlearn.training_data import Collator, Example, encode_examples, finetune_examples
+from icu_unlearn.training.data import Collator, Example, encode_examples, finetune_examples
+from icu_unlearn.training.row_encodings import RowEncodings
 
 
 def _assert_same(got: dict, want: dict) -> None:

@@ -16,11 +16,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from icu_tasks import hooks
-from icu_tasks.continual.report import write_report
-from icu_tasks.continual.results import load_run
 from icu_tasks.errors import ConfigError
-from icu_tasks.schedule import FORGET_TASKS_ENV, EvalSchedule, format_tasks, parse_tasks
+from icu_tasks.harness import hooks
+from icu_tasks.records.schedule import FORGET_TASKS_ENV, EvalSchedule, format_tasks, parse_tasks
+from icu_tasks.report.results import load_run
+from icu_tasks.report.write import write_report
 from tests.cli_helpers import run_cli
 from tests.lmms_eval_output import write_lmms_eval_output
 from tests.test_report import A_QA, A_VQA, _stage_docs
@@ -147,7 +147,7 @@ def _expected_requests(data_dir: Path) -> dict[str, Counter]:
 
 
 def test_dry_run_counts_and_writes_nothing(small_data_dir, tiny_model_dir, tmp_path):
-    from icu_unlearn.pipeline import RunConfig, dry_run
+    from icu_unlearn.pipeline.run import RunConfig, dry_run
 
     counts = _expected_requests(small_data_dir)
     forget = {j: n for (split, j), n in counts.items() if split == "forget"}
@@ -200,7 +200,7 @@ def test_scheduled_run_scores_what_the_schedule_says(small_data_dir, tiny_model_
     """A real 2-stage run (tiny untrained model, GA, 2 steps, the VQA forget task only) with eval_every 2 and
     window 0: stage 1 is not scored, stage 2 scores forget tasks 1..2 only, and cost.json holds the estimate
     and the measured stages."""
-    from icu_unlearn.pipeline import RunConfig, run
+    from icu_unlearn.pipeline.run import RunConfig, run
 
     config = RunConfig(
         base=str(tiny_model_dir), data=str(small_data_dir), method="ga", stages=2,
@@ -229,9 +229,9 @@ def test_scheduled_run_scores_what_the_schedule_says(small_data_dir, tiny_model_
 
 def test_run_dir_from_before_the_schedule_resumes_with_the_default(small_data_dir, tiny_model_dir, tmp_path):
     from icu_tasks.errors import StageError
-    from icu_unlearn.pipeline import RunConfig
-    from icu_unlearn.preflight import check_run_inputs
-    from icu_unlearn.rundir import RunDir
+    from icu_unlearn.pipeline.run import RunConfig
+    from icu_unlearn.pipeline.rundir import RunDir
+    from icu_unlearn.scoring.preflight import check_run_inputs
 
     rd = RunDir(tmp_path / "old")
 

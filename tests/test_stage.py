@@ -33,7 +33,7 @@ class _NoGradient(get_method("ga")):
 
 
 def _run(method, base, data, stage, run, **kw):
-    from icu_unlearn.train import run_stage
+    from icu_unlearn.training.unlearn import run_stage
 
     return run_stage(method, base, data, stage, run, device="cpu", **kw)
 
@@ -88,7 +88,7 @@ def test_stage_k_needs_a_matching_parent(tiny_model_dir, small_data_dir, tmp_pat
 def test_unknown_forget_task_is_a_data_error(small_data_dir):
     from icu_tasks.data.dataset import open_data
     from icu_tasks.errors import DataError
-    from icu_unlearn.training_data import stage_data
+    from icu_unlearn.training.data import stage_data
 
     with pytest.raises(DataError, match=r"forget task\(s\) \[9\] not in data dir"):
         stage_data(open_data(small_data_dir), [9], processor=None)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn.sweep import grid_points, point_id, select
+from icu_unlearn.pipeline.sweep import grid_points, point_id, select
 
 
 def _row(lr, steps, f_vqa, f_qa, retain_ratio):
@@ -64,12 +64,12 @@ def test_sweep_on_the_tiny_model_and_resume(tiny_model_dir, small_data_dir, tmp_
     csv_lines = (out / "sweep.csv").read_text().splitlines()
     assert len(csv_lines) == 3 and sum(line.startswith("1,") for line in csv_lines[1:]) == 1
 
-    import icu_unlearn.train
+    import icu_unlearn.training.unlearn
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished point was run again")
 
-    monkeypatch.setattr(icu_unlearn.train, "run_stage", no_training)
+    monkeypatch.setattr(icu_unlearn.training.unlearn, "run_stage", no_training)
     assert main([*argv, "--device", "cpu"]) == 0  # resumes: every point has its result
     assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
     changed = [a if a != "max_steps=2" else "max_steps=3" for a in argv]
@@ -89,6 +89,6 @@ def test_bad_grid_is_one_clear_error(grid, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     with pytest.raises(ConfigError):
-        from icu_unlearn.sweep import sweep
+        from icu_unlearn.pipeline.sweep import sweep
 
         sweep("ga", "b", "d", tmp_path, {})

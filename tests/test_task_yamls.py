@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from icu_tasks import hooks
 from icu_tasks.data.schema import QA_FILE
+from icu_tasks.harness import hooks
 from icu_tasks.paths import task_names, task_yamls_dir
 
 GENERATE_TASKS = (
@@ -119,7 +119,7 @@ def test_task_configs(task_manager):
         config = task_manager._get_config(name)
         mc = name.endswith("_mc")
         assert config["output_type"] == ("multiple_choice" if mc else "generate_until")
-        assert config["process_docs"].__module__ == "icu_tasks.hooks"
+        assert config["process_docs"].__module__ == "icu_tasks.harness.hooks"
         assert config["process_docs"].__name__ == name.removeprefix("icu_").removesuffix("_mc") + "_docs"
         assert [m["metric"] for m in config["metric_list"]] == list(
             hooks.MC_METRICS if mc else hooks.GENERATE_METRICS
@@ -128,7 +128,9 @@ def test_task_configs(task_manager):
         if not mc:
             gen = config["generation_kwargs"]
             assert gen["do_sample"] is False and gen["max_new_tokens"] <= 64
-    for name in ALL_TASKS:  # lmms-eval's clustered standard error: one cluster per profile (icu_tasks.hooks)
+    for (
+        name
+    ) in ALL_TASKS:  # lmms-eval's clustered standard error: one cluster per profile (icu_tasks.harness.hooks)
         assert task_manager._get_config(name)["cluster_key"] == "profile_id", name
 
 
@@ -293,14 +295,14 @@ def test_tasks_path_command_prints_the_include_path(capsys):
 def test_longform_task_configs_and_docs(small_data_dir, task_manager, monkeypatch):
     """The icu_longform tasks: greedy generation with room for a summary, the long-form hooks and metrics,
     and exactly the long-form rows of their split (read straight from the parquet file)."""
-    from icu_tasks import longform_hooks
     from icu_tasks.data.schema import LONGFORM_FILE
-    from icu_tasks.prompts import LONGFORM_INSTRUCTION
+    from icu_tasks.harness import longform as longform_hooks
+    from icu_tasks.harness.prompts import LONGFORM_INSTRUCTION
 
     for name in LONGFORM_TASKS:
         config = task_manager._get_config(name)
         assert config["output_type"] == "generate_until"
-        assert config["process_docs"].__module__ == "icu_tasks.longform_hooks"
+        assert config["process_docs"].__module__ == "icu_tasks.harness.longform"
         assert config["process_results"] is longform_hooks.process_results
         assert [m["metric"] for m in config["metric_list"]] == list(longform_hooks.LONGFORM_METRICS)
         gen = config["generation_kwargs"]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from icu_tasks import install as inst
 from icu_tasks.errors import ConfigError
+from icu_tasks.harness import install as inst
 from icu_tasks.paths import task_yamls_dir
 from tests.cli_helpers import assert_one_error, run_cli
 
@@ -117,7 +117,7 @@ def test_lmms_eval_resolves_includes_hooks_and_stub_from_the_installed_folder(tm
     assert manager.task_index["icu_forget_vqa"]["yaml_path"] == str(folder / "icu_forget_vqa.yaml")
     config = manager._get_config("icu_forget_vqa")  # follows include: chains and !function tags
     assert config["output_type"] == "generate_until"  # from _icu_generate_yaml
-    assert config["process_docs"].__module__ == "icu_tasks.hooks"
+    assert config["process_docs"].__module__ == "icu_tasks.harness.hooks"
     assert config["dataset_kwargs"]["data_files"]["test"] == str(folder / "_stub.jsonl")
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from icu_tasks.data.dataset import open_data
 from icu_tasks.errors import DataError, StageError
-from icu_tasks.provenance import short
+from icu_tasks.records.provenance import short
 from tests.cli_helpers import assert_one_error, cli_env, run_cli, snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,8 +41,8 @@ def other_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def vanilla(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, small_data_dir: Path) -> Path:
     """The tiny model saved by the fine-tune's own writer, with the record a fine-tune on the small data writes."""
-    from icu_unlearn.finetune import _save_model_dir
     from icu_unlearn.models import load_base
+    from icu_unlearn.training.finetune import _save_model_dir
 
     data = open_data(small_data_dir)
     model, processor = load_base(tiny_model_dir)
@@ -54,7 +54,7 @@ def vanilla(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, smal
 
 def _stage(base: Path, data: Path, run: Path, k: int = 1, **kw: object) -> Path:
     from icu_unlearn.methods import build_method
-    from icu_unlearn.train import run_stage
+    from icu_unlearn.training.unlearn import run_stage
 
     method = build_method("ga", max_steps=1, batch_size=2)
     return run_stage(method, base, data, k, run, device="cpu", **kw).path
@@ -76,7 +76,7 @@ def _hashes(*dirs: Path) -> list[str]:
 
 
 def test_every_artefact_records_its_identity(vanilla: Path, run1: Path, small_data_dir: Path) -> None:
-    from icu_unlearn.identity import compute_model_id, model_id, stage_id
+    from icu_unlearn.models.identity import compute_model_id, model_id, stage_id
 
     finetune = json.loads((vanilla / "finetune.json").read_text())
     assert finetune["model_id"] == compute_model_id(vanilla) == model_id(vanilla)
@@ -118,7 +118,7 @@ def test_icu_hf_checks_data_and_stage_before_loading(
     vanilla: Path, run1: Path, small_data_dir: Path, other_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import icu_unlearn.models.loading as loading
-    from icu_unlearn.lmms_model import IcuHF
+    from icu_unlearn.scoring.icu_hf import IcuHF
 
     real_load = loading.load_base
 
@@ -138,7 +138,7 @@ def test_icu_hf_checks_data_and_stage_before_loading(
 
 
 def _eval(lm: object, run: Path, k: int, data: Path) -> None:
-    from icu_unlearn.scoring import score
+    from icu_unlearn.scoring.evaluate import score
 
     score(lm, "pretrained=x", ["icu_forget_qa"], run / "eval" / f"stage_{k}", data_dir=data, limit=1)
 
@@ -146,9 +146,9 @@ def _eval(lm: object, run: Path, k: int, data: Path) -> None:
 def test_evaluations_record_their_data_and_report_checks_it(
     vanilla: Path, run1: Path, small_data_dir: Path, other_data: Path, tmp_path: Path
 ) -> None:
-    from icu_tasks.provenance import eval_data
-    from icu_unlearn.lmms_model import IcuHF
+    from icu_tasks.records.provenance import eval_data
     from icu_unlearn.models import load_base
+    from icu_unlearn.scoring.icu_hf import IcuHF
 
     run = shutil.copytree(run1, tmp_path / "run")
     model, processor = load_base(vanilla)
@@ -177,8 +177,8 @@ def test_copied_vanilla_and_run_score_and_continue(
     vanilla: Path, run1: Path, small_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`cp -r` of the vanilla model and the run (originals kept): the copies load, score and continue."""
-    from icu_unlearn.identity import model_id, stage_id
-    from icu_unlearn.lmms_model import IcuHF
+    from icu_unlearn.models.identity import model_id, stage_id
+    from icu_unlearn.scoring.icu_hf import IcuHF
 
     base = shutil.copytree(vanilla, tmp_path / "demo" / "vanilla")
     run = shutil.copytree(run1, tmp_path / "demo" / "run")
@@ -194,7 +194,7 @@ def test_copied_vanilla_and_run_score_and_continue(
 
 def test_copied_run_resumes_with_new_paths(vanilla: Path, small_data_dir: Path, tmp_path: Path) -> None:
     """`icu-bench run` on a copied vanilla model + run dir: everything complete is skipped, run.json follows."""
-    from icu_unlearn.pipeline import RunConfig, run
+    from icu_unlearn.pipeline.run import RunConfig, run
 
     def config(base: Path, data: Path) -> RunConfig:
         args = {"max_steps": 1, "batch_size": 2}
@@ -220,7 +220,7 @@ def test_other_weights_are_another_base_model(
 ) -> None:
     from safetensors.torch import load_file, save_file
 
-    from icu_unlearn.identity import model_id
+    from icu_unlearn.models.identity import model_id
 
     other = shutil.copytree(vanilla, tmp_path / "other")
     (other / "finetune.json").unlink()  # a model without the record: identity is computed from its files
@@ -256,7 +256,7 @@ def test_records_with_paths_only_fall_back_to_paths(
 
 
 def test_run_json_is_compared_by_identity(tmp_path: Path) -> None:
-    from icu_unlearn.rundir import RunDir
+    from icu_unlearn.pipeline.rundir import RunDir
 
     rd = RunDir(tmp_path / "run")
     ids = {"base_model_id": "m" * 64, "data_hash": "d" * 64, "method": "ga", "stages": 2}

@@ -17,8 +17,8 @@ import numpy as np
 
 from icu_tasks.continual import metrics as im
 from icu_tasks.continual import retention
-from icu_tasks.continual.results import ContinualRun
 from icu_tasks.data.schema import VIEWS
+from icu_tasks.report.results import ContinualRun
 
 POOLED = "pooled"
 #: The forget views metrics are reported for: each view alone and both pooled.

@@ -2,7 +2,7 @@
 
 Both are meaningful on long generations only (the ``icu_longform`` tasks: one or two sentences per profile).
 On a 1-6 token short answer the entropy measures nothing but its length, which is why the short-answer
-value is reported as ``answer_entropy``, not as fluency (:mod:`icu_tasks.continual.results`).
+value is reported as ``answer_entropy``, not as fluency (:mod:`icu_tasks.report.results`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Per-stage long-form rows from lmms-eval sample records of the ``icu_longform`` tasks.
 
 A long-form record carries, under each of its metric keys (``longform_entropy``, ...), the payload of
-:func:`icu_tasks.longform_hooks.process_results`; :func:`longform_means` averages a stage's payloads into the
-rows of :data:`LONGFORM_ROWS` (``ContinualRun.longform`` in :mod:`icu_tasks.continual.results`).
+:func:`icu_tasks.harness.longform.process_results`; :func:`longform_means` averages a stage's payloads into the
+rows of :data:`LONGFORM_ROWS` (``ContinualRun.longform`` in :mod:`icu_tasks.report.results`).
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from icu_tasks.data.profiles import SYNTHETIC_NOTICE, Profile, make_profiles
 from icu_tasks.data.questions import ChoicePools, paraphrase_rows, profile_rows
 from icu_tasks.data.render import RenderJob, profile_images, render_all
 from icu_tasks.errors import ConfigError
-from icu_tasks.provenance import package_versions
-from icu_tasks.run_layout import write_json
+from icu_tasks.records.layout import write_json
+from icu_tasks.records.provenance import package_versions
 
 FORMAT_VERSION = 3  # 2: holdout split, paraphrase file; 3: long-form file
 

@@ -2,7 +2,7 @@
 
 A method is a small class with a dataclass config (:mod:`icu_unlearn.methods.config`), registered once by name
 (see :mod:`icu_unlearn.methods`). It never builds data loaders or optimizers: the one shared training loop
-(:mod:`icu_unlearn.trainer` — a transformers ``Trainer`` whose loss and optimizer-step hooks delegate to the
+(:mod:`icu_unlearn.training.loop` — a transformers ``Trainer`` whose loss and optimizer-step hooks delegate to the
 method) calls it. The hooks, in the order a stage calls them:
 
 ``attach_adapter(model, data, parent_dir)``
@@ -41,7 +41,7 @@ from icu_unlearn.methods.config import MethodConfig, RetainConfig
 if TYPE_CHECKING:
     import torch
 
-    from icu_unlearn.training_data import StageData
+    from icu_unlearn.training.data import StageData
 
 
 @dataclass
@@ -84,7 +84,7 @@ class UnlearningMethod:
     def attach_adapter(self, model: Any, data: StageData, parent_dir: str | os.PathLike | None) -> Any:
         """The stage's model: ``parent_dir``'s adapter continued (trainable when the method trains) or, at
         stage 1, a fresh LoRA adapter from the config's ``lora_*`` fields."""
-        from icu_unlearn.adapters import continue_stage, lora_model
+        from icu_unlearn.models.adapters import continue_stage, lora_model
 
         if parent_dir is not None:
             return continue_stage(model, parent_dir, trainable=self.trains)
@@ -110,7 +110,7 @@ class UnlearningMethod:
     ) -> dict[str, torch.Tensor]:
         """Training-free methods: the stage's cumulative output-channel masks; default: the parent's.
 
-        A method that must prune something new checks it here (:func:`icu_unlearn.stage.check_new_masks`).
+        A method that must prune something new checks it here (:func:`icu_unlearn.training.stage_dir.check_new_masks`).
         """
         return dict(parent)
 
@@ -140,7 +140,7 @@ class RetainMethod(UnlearningMethod):
         self, model: torch.nn.Module, retain: dict[str, Any], ctx: StepContext
     ) -> torch.Tensor | None:
         """``λ·L_NLL(retain)``; ``None`` when λ = 0 (no forward pass is spent on the retain batch)."""
-        from icu_unlearn import losses
+        from icu_unlearn.methods import losses
 
         weight = self.config.retain_weight
         if not weight:

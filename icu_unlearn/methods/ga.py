@@ -36,6 +36,6 @@ class GA(UnlearningMethod):
     config_class = GAConfig
 
     def forget_loss(self, model: torch.nn.Module, forget: dict[str, Any], ctx: StepContext) -> torch.Tensor:
-        from icu_unlearn import losses
+        from icu_unlearn.methods import losses
 
         return losses.ga_loss(forward_logits(model, forget), forget["labels"])

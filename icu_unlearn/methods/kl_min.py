@@ -2,7 +2,7 @@
 
 Loss: ``−L_NLL(f) + λ·L_NLL(r) + w_KL · KL(p_ref ‖ p_θ)`` on the retain batch, the KL over all non-padding
 positions and the whole vocabulary, ``batchmean`` over the flattened positions, i.e. a per-position mean
-(MLLMU-Bench "KL_Min"; TOFU's KL; see :func:`icu_unlearn.losses.kl_to_reference`).
+(MLLMU-Bench "KL_Min"; TOFU's KL; see :func:`icu_unlearn.methods.losses.kl_to_reference`).
 
 Continual choice — the reference is the vanilla model M_0 (the stage's LoRA adapter disabled), not the model
 M_{k−1} at the start of stage k. Reasons: (1) retain behaviour should stay where the vanilla model had it;
@@ -56,7 +56,7 @@ class KLMin(GADiff):
         self, model: torch.nn.Module, retain: dict[str, Any], ctx: StepContext
     ) -> torch.Tensor | None:
         """``λ·L_NLL(r) + w·KL(p_ref ‖ p_θ)(r)`` from one forward pass; ``None`` when both weights are 0."""
-        from icu_unlearn import losses
+        from icu_unlearn.methods import losses
 
         cfg = self.config
         if not (cfg.retain_weight or cfg.kl_weight):

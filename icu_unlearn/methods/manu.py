@@ -40,7 +40,7 @@ from icu_unlearn.methods.registry import register_method
 if TYPE_CHECKING:
     import torch
 
-    from icu_unlearn.training_data import Example, StageData
+    from icu_unlearn.training.data import Example, StageData
 
 VISION_MLP = re.compile(
     r"(?:^|\.)(?:vision_tower|visual|vision_model)\..*?(?:layers|blocks)\.(\d+)\.mlp\.(fc1|fc2|gate_proj|up_proj|down_proj)$"
@@ -273,7 +273,7 @@ class MANU(UnlearningMethod):
     def attach_adapter(self, model: Any, data: StageData, parent_dir: Any) -> Any:
         """The parent's adapter (frozen), or at stage 1 an identity LoRA (rank 1, ``lora_B = 0``) on the language
         model, so that every stage dir holds an adapter and loads the same way."""
-        from icu_unlearn.adapters import continue_stage, lora_model
+        from icu_unlearn.models.adapters import continue_stage, lora_model
 
         if parent_dir is not None:
             return continue_stage(model, parent_dir, trainable=False)
@@ -299,7 +299,7 @@ class MANU(UnlearningMethod):
             capped.append(at_cap)
         self.info["cap_reached"] = bool(capped) and all(capped)
         if not self.info["cap_reached"]:
-            from icu_unlearn.stage import check_new_masks
+            from icu_unlearn.training.stage_dir import check_new_masks
 
             check_new_masks(masks, parent)  # a stage that prunes nothing new would silently equal its parent
         return masks

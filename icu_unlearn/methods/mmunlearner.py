@@ -39,7 +39,7 @@ from icu_unlearn.methods.registry import register_method
 if TYPE_CHECKING:
     import torch
 
-    from icu_unlearn.training_data import StageData
+    from icu_unlearn.training.data import StageData
 
 
 @dataclass
@@ -179,8 +179,8 @@ def _merged_parent(
     """``(model, held, parent_r, vanilla)``: at stage 1 the base model as is; later the parent's SHiRA adapter
     merged in (SHiRA's forward reads the base weight detached, so the Fisher is taken on merged weights
     ``W + ΔW``), its entries and values (``held``), its ``r``, and copies of the vanilla target weights."""
-    from icu_unlearn.adapters import continue_stage
     from icu_unlearn.methods import saliency
+    from icu_unlearn.models.adapters import continue_stage
 
     if parent_dir is None:
         return model, {}, 0, {}

@@ -52,7 +52,7 @@ class NPO(UnlearningMethod):
     config_class = NPOConfig
 
     def forget_loss(self, model: torch.nn.Module, forget: dict[str, Any], ctx: StepContext) -> torch.Tensor:
-        from icu_unlearn import losses
+        from icu_unlearn.methods import losses
 
         labels = forget["labels"]
         logp = losses.sequence_log_probs(forward_logits(model, forget), labels)

@@ -30,7 +30,7 @@ from icu_tasks.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-    from icu_unlearn.training_data import Example
+    from icu_unlearn.training.data import Example
 
 EPS = 1e-15
 #: ``ShiraConfig.mask_type`` of a saliency adapter (anything but "random" means "the caller's mask_fn").
@@ -67,7 +67,7 @@ def diagonal_fisher(
     """Mean over batches of the squared gradient of L_NLL w.r.t. each target weight (float32, weight-shaped)."""
     import torch
 
-    from icu_unlearn import losses
+    from icu_unlearn.methods import losses
     from icu_unlearn.methods.base import forward_logits
 
     batches = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
@@ -142,7 +142,7 @@ def sparse_adapter(
     import torch
     from peft import ShiraConfig, get_peft_model
 
-    from icu_unlearn.trainer import quiet_transformers
+    from icu_unlearn.training.loop import quiet_transformers
 
     linears = target_linears(model, pattern)
     masks = {}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError
-from icu_tasks.run_layout import MASKS_FILE, atomic_write
+from icu_tasks.records.layout import MASKS_FILE, atomic_write
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -275,11 +275,11 @@ def check_adapter_files(stage_dir: str | os.PathLike, base: str | os.PathLike | 
 
     The weights must be safetensors (``adapter_model.bin`` is refused), the config readable, and when ``base``
     is given the stage must have been trained on it: by content when its ``stage.json`` records the base's
-    ``base_model_id`` (:mod:`icu_unlearn.identity`: a copied or moved model still matches), else — an old record
+    ``base_model_id`` (:mod:`icu_unlearn.models.identity`: a copied or moved model still matches), else — an old record
     or a foreign adapter — by the config's ``base_model_name_or_path`` (see :func:`same_base`). Cheap: callers
     run it before loading a base model, so a wrong stage dir fails at once.
     """
-    from icu_unlearn.identity import stage_matches_base
+    from icu_unlearn.models.identity import stage_matches_base
 
     stage = Path(stage_dir)
     cfg_path, weights = stage / ADAPTER_CONFIG, stage / ADAPTER_WEIGHTS

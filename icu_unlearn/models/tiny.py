@@ -328,7 +328,7 @@ def corpus_from_data(data_dir: str | os.PathLike | None = None) -> list[str]:
 
     from icu_tasks.data.dataset import open_data
     from icu_tasks.data.schema import PROFILES_FILE
-    from icu_tasks.prompts import question_text
+    from icu_tasks.harness.prompts import question_text
 
     data = open_data(data_dir)
     texts: list[str] = []

@@ -1,0 +1,10 @@
+"""The lmms-eval side: what the task YAMLs call and how the tasks are installed.
+
+:mod:`~icu_tasks.harness.hooks` (the ``!function`` doc builders and ``process_results`` of the generated and
+multiple-choice tasks), :mod:`~icu_tasks.harness.likelihood` and :mod:`~icu_tasks.harness.mia` (loglikelihood
+tasks), :mod:`~icu_tasks.harness.longform` (long-form generations), :mod:`~icu_tasks.harness.answer_metrics`
+(per-sample answer metrics), :mod:`~icu_tasks.harness.prompts` (the user text of a question),
+:mod:`~icu_tasks.harness.install` and :mod:`~icu_tasks.harness.cli` (``icu-bench tasks``).
+
+May import: :mod:`icu_tasks.records`, :mod:`icu_tasks.data`, :mod:`icu_tasks.continual`; knows nothing of models.
+"""

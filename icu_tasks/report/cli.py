@@ -1,0 +1,92 @@
+"""``icu-bench report RUN_DIR [RUN_DIR ...] [--out DIR] [--metric ...]``: continual metrics, tables, heatmaps."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from icu_tasks.errors import ConfigError
+from icu_tasks.report.results import DEFAULT_METRIC, METRICS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``report`` command."""
+    p = subparsers.add_parser(
+        "report",
+        help="continual matrices, ICU metrics, report.md/json and heatmaps of one or more run dirs",
+        description="Read lmms-eval's results/samples files under RUN_DIR/eval/stage_K/ of every run, build the "
+        "continual matrices and metrics, and write report.md, report.json and PNG figures. Several runs are "
+        "compared side by side (one row per run).",
+    )
+    p.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run dir(s) of icu-bench run / the shell loop",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output dir (default: RUN_DIR/report; required for several runs)",
+    )
+    p.add_argument(
+        "--metric",
+        choices=METRICS,
+        default=DEFAULT_METRIC,
+        help=f"per-sample accuracy used for A/R/U (default {DEFAULT_METRIC}; mc_accuracy reads the _mc tasks)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for the 95%% intervals (items resampled within each cell; 0 = none)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    p.add_argument(
+        "--allow-data-mismatch",
+        action="store_true",
+        help="report a run whose stages or evaluations were made with other data than the run itself",
+    )
+    p.set_defaults(func=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Load and check every run first (a bad dir fails before anything is written), then write the report.
+
+    Refused: a run with nothing scored with ``--metric`` (an all-n/a report), and a run whose stages or
+    evaluations recorded another data hash than the run (:func:`icu_tasks.records.provenance.check_run_data`).
+    """
+    from icu_tasks.errors import StageError
+    from icu_tasks.records.layout import report_dir
+    from icu_tasks.records.provenance import check_run_data
+    from icu_tasks.report.results import load_run
+    from icu_tasks.report.write import REPORT_MD, write_report
+
+    if len(args.run_dirs) > 1 and args.out is None:
+        raise ConfigError("several run dirs: pass --out DIR for the combined report")
+    out = args.out if args.out is not None else report_dir(args.run_dirs[0])
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    runs = [load_run(d, metric=args.metric, progress=True) for d in args.run_dirs]
+    for d, run in zip(args.run_dirs, runs, strict=True):
+        if not run.scored:
+            raise StageError(
+                f"nothing to report for {d}: no stage has samples scored with {args.metric} under "
+                f"{d / 'eval'}/stage_K/ (score the stages first, or pick another --metric)"
+            )
+        check_run_data(d, allow=args.allow_data_mismatch)
+    report = write_report(runs, out, n_boot=max(0, args.bootstrap), seed=args.seed)
+    for s in report["runs"]:
+        m = s["metrics"]
+        shown = ", ".join(
+            f"{key}={'n/a' if m[key] is None or (isinstance(m[key], float) and math.isnan(m[key])) else f'{m[key]:.3f}'}"
+            for key in ("icu", "fe_vqa", "fe_qa", "hfp_vqa", "hfp_qa", "ru", "ru_final", "stability")
+        )
+        missing = f" (missing stages: {s['missing_stages']})" if s["missing_stages"] else ""
+        print(f"{s['name']} [{s['method']}]: {shown}{missing}")
+    print(f"report written to {out / REPORT_MD}")
+    return 0

@@ -1,0 +1,72 @@
+"""``icu-bench``: one console script; each sub-command lives in the module that owns the work.
+
+A module contributes commands through ``register(subparsers)``, which adds its parsers and sets
+``func=<callable(args) -> int | None>`` on each. Modules are imported lazily so that ``icu-bench data ...``
+never imports torch. Errors a user can cause (:class:`icu_tasks.errors.IcuError`) and failures of the machine
+(disk full, read-only dir: :func:`icu_tasks.errors.environment_message`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from icu_tasks.errors import IcuError, environment_message
+
+#: Modules that contribute sub-commands, in the order they appear in ``--help``.
+COMMAND_MODULES: tuple[str, ...] = (
+    "icu_tasks.data.cli",
+    "icu_tasks.harness.cli",
+    "icu_unlearn.cli.model",
+    "icu_unlearn.cli.train",
+    "icu_unlearn.cli.sweep",
+    "icu_unlearn.cli.run",
+    "icu_tasks.report.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``icu-bench`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="icu-bench", description="ICU-Bench: continual unlearning benchmark for multimodal LLMs."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:  # a command module that does not exist yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``icu-bench`` console script; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        status = func(args)
+    except IcuError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        message = environment_message(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

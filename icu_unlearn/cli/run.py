@@ -1,0 +1,157 @@
+"""``icu-bench run`` (the continual benchmark in one process) and ``icu-bench demo`` (everything from nothing)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from icu_unlearn.cli.args import add_allow_data_mismatch, add_set, parse_sets
+
+#: The demo's scale: big enough for the tiny model to show forgetting, small enough for ~10 min on 2 cores.
+DEMO_SCALE = {"profiles": 40, "tasks": 4, "profiles_per_task": 3, "image_size": 160}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``run`` and ``demo``."""
+    p = subparsers.add_parser(
+        "run",
+        help="run the continual benchmark in one process (resumable)",
+        description="Score stage 0, then for k = 1..T unlearn forget task k from stage k-1 and score it "
+        "with lmms-eval; write the report. Started again, it resumes from the last complete step.",
+    )
+    p.add_argument("--out", required=True, help="run dir (created; resumed if it exists)")
+    p.add_argument("--config", help="YAML file with RunConfig fields (flags below override it)")
+    p.add_argument("--base", help="vanilla model dir (stage 0)")
+    p.add_argument("--data", help="ICU-Bench data dir")
+    p.add_argument("--method", help="unlearning method (default npo_diff)")
+    p.add_argument("--stages", type=int, help="number of sequential forget tasks T (default 3)")
+    p.add_argument("--tasks", help="comma-separated lmms-eval tasks/groups to score (default icu)")
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="evaluation batch size (default 16)")
+    p.add_argument("--limit", type=int, help="score at most N docs per task (debugging)")
+    p.add_argument("--device", help="cpu or cuda (default cpu)")
+    p.add_argument("--eval-every", type=int, dest="eval_every", help=_help("eval_every") + " (default 1)")
+    p.add_argument("--eval-window", type=int, dest="eval_window", help=_help("eval_window"))
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        dest="dry_run",
+        help="check the inputs, print requests per stage and in total and an estimated wall time; write nothing",
+    )
+    p.add_argument(
+        "--measure-batches",
+        type=int,
+        default=None,
+        dest="measure_batches",
+        help="batches per task (and training steps) timed for the wall-time estimate (default: 2 with "
+        "--dry-run; 0 for a real run, which prints request counts and records every stage's measured time)",
+    )
+    add_set(p, "a method hyper-parameter, e.g. --set learning_rate=1e-3 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="discard a run dir made with another config")
+    add_allow_data_mismatch(p, "--base")
+    p.set_defaults(func=_run)
+
+    d = subparsers.add_parser(
+        "demo",
+        help="the end-to-end demo: data -> tiny model -> fine-tune -> unlearning stages -> lmms-eval -> report",
+    )
+    d.add_argument("--out", default="runs/demo", help="demo dir (default runs/demo); reused on a second call")
+    d.add_argument("--method", default="npo_diff", help="unlearning method (default npo_diff)")
+    d.add_argument("--stages", type=int, default=3, help="number of forget stages (default 3)")
+    d.set_defaults(func=_demo)
+
+
+def _help(name: str) -> str:
+    """A RunConfig field's help text (its dataclass metadata), without importing torch."""
+    from icu_unlearn.pipeline.run import RunConfig
+
+    return RunConfig.__dataclass_fields__[name].metadata["help"]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from icu_tasks.errors import ConfigError
+    from icu_unlearn.pipeline.run import DEFAULT_MEASURE_BATCHES, RunConfig, dry_run, run
+
+    if args.measure_batches is None:
+        args.measure_batches = DEFAULT_MEASURE_BATCHES if args.dry_run else 0
+    if args.measure_batches < 0:
+        raise ConfigError(f"--measure-batches must be >= 0, got {args.measure_batches}")
+    flags = {
+        "base": args.base,
+        "data": args.data,
+        "method": args.method,
+        "stages": args.stages,
+        "tasks": args.tasks.split(",") if args.tasks else None,
+        "batch_size": args.batch_size,
+        "limit": args.limit,
+        "device": args.device,
+        "eval_every": args.eval_every,
+        "eval_window": args.eval_window,
+    }
+    method_args = parse_sets(args.set)
+    if args.config:
+        config = RunConfig.from_file(args.config, **flags)
+        config.method_args.update(method_args)
+    else:
+        if not (args.base and args.data):
+            raise ConfigError("icu-bench run needs --config, or --base and --data")
+        given = {k: v for k, v in flags.items() if v is not None}
+        config = RunConfig.from_dict(given | {"method_args": method_args}, source="command line")
+    start = time.perf_counter()
+    kwargs = {
+        "overwrite": args.overwrite,
+        "allow_data_mismatch": args.allow_data_mismatch,
+        "measure_batches": args.measure_batches,
+    }
+    if args.dry_run:
+        dry_run(config, args.out, **kwargs)
+        return 0
+    run(config, args.out, **kwargs)
+    print(f"done in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from icu_tasks.data.generate import generate
+    from icu_tasks.records.layout import atomic_write_json
+    from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
+    from icu_unlearn.pipeline.run import DEFAULT_TASKS, RunConfig, run
+    from icu_unlearn.training.finetune import finetune
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    data, tiny, vanilla, run_dir = out / "data", out / "tiny", out / "vanilla", out / f"run_{args.method}"
+
+    phases: dict[str, float] = {}
+
+    def step(n: int, text: str) -> None:
+        now = time.perf_counter() - start
+        phases[("data", "tiny_model", "finetune", "unlearn_and_score", "report")[n - 1]] = round(now, 1)
+        print(f"[{n}/5 {now:5.0f} s] {text}", flush=True)
+
+    step(1, f"data: {DEMO_SCALE['profiles']} fictional profiles -> {data}")
+    if not (data / "manifest.json").is_file():
+        generate(data, seed=0, workers=2, **DEMO_SCALE)
+    step(2, f"tiny LLaVA model -> {tiny}")
+    if not (tiny / "config.json").is_file():
+        build_tiny_model(tiny, corpus_from_data(data), seed=0)
+    step(3, f"fine-tune (the vanilla model that knows the profiles) -> {vanilla}")
+    fresh = not (vanilla / "config.json").is_file()
+    if fresh:
+        finetune(tiny, data, vanilla)
+    step(4, f"{args.stages} unlearning stages with {args.method}, scored by lmms-eval -> {run_dir}")
+    # the vanilla model learnt the long-form summaries (FinetuneConfig.longform): score their fluency and leakage;
+    # icu_ll: answer probability, truth ratio and membership inference (forget vs holdout) per stage
+    tasks = [*DEFAULT_TASKS, "icu_longform", "icu_ll"]
+    config = RunConfig(base=str(vanilla), data=str(data), method=args.method, stages=args.stages, tasks=tasks)
+    run(config, run_dir, log=lambda m: print(f"    {m}", flush=True))
+    step(5, "report")
+    report_md = run_dir / "report" / "report.md"
+    print(report_md.read_text(encoding="utf-8").split("\n## ")[0])
+    print(f"report: {report_md} (heatmaps and curves: {report_md.parent}/*.png)")
+    seconds = time.perf_counter() - start
+    record = {"seconds": round(seconds, 1), "phases": phases, "method": args.method, "stages": args.stages}
+    if fresh or not (out / "demo.json").is_file():  # a re-run that reused the fine-tune keeps the first time
+        atomic_write_json(out / "demo.json", record)  # read by benchmarks/run_all.py (demo <= 15 min)
+    print(f"demo finished in {seconds:.0f} s")
+    return 0

@@ -1,0 +1,42 @@
+"""The adapters a stage trains: a fresh LoRA adapter on the language model, or the parent stage's continued.
+
+Stage adapters are never merged: a stage dir holds the cumulative adapter, which loads on the vanilla model
+with ``PeftModel.from_pretrained``. A LoRA target pattern that matches no module is a ConfigError (PEFT's own
+error would otherwise surface mid-run, or a silent no-op elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from icu_tasks.errors import ConfigError, StageError
+
+
+def lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) -> Any:
+    """Wrap ``model`` with a fresh LoRA adapter; a pattern that matches nothing is a ConfigError."""
+    from peft import LoraConfig, get_peft_model
+
+    from icu_unlearn.training.loop import quiet_transformers
+    from icu_unlearn.training.stage_dir import check_lora_targets
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+    try:
+        with quiet_transformers():
+            model = get_peft_model(model, config)
+    except ValueError as err:
+        raise ConfigError(f"LoRA target pattern {targets!r} matched no module of the model ({err})") from None
+    check_lora_targets(model, targets)
+    return model
+
+
+def continue_stage(model: Any, parent_dir: str | os.PathLike, *, trainable: bool) -> Any:
+    """The base ``model`` with the parent stage's adapter (and masks) applied; it must have an adapter."""
+    from icu_unlearn.models import load_stage
+    from icu_unlearn.training.loop import quiet_transformers
+
+    with quiet_transformers():
+        model = load_stage(model, parent_dir, trainable=trainable)
+    if not hasattr(model, "peft_config"):
+        raise StageError(f"parent stage {parent_dir} has no PEFT adapter to continue")
+    return model

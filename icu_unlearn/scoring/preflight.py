@@ -1,0 +1,174 @@
+"""Every check that can fail before a model is loaded or a file is written, for each command.
+
+``unlearn`` (:func:`check_stage_inputs`), ``run`` (:func:`check_run_inputs`) and ``icu_hf`` scoring
+(:func:`check_scoring_inputs`) call these first, so bad input costs well under a second, makes no network
+call and leaves no run dir, lock, eval dir or stage behind. What is checked:
+
+* the base model dir exists and has ``config.json`` (or is a hub id already in the local HF cache);
+* the data dir is a valid ICU-Bench data dir and has the stage's forget task;
+* the data hash equals the one the vanilla model was fine-tuned on (``finetune.json``), the one the parent
+  stage / the scored stage was trained on (``stage.json``) and the one the run was started with
+  (``run.json``) — unless the mismatch is explicitly allowed;
+* a parent or scored stage is complete, safetensors, and was trained on this base model (by content);
+* the run dir's config (method, stages, hyper-parameters, tasks, base model id, data hash) is the recorded one.
+
+No torch import.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from icu_tasks.errors import ConfigError, DataError, StageError
+
+
+@dataclass
+class StageInputs:
+    """The validated inputs of one unlearning stage."""
+
+    k: int
+    final: Path
+    base_dir: Path
+    data: Any
+    parent_dir: Path | None
+    parent_record: dict[str, Any] | None
+
+
+def check_stage_inputs(
+    base: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    stage: int,
+    run_dir: str | os.PathLike,
+    *,
+    parent: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    allow_data_mismatch: bool = False,
+    dry_run: bool = False,
+) -> StageInputs:
+    """Validate a stage's inputs; ``dry_run`` skips the output checks and a parent that does not exist yet."""
+    from icu_tasks.data.dataset import open_data
+    from icu_tasks.records.layout import check_writable, stage_dir
+    from icu_unlearn.models.identity import check_base_data
+    from icu_unlearn.models.loading import resolve_model_dir
+    from icu_unlearn.training.stage_dir import check_parent
+
+    k = int(stage)
+    if k < 1:
+        raise ConfigError(f"stage must be >= 1 (stage 0 is the vanilla model), got {stage}")
+    final = stage_dir(run_dir, k)
+    if final.parent.exists() and not final.parent.is_dir():
+        raise StageError(f"run dir {final.parent} is a file, not a directory")
+    if not dry_run:
+        check_writable(final, overwrite)
+    if k == 1 and parent is not None:
+        raise ConfigError("stage 1 starts from the vanilla model; --from is only for stages >= 2")
+    parent_dir = Path(parent) if parent is not None else (stage_dir(run_dir, k - 1) if k > 1 else None)
+    base_dir = resolve_model_dir(base)
+    data = open_data(data_dir)
+    if k not in {int(t) for t in data.task_ids}:
+        ids = sorted(int(t) for t in data.task_ids)
+        raise DataError(f"forget task {k} does not exist in {data.root} (it has tasks {ids[0]}..{ids[-1]})")
+    check_base_data(base_dir, data.data_hash, data.root, allow=allow_data_mismatch)
+    parent_record = None
+    if parent_dir is not None and not (dry_run and not parent_dir.exists()):
+        parent_record = check_parent(parent_dir, k, data.data_hash, str(base))
+    return StageInputs(k, final, base_dir, data, parent_dir, parent_record)
+
+
+def check_scoring_inputs(
+    pretrained: str | os.PathLike, adapter: str | os.PathLike | None, *, allow_data_mismatch: bool = False
+) -> Path:
+    """What ``icu_hf`` checks before loading: the model dir, the stage, and the data in ``$ICU_DATA_DIR``.
+
+    The data check reads only the data dir's ``manifest.json`` (the tasks validate the rest when lmms-eval
+    builds them); without a readable manifest it is skipped, so an ``icu_hf`` run of other tasks needs no data.
+    Returns the model dir.
+    """
+    from icu_tasks.paths import default_data_dir
+    from icu_tasks.records.provenance import manifest_hash
+    from icu_unlearn.models.identity import check_base_data, check_stage_data, stage_matches_base
+    from icu_unlearn.models.loading import ADAPTER_CONFIG, check_adapter_files, resolve_model_dir
+
+    model_dir = resolve_model_dir(pretrained)
+    if adapter:
+        stage = Path(adapter)
+        if not stage.is_dir():
+            raise StageError(f"stage dir not found: {stage}")
+        if (stage / ADAPTER_CONFIG).is_file():
+            check_adapter_files(stage, model_dir)
+        else:  # a masks-only stage: its record still names the base model
+            stage_matches_base(stage, model_dir)
+    data_dir = default_data_dir().resolve()
+    actual = manifest_hash(data_dir)
+    if actual:
+        flag = "allow_data_mismatch=true"
+        if adapter:
+            _check(check_stage_data, adapter, actual, data_dir, allow_data_mismatch, flag)
+        _check(check_base_data, model_dir, actual, data_dir, allow_data_mismatch, flag)
+    return model_dir
+
+
+def _check(check: Any, what: Any, actual: str, data_dir: Path, allow: bool, flag: str) -> None:
+    """Run a data check and name the ``icu_hf`` model_arg (not the CLI flag) in its message."""
+    from icu_tasks.records.provenance import ALLOW_FLAG
+
+    try:
+        check(what, actual, data_dir, allow=allow)
+    except DataError as err:
+        raise DataError(
+            f"icu_hf: {str(err).replace(ALLOW_FLAG, flag)} (data dir from $ICU_DATA_DIR)"
+        ) from None
+
+
+def check_run_inputs(
+    config: Any, run_dir: Any, *, overwrite: bool, allow_data_mismatch: bool
+) -> tuple[Any, dict]:
+    """Validate an ``icu-bench run``; returns the opened data and the ``run.json`` record to write."""
+    from icu_tasks.data.dataset import open_data
+    from icu_unlearn.methods import build_method
+    from icu_unlearn.models.identity import check_base_data, model_id
+    from icu_unlearn.models.loading import resolve_model_dir
+    from icu_unlearn.scoring.evaluate import check_tasks
+
+    base_dir = resolve_model_dir(config.base)
+    data = open_data(config.data)
+    if config.stages > len(data.task_ids):
+        raise ConfigError(
+            f"stages={config.stages} but {config.data} has only {len(data.task_ids)} forget tasks"
+        )
+    check_base_data(base_dir, data.data_hash, data.root, allow=allow_data_mismatch)
+    build_method(config.method, **config.method_args)
+    check_tasks(config.tasks)
+    record = config.to_dict() | {
+        "name": config.name or run_dir.root.name,
+        "base_model_id": model_id(base_dir),
+        "data_hash": data.data_hash,
+    }
+    _keep_older_record(record, run_dir)
+    run_dir.check_config(record, overwrite=overwrite, write=False)
+    return data, record
+
+
+#: RunConfig fields added after run dirs were first written, with the value an older run dir implies.
+ADDED_RUN_KEYS: dict[str, Any] = {"eval_every": 1, "eval_window": None}
+
+
+def _keep_older_record(record: dict, run_dir: Any) -> None:
+    """Drop from ``record`` the keys an older ``run.json`` lacks while they hold the value it implies.
+
+    A run dir written before the evaluation schedule existed scored the full matrix; resuming it with the
+    default schedule is the same config, so it resumes (and its ``run.json`` stays as it was).
+    """
+    import json
+
+    try:
+        old = json.loads(run_dir.config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(old, dict):
+        for key, implied in ADDED_RUN_KEYS.items():
+            if key not in old and record.get(key) == implied:
+                record.pop(key, None)

@@ -1,0 +1,162 @@
+"""Unlearning stages: stage K forgets forget task K, starting from stage K−1, and is written to ``RUN/stage_K``.
+
+Stages run on the shared :class:`~icu_unlearn.training.loop.IcuTrainer` (a transformers ``Trainer``), are seeded, show
+tqdm progress, and work unchanged under ``accelerate launch --num_processes N`` (data parallel; the configured
+batch size is the global one, split over the processes; only the main process writes).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from icu_unlearn.training.distributed import is_main, world_size
+
+# ----------------------------------------------------------------------------------------------- unlearning
+
+
+@dataclass
+class StageResult:
+    """A finished stage: its dir, the stage.json record, and the model as trained (adapter + masks applied)."""
+
+    path: Path
+    record: dict[str, Any]
+    model: Any
+    processor: Any
+
+
+def run_stage(
+    method: Any,
+    base: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    stage: int,
+    run_dir: str | os.PathLike,
+    *,
+    parent: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+    allow_data_mismatch: bool = False,
+    callbacks: list | None = None,
+    loaded: tuple[Any, Any] | None = None,
+) -> StageResult:
+    """Forget forget task ``stage`` starting from stage ``stage − 1``, write ``run_dir/stage_K``, return it all.
+
+    Args:
+        method: an :class:`~icu_unlearn.methods.base.UnlearningMethod` instance (see ``methods.build_method``).
+        base: the vanilla model dir (stage 0).
+        data_dir: the ICU-Bench data dir the vanilla model was fine-tuned on.
+        stage: K ≥ 1; the stage forgets forget task K.
+        run_dir: where ``stage_K/`` is written.
+        parent: the stage K−1 dir (default ``run_dir/stage_{K−1}``; none for K = 1, which starts with a fresh
+            LoRA adapter on the vanilla model).
+        overwrite: replace an existing ``stage_K``.
+        device: ``cpu``, ``cuda``… (default: CUDA when available).
+        allow_data_mismatch: accept data other than what the vanilla model was fine-tuned on.
+        callbacks: extra ``TrainerCallback`` objects for a training method's loop (e.g.
+            :class:`icu_unlearn.training.knowledge.StopWhenForgotten`); ``stage.json`` records the steps actually run.
+        loaded: ``(model, processor)`` of ``base`` already in memory (``icu-bench sweep`` loads it once); the
+            stage adapts the model in place, so pass a copy.
+    """
+    from icu_unlearn.scoring.preflight import check_stage_inputs
+
+    inputs = check_stage_inputs(
+        base, data_dir, stage, run_dir, parent=parent, overwrite=overwrite, allow_data_mismatch=allow_data_mismatch
+    )  # fmt: skip
+    # Heavy imports only after the cheap checks: bad input fails in well under a second.
+    from icu_unlearn.models import read_masks
+    from icu_unlearn.training.stage_dir import mask_summary, stage_record, write_stage
+
+    model, processor, sd = _load_stage_model(method, base, inputs, device, loaded)
+    parent_masks = read_masks(inputs.parent_dir) if inputs.parent_dir is not None else {}
+    start = time.perf_counter()
+    changes, history, steps, masks = _apply_method(method, model, sd, parent_masks, device, callbacks)
+    record = stage_record(
+        method, inputs.k, inputs.data, base, inputs.parent_dir, inputs.parent_record, model, sd,
+        changes=changes, masks=mask_summary(masks, parent_masks), seconds=time.perf_counter() - start,
+        history=history,
+    )  # fmt: skip
+    record["steps"] = steps
+    if is_main():
+        write_stage(inputs.final, model, masks, method.artifacts(), record, overwrite=overwrite)
+    _barrier()
+    model.eval()
+    return StageResult(inputs.final, record, model, processor)
+
+
+def _load_stage_model(
+    method: Any, base: str | os.PathLike, inputs: Any, device: str | None, loaded: tuple[Any, Any] | None
+) -> tuple[Any, Any, Any]:
+    """Seed, load the vanilla model (or take ``loaded``), build the stage data and attach the stage adapter;
+    returns ``(model, processor, stage data)``."""
+    from transformers import set_seed
+
+    from icu_unlearn.models import load_base
+    from icu_unlearn.training.data import stage_data
+
+    set_seed(method.config.seed)
+    model, processor = loaded if loaded is not None else load_base(base, device=device)
+    sd = stage_data(inputs.data, [inputs.k], processor)
+    return method.attach_adapter(model, sd, inputs.parent_dir), processor, sd
+
+
+def _apply_method(
+    method: Any, model: Any, sd: Any, parent_masks: dict, device: str | None, callbacks: list | None
+) -> tuple[dict, list, int, dict]:
+    """Train (a training method) or prune (a training-free one): ``(changed modules, loss log, steps, masks)``."""
+    if method.trains:
+        changes, history, steps = _train_stage(method, model, sd, device, callbacks)
+        return changes, history, steps, parent_masks
+    return {}, [], 0, _prune_stage(method, model, sd, parent_masks)
+
+
+def _prune_stage(method: Any, model: Any, sd: Any, parent_masks: dict) -> dict:
+    """A training-free stage: the method's cumulative masks, applied to ``model`` in place; returns them."""
+    from icu_unlearn.models import apply_masks, remove_masks
+
+    model.eval()
+    masks = method.output_masks(model, sd, parent_masks)
+    remove_masks(model)
+    apply_masks(model, masks)
+    return masks
+
+
+def _train_stage(
+    method: Any, model: Any, sd: Any, device: str | None, callbacks: list | None = None
+) -> tuple[dict, list, int]:
+    """Run the method's callbacks on the shared Trainer; returns (changed modules with norms, loss log, steps).
+
+    The loss shows in the progress bar, not as printed dicts (:func:`icu_unlearn.training.progress.train_quietly`).
+    """
+    from icu_unlearn.training.data import step_batches
+    from icu_unlearn.training.loop import schedule_args, training_arguments
+    from icu_unlearn.training.progress import train_quietly
+    from icu_unlearn.training.stage_dir import check_changed, snapshot_trainable, weight_changes
+
+    cfg = method.config
+    model.train()
+    method.prepare(model, sd)
+    before = snapshot_trainable(model)
+    dataset = step_batches(sd, cfg, method.uses_retain, world_size())
+    with tempfile.TemporaryDirectory(prefix="icu-unlearn-") as scratch:
+        args = training_arguments(
+            scratch,
+            **{**schedule_args(cfg), "batch_size": world_size()},  # one StepBatches item per process
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            train_sampling_strategy="sequential",
+            device=device,
+        )
+        trainer = train_quietly(model, method, dataset, sd.collator, args, callbacks=callbacks)
+    changed = check_changed(weight_changes(trainer.model, before))
+    return changed, trainer.history.history, int(trainer.state.global_step)
+
+
+def _barrier() -> None:
+    """Wait for every process of a distributed job (no-op otherwise)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
