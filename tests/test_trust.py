@@ -263,7 +263,7 @@ def test_run_json_is_compared_by_identity(tmp_path: Path) -> None:
     rd.check_config({"base": "/a/vanilla", "data": "/a/data", "name": "run"} | ids)
     moved = {"base": "/b/vanilla", "data": "/b/data", "name": "run2"} | ids
     rd.check_config(moved)  # moved: accepted, and run.json follows the new paths
-    assert json.loads(rd.config_path.read_text()) == moved
+    assert json.loads(rd.config_path.read_text()) == {"format_version": 1} | moved
     with pytest.raises(DataError, match=f"{'d' * 16}.*{'e' * 16}"):
         rd.check_config(moved | {"data_hash": "e" * 64})
     with pytest.raises(StageError, match="differs in: stages"):
