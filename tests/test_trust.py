@@ -277,6 +277,7 @@ def test_run_json_is_compared_by_identity(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------- fail before writing
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("command", ["unlearn", "run", "finetune"])
 def test_a_typo_in_the_base_is_instant_and_writes_nothing(
     command: str, small_data_dir: Path, tmp_path: Path
@@ -332,6 +333,7 @@ def test_shell_loop_rejects_a_bad_method_before_scoring(
     assert proc.returncode == 2 and not run.exists()  # no stage-0 evaluation, no eval dir
 
 
+@pytest.mark.subprocess
 def test_validate_checks_every_promised_image(small_data_dir: Path, tmp_path: Path) -> None:
     data = shutil.copytree(small_data_dir, tmp_path / "data")
     full = sorted((data / "images").rglob("full_0.png"))[0]
