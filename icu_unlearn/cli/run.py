@@ -8,8 +8,17 @@ from pathlib import Path
 
 from icu_unlearn.cli.args import add_allow_data_mismatch, add_set, parse_sets
 
-#: The demo's scale: big enough for the tiny model to show forgetting, small enough for ~10 min on 2 cores.
+#: The demo's scale: big enough for the tiny model to show forgetting, small enough for a few minutes on 2 cores.
 DEMO_SCALE = {"profiles": 40, "tasks": 4, "profiles_per_task": 3, "image_size": 160}
+#: The demo's fine-tune (``FinetuneConfig`` fields; the rest are the library defaults): trained until every
+#: split x view group is known (the stopping rule), checked every 25 steps, with ``max_steps`` as the cap;
+#: benchmarks/bench_finetune_recipe.py measures it against the library default on the demo's data.
+DEMO_FINETUNE = {
+    "vision_learning_rate": 2.5e-4,
+    "stop_at_accuracy": 0.95,
+    "check_every": 25,
+    "max_steps": 800,
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +67,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--out", default="runs/demo", help="demo dir (default runs/demo); reused on a second call")
     d.add_argument("--method", default="npo_diff", help="unlearning method (default npo_diff)")
     d.add_argument("--stages", type=int, default=3, help="number of forget stages (default 3)")
+    _add_demo_scale(d)
     d.set_defaults(func=_demo)
+
+
+def _add_demo_scale(d: argparse.ArgumentParser) -> None:
+    """Hidden flags that shrink the demo (the tests run it at a tenth of its cost): data scale, a fixed
+    fine-tune budget instead of the stopping rule, method hyper-parameters and docs scored per task."""
+    hidden = argparse.SUPPRESS
+    for key in ("profiles", "tasks", "profiles_per_task"):
+        d.add_argument(f"--{key.replace('_', '-')}", type=int, default=DEMO_SCALE[key], help=hidden)
+    d.add_argument("--finetune-steps", type=int, dest="finetune_steps", help=hidden)
+    d.add_argument("--limit", type=int, help=hidden)
+    add_set(d, hidden)
 
 
 def _help(name: str) -> str:
@@ -130,21 +151,25 @@ def _demo(args: argparse.Namespace) -> int:
         phases[("data", "tiny_model", "finetune", "unlearn_and_score", "report")[n - 1]] = round(now, 1)
         print(f"[{n}/5 {now:5.0f} s] {text}", flush=True)
 
-    step(1, f"data: {DEMO_SCALE['profiles']} fictional profiles -> {data}")
+    scale = DEMO_SCALE | {k: getattr(args, k) for k in ("profiles", "tasks", "profiles_per_task")}
+    step(1, f"data: {scale['profiles']} fictional profiles -> {data}")
     if not (data / "manifest.json").is_file():
-        generate(data, seed=0, workers=2, **DEMO_SCALE)
+        generate(data, seed=0, workers=2, **scale)
     step(2, f"tiny LLaVA model -> {tiny}")
     if not (tiny / "config.json").is_file():
         build_tiny_model(tiny, corpus_from_data(data), seed=0)
     step(3, f"fine-tune (the vanilla model that knows the profiles) -> {vanilla}")
     fresh = not (vanilla / "config.json").is_file()
     if fresh:
-        finetune(tiny, data, vanilla)
+        finetune(tiny, data, vanilla, _demo_finetune(args.finetune_steps))
     step(4, f"{args.stages} unlearning stages with {args.method}, scored by lmms-eval -> {run_dir}")
     # the vanilla model learnt the long-form summaries (FinetuneConfig.longform): score their fluency and leakage;
     # icu_ll: answer probability, truth ratio and membership inference (forget vs holdout) per stage
     tasks = [*DEFAULT_TASKS, "icu_longform", "icu_ll"]
-    config = RunConfig(base=str(vanilla), data=str(data), method=args.method, stages=args.stages, tasks=tasks)
+    config = RunConfig(
+        base=str(vanilla), data=str(data), method=args.method, stages=args.stages, tasks=tasks,
+        method_args=parse_sets(args.set), limit=args.limit,
+    )  # fmt: skip
     run(config, run_dir, log=lambda m: print(f"    {m}", flush=True))
     step(5, "report")
     report_md = run_dir / "report" / "report.md"
@@ -156,3 +181,12 @@ def _demo(args: argparse.Namespace) -> int:
         write_record(out / DEMO_JSON, record)  # read by benchmarks/run_all.py
     print(f"demo finished in {seconds:.0f} s")
     return 0
+
+
+def _demo_finetune(steps: int | None):
+    """The demo's ``FinetuneConfig``; ``steps`` (the hidden ``--finetune-steps``) trains that many steps with the
+    stopping rule off."""
+    from icu_unlearn.training.finetune import FinetuneConfig
+
+    fixed = {"max_steps": steps, "stop_at_accuracy": 0.0} if steps else {}
+    return FinetuneConfig(**(DEMO_FINETUNE | fixed))
