@@ -10,6 +10,7 @@ import pytest
 from icu_tasks.data import schema, utility
 from icu_tasks.data.profiles import make_profiles
 from icu_tasks.data.questions import ChoicePools, choices_for, question, row_rng
+from tests.fixtures_data import SMALL_PROFILES
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +74,13 @@ def test_question_rejects_unknown_view():
 
 def test_utility_split(rows, small_data_dir):
     util = [r for r in rows if r["split"] == "utility"]
-    assert len(util) == utility.utility_rows_count(24)
+    # 18 profiles: one specimen document per domain (one per 100 profiles, at least one)
+    specimens = len(schema.DOMAINS)
+    assert len(util) == specimens * len(utility.SPECIMEN_QUESTIONS) + utility.N_FACT_ROWS
+    assert len(util) == utility.utility_rows_count(SMALL_PROFILES)
     assert {r["forget_task"] for r in util} == {0}
     vqa = [r for r in util if r["view"] == "vqa"]
+    assert len({r["profile_id"] for r in vqa}) == specimens
     assert {r["field"] for r in vqa} == set(utility.SPECIMEN_QUESTIONS)
     for r in vqa:  # held-out specimen documents: not a profile of any other split
         assert r["profile_id"].startswith("spec-") and (small_data_dir / r["image"]).is_file()

@@ -23,6 +23,7 @@ import pytest
 from icu_tasks.data.schema import QA_FILE
 from icu_tasks.harness.prompts import question_text
 from icu_tasks.paths import task_yamls_dir
+from tests.fixtures_unlearn import FIXTURE_FACTS
 from tests.lmms_checks import check_stderrs
 from tests.subprocess_env import OVERLAPPED, started_together, subprocess_env
 from tests.test_task_yamls import GENERATE_TASKS  # the icu group's free-answer tasks
@@ -192,7 +193,12 @@ def test_table_and_results_cover_every_task(cli_run, small_data_dir):
             # lmms-eval's CLT and per-profile clustered standard errors of these per-doc values
             check_stderrs(results["results"][task], name, values, profiles)
     # The fine-tuned fixture answers: the whole CLI path scores it far above an untrained model (0.0).
-    for task in ("icu_forget_vqa", "icu_forget_qa", "icu_retain_vqa", "icu_retain_qa"):
+    floors = ("icu_forget_vqa", "icu_forget_qa", "icu_retain_vqa", "icu_retain_qa")
+    FIXTURE_FACTS["lmms_cli exact match"] = ", ".join(
+        f"{t} {results['results'][t]['exact_match,none']:.2f} (floor {MIN_CLI_EXACT_MATCH[SELECTION[t][1]]})"
+        for t in floors
+    )
+    for task in floors:
         floor = MIN_CLI_EXACT_MATCH[SELECTION[task][1]]
         assert results["results"][task]["exact_match,none"] >= floor, (task, results["results"][task])
 

@@ -16,7 +16,7 @@ same amount of forgetting for every method:
   NLL rise. GA and NPO have no retain term and no retain claim is made;
 * MANU is training-free: it must act on the forget task (``MANU_KEPT_MAX``, ``MANU_NLL_RISE``).
 
-Thresholds and the values measured on two vanilla models are next to ``TEST_CONFIGS``. The stage configs are
+Thresholds and the values measured on three vanilla models are next to ``TEST_CONFIGS``. The stage configs are
 not the CLI defaults: the tests need each mechanism to reach the same forgetting level quickly and with a
 margin; the CLI defaults are chosen for the benchmark.
 
@@ -54,7 +54,7 @@ TEST_CONFIGS: dict[str, dict] = {
     "ga": {"learning_rate": 1e-3, "lr_scheduler": "constant", "max_steps": 100},
     # lr 5e-4: at 1e-3 GA-Diff kept 0.56 of the known retain-eval items on vanilla model C below (λ 5: 0.57)
     "ga_diff": {"learning_rate": 5e-4, "lr_scheduler": "constant", "max_steps": 200, "retain_weight": 3.0},
-    # λ 5: with λ 3 KL-Min kept 0.47 of the known retain-eval items at the stop (fixture of this data version)
+    # λ 5: with λ 3 KL-Min kept 0.47 of the known retain-eval items at the stop (on a 24-profile set)
     "kl_min": {"learning_rate": 1e-3, "lr_scheduler": "constant", "max_steps": 200, "retain_weight": 5.0},
     "npo": {"learning_rate": 1e-3, "lr_scheduler": "constant", "max_steps": 100},
     "npo_diff": {"learning_rate": 2e-3, "lr_scheduler": "constant", "max_steps": 200},
@@ -68,7 +68,7 @@ TEST_CONFIGS: dict[str, dict] = {
         "max_steps": 400,
         "retain_steps_per_forget": 1,
     },
-    # all four layers of each tower, 35 % of the channels: the former default (last 3 layers, 2 %) changed nothing
+    # all four layers of each tower, 35 % of the channels: the last 3 layers at 2 % changed nothing
     # measurable on a model this small (20 %: task 1 keeps 0.66, 30 % of the last 3 layers: 1.00; 30 % of all
     # four kept 0.41 on vanilla model C); a cap of 70 % lets stage 2 prune more
     "manu": {"prune_fraction": 0.35, "last_layers": 4, "max_total_fraction": 0.7},
@@ -94,7 +94,7 @@ CHECK_EVERY = 5
 #   mmunlearner  40 0.25 +2.21  0.75 +0.30    90 0.22 +2.85  0.70 +0.27    75 0.25 +1.50  0.94 +0.05
 #   manu (35 %)     0.28 +0.81 (0.37 +0.66)      0.03 +1.91 (0.08 +1.61)      0.31 +0.94 (0.27 +0.87)
 # (mmunlearner: SHiRA adapter; lr 2e-3: 0.46 / 0.77 retain kept on A / B.)
-# On the former 24-profile set (vanilla stopped at step 550): ga 30 / 0.13 / +2.87, ga_diff (lr 1e-3) 45 / 0.25 /
+# On a 24-profile set (vanilla stopped at step 550): ga 30 / 0.13 / +2.87, ga_diff (lr 1e-3) 45 / 0.25 /
 # +2.65 / 0.71 / +0.44, kl_min 55 / 0.19 / +4.14 / 0.60 / +0.85 (λ 3: 0.47 retain kept), npo_diff 25 / 0.06 /
 # +2.03 / 0.65 / +0.25, manu (30 %) 0.16 / +0.86: the table moves with the data, the vanilla model and the data
 # order, which is why the tests stop every method at the same forgetting level instead of a step count.
@@ -111,8 +111,8 @@ SELECTIVITY = 0.5
 #: the task-1 items the vanilla model knew (a MANU that prunes nothing keeps 1.0)...
 MANU_KEPT_MAX = 0.5
 #: ... and its forget NLL rises by at least this much. No selectivity claim: on a model this small the
-#: pruned neurons also carry retain knowledge (retain-eval NLL rose almost as much as the forget NLL on one
-#: of the two vanilla models measured below).
+#: pruned neurons also carry retain knowledge (retain-eval NLL rose almost as much as the forget NLL on each
+#: of the three vanilla models measured above).
 MANU_NLL_RISE = 0.35
 SEVEN = ["ga", "ga_diff", "kl_min", "manu", "mmunlearner", "npo", "npo_diff"]
 
@@ -402,8 +402,8 @@ class TestNPODiff(RetainFloorTester):
 class TestMMUnlearner(RetainFloorTester):
     method = "mmunlearner"
     # The recipe aims at the image view (the forget profiles' text QA is in its preserve set); the claims are
-    # made on both views pooled, which has twice the items. The numbers above were measured when the saliency
-    # was computed on LoRA parameters; the weight-level (SHiRA) version is not measured yet.
+    # made on both views pooled, which has twice the items. The values next to TEST_CONFIGS are of this
+    # weight-level version (Fisher saliency on the base weights, SHiRA adapter).
 
     def test_saliency_mask_saved(self, stage1):
         from safetensors.torch import load_file

@@ -229,7 +229,8 @@ def test_literal_command_after_install_scores_the_task(
     (results_file,) = out.glob("*/*_results.json")
     results = json.loads(results_file.read_text())
     assert results["n-samples"]["icu_forget_vqa"]["effective"] == 2
-    assert 0.0 <= results["results"]["icu_forget_vqa"]["exact_match,none"] <= 1.0
+    # the untrained tiny model answers neither doc (what the scoring path gives it everywhere else, too)
+    assert results["results"]["icu_forget_vqa"]["exact_match,none"] == 0.0
     assert results["configs"]["icu_forget_vqa"]["dataset_kwargs"]["data_files"]["test"] == str(
         inst.lmms_eval_tasks_dir() / inst.INSTALL_DIRNAME / "_stub.jsonl"
     )
