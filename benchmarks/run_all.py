@@ -27,7 +27,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 FULL_PROFILES = 1000
-DEMO_TARGET_S = 15 * 60
+DEMO_TARGET_S = 6 * 60
 
 Row = dict[str, Any]
 
