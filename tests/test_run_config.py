@@ -49,7 +49,7 @@ def test_the_example_config_is_what_runs(config_run, vanilla_model_dir, small_da
 
 
 def test_task_one_stays_forgotten(config_run):
-    report = json.loads((config_run / "report" / "report.json").read_text())
+    (report,) = json.loads((config_run / "report" / "report.json").read_text())["runs"]
     metrics = report["metrics"]
     task1 = {view: [round(row[0], 2) for row in report["forget"][view]] for view in ("vqa", "qa")}
     FIXTURE_FACTS["run_config (3 npo_diff stages)"] = (
