@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from icu_unlearn.cli.args import add_allow_data_mismatch, add_set, parse_sets
+from icu_unlearn.cli.args import add_allow_data_mismatch, add_set, add_until_forgotten, parse_sets
 
 #: The demo's scale: big enough for the tiny model to show forgetting, small enough for ~10 min on 2 cores.
 DEMO_SCALE = {"profiles": 40, "tasks": 4, "profiles_per_task": 3, "image_size": 160}
@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu or cuda (default cpu)")
     p.add_argument("--eval-every", type=int, dest="eval_every", help=_help("eval_every") + " (default 1)")
     p.add_argument("--eval-window", type=int, dest="eval_window", help=_help("eval_window"))
+    add_until_forgotten(p, None)
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -87,6 +88,8 @@ def _run(args: argparse.Namespace) -> int:
         "device": args.device,
         "eval_every": args.eval_every,
         "eval_window": args.eval_window,
+        "until_forgotten": args.until_forgotten,
+        "check_every": args.check_every,
     }
     method_args = parse_sets(args.set)
     if args.config:

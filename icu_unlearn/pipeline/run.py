@@ -30,6 +30,7 @@ from icu_tasks.records.files import read_record, write_record
 from icu_tasks.records.layout import COST_JSON
 from icu_tasks.records.schedule import EvalSchedule
 from icu_unlearn.pipeline.rundir import RunDir
+from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY, ForgettingTarget
 
 #: The `icu` group includes the holdout tasks, so every run scores B[0] (the base rate) with stage 0.
 DEFAULT_TASKS: tuple[str, ...] = ("icu",)
@@ -54,6 +55,10 @@ class RunConfig:
         eval_every: score stages 0, N, 2N, … and always the last (1 = every stage).
         eval_window: at stage k score only forget tasks j <= k + W (None = every task); see
             :mod:`icu_tasks.records.schedule`.
+        until_forgotten: train each stage until its forget rows reach this normalised forgetting
+            (:mod:`icu_unlearn.training.stop_rule`; the method's ``max_steps`` is the budget); None = the
+            step budget alone.
+        check_every: optimizer steps between two checks of ``until_forgotten``.
     """
 
     base: str
@@ -78,6 +83,17 @@ class RunConfig:
             "ones for collateral (stage 0 always scores every task; omitted = every task)"
         },
     )
+    until_forgotten: float | None = field(
+        default=None,
+        metadata={
+            "help": "train each stage until the normalised forgetting of its forget rows reaches F in (0, 1] "
+            "(max_steps is the budget; omitted = the step budget alone)"
+        },
+    )
+    check_every: int = field(
+        default=DEFAULT_CHECK_EVERY,
+        metadata={"help": "with until_forgotten: optimizer steps between two checks"},
+    )
 
     def __post_init__(self) -> None:
         from icu_unlearn.methods import canonical_name, get_method
@@ -95,6 +111,9 @@ class RunConfig:
         self.eval_every = int(self.eval_every)
         self.eval_window = None if self.eval_window is None else int(self.eval_window)
         EvalSchedule(self.eval_every, self.eval_window)  # bad values -> ConfigError
+        if self.until_forgotten is not None:
+            self.until_forgotten = float(self.forgetting_target.target)
+        ForgettingTarget(1.0, self.check_every)  # a bad check_every -> ConfigError, with or without the rule
         get_method(self.method)  # unknown name -> ConfigError with the closest name
         self.method = canonical_name(self.method)
         self.base, self.data = str(Path(self.base).resolve()), str(Path(self.data).resolve())
@@ -128,6 +147,13 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def forgetting_target(self) -> ForgettingTarget | None:
+        """The stop rule of every stage (None: the step budget alone)."""
+        if self.until_forgotten is None:
+            return None
+        return ForgettingTarget(self.until_forgotten, self.check_every)
 
     @property
     def schedule(self) -> EvalSchedule:
@@ -260,9 +286,17 @@ def _train(
 
     t0 = time.perf_counter()
     method = build_method(config.method, **config.method_args)
-    run_stage(method, config.base, config.data, k, rd.root, device=config.device, allow_data_mismatch=allow)
+    result = run_stage(
+        method, config.base, config.data, k, rd.root, device=config.device, allow_data_mismatch=allow,
+        until_forgotten=config.forgetting_target,
+    )  # fmt: skip
     cost_log.add(k, "train_s", time.perf_counter() - t0)
-    log(f"stage {k}/{config.stages}: {config.method} trained in {time.perf_counter() - t0:.1f} s")
+    rule = result.record.get("stop_rule")
+    reached = ""
+    if rule:
+        value = "n/a" if rule["value"] is None else f"{rule['value']:.2f}"
+        reached = f", forgetting {value} ({'met' if rule['met'] else 'NOT met'}, {rule['steps']} steps)"
+    log(f"stage {k}/{config.stages}: {config.method} trained in {time.perf_counter() - t0:.1f} s{reached}")
 
 
 def _run_locked(

@@ -23,6 +23,7 @@ from typing import Any
 
 from icu_tasks.errors import ConfigError, DataError, StageError, did_you_mean
 from icu_tasks.paths import task_names
+from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY
 
 
 def check_scoring_inputs(
@@ -99,7 +100,12 @@ def check_run_inputs(
 
 
 #: RunConfig fields added after run dirs were first written, with the value an older run dir implies.
-ADDED_RUN_KEYS: dict[str, Any] = {"eval_every": 1, "eval_window": None}
+ADDED_RUN_KEYS: dict[str, Any] = {
+    "eval_every": 1,
+    "eval_window": None,
+    "until_forgotten": None,
+    "check_every": DEFAULT_CHECK_EVERY,
+}
 
 
 def _keep_older_record(record: dict, run_dir: Any) -> None:
