@@ -13,6 +13,7 @@ import pytest
 from icu_tasks.errors import ConfigError
 from icu_unlearn.training.stop_config import ForgettingTarget
 from tests.cli_helpers import assert_one_error, run_cli
+from tests.fixtures_unlearn import FIXTURE_FACTS
 
 #: GA at the test suite's stage config (tests/test_methods.py): forgets task 1 within ~20 steps of 100.
 GA = {"learning_rate": 1e-3, "lr_scheduler": "constant", "max_steps": 100}
@@ -109,6 +110,7 @@ def test_stage_stops_when_forgotten(vanilla_model_dir, small_data_dir, tmp_path)
         vanilla_model_dir, small_data_dir, tmp_path / "run", "ga", GA, ForgettingTarget(TARGET, CHECK_EVERY)
     )
     rule = json.loads((result.path / "stage.json").read_text())["stop_rule"]
+    FIXTURE_FACTS["stop rule (ga)"] = f"f {rule['value']} after {rule['steps']} of {rule['budget']} steps"
     assert rule["met"] is True and rule["target"] == TARGET and rule["budget"] == GA["max_steps"]
     assert rule["steps"] == result.record["steps"] < GA["max_steps"], rule
     assert rule["steps"] % CHECK_EVERY == 0 or rule["steps"] == 1
@@ -124,7 +126,12 @@ def test_stage_stops_when_forgotten(vanilla_model_dir, small_data_dir, tmp_path)
 def test_exhausted_budget_is_recorded_as_not_met(vanilla_model_dir, small_data_dir, tmp_path):
     budget = {**GA, "max_steps": 2}
     result = _stage(
-        vanilla_model_dir, small_data_dir, tmp_path / "run", "ga", budget, ForgettingTarget(TARGET, CHECK_EVERY)
+        vanilla_model_dir,
+        small_data_dir,
+        tmp_path / "run",
+        "ga",
+        budget,
+        ForgettingTarget(TARGET, CHECK_EVERY),
     )
     rule = json.loads((result.path / "stage.json").read_text())["stop_rule"]
     assert rule["met"] is False and rule["steps"] == 2 == rule["budget"]
