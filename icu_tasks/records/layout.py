@@ -41,6 +41,8 @@ FINETUNE_JSON = "finetune.json"
 COST_JSON = "cost.json"
 DEMO_JSON = "demo.json"
 REPORT_JSON = "report.json"
+#: A comparison dir's record (``icu-bench compare``): its frozen protocol and the seconds of every step.
+COMPARE_JSON = "compare.json"
 EVAL_DIR = "eval"
 REPORT_DIR = "report"
 LOCK_FILE = ".lock"

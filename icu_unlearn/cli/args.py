@@ -29,17 +29,20 @@ def add_allow_data_mismatch(parser: argparse.ArgumentParser, base: str) -> None:
     )
 
 
-def add_until_forgotten(parser: argparse.ArgumentParser, default_check_every: int | None) -> None:
+def add_until_forgotten(
+    parser: argparse.ArgumentParser, default_check_every: int | None, default_target: float | None = None
+) -> None:
     """``--until-forgotten F`` and ``--check-every N``: the stop rule of a training stage."""
+    target = "" if default_target is None else f" (default {default_target})"
     parser.add_argument(
         "--until-forgotten",
         type=float,
-        default=None,
+        default=default_target,
         dest="until_forgotten",
         metavar="F",
         help="train each stage until the normalised forgetting of its forget rows (teacher-forced, "
         "f = clip((A0 - Ak) / (A0 - B0), 0, 1), B0 = the vanilla model on holdout rows) reaches F in (0, 1]; "
-        "max_steps is the budget (a stage that exhausts it is recorded as not met)",
+        f"max_steps is the budget (a stage that exhausts it is recorded as not met){target}",
     )
     default = "" if default_check_every is None else f" (default {default_check_every})"
     parser.add_argument(

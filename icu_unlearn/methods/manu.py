@@ -77,7 +77,9 @@ class MANUConfig(MethodConfig):
     )
     prune_fraction: float = field(
         default=0.05,
-        metadata={"help": "fraction of each group's channels pruned per stage (masks accumulate), in (0, 1]."},
+        metadata={
+            "help": "fraction of each group's channels pruned per stage (masks accumulate), in (0, 1]."
+        },
     )
     max_total_fraction: float = field(
         default=0.5,
