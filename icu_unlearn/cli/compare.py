@@ -6,7 +6,7 @@ import argparse
 import time
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn.cli.args import add_until_forgotten
+from icu_unlearn.cli.args import add_until_forgotten, parse_sets
 from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY
 
 #: The defaults of the comparison, written here so that building the parser imports nothing heavy
@@ -89,6 +89,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument(
+        "--finetune-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a vanilla fine-tune setting, e.g. --finetune-set max_steps=5000 (repeatable; the recipe: stop at 0.9 "
+        "teacher-forced accuracy, checked every 50 steps, at most 3000 steps)",
+    )
+    p.add_argument(
         "--aggregate-only",
         action="store_true",
         dest="aggregate_only",
@@ -105,7 +113,7 @@ def _ints(text: str, flag: str) -> list[int]:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from icu_unlearn.pipeline.compare import CompareConfig, aggregate_dir, compare
+    from icu_unlearn.pipeline.compare import DEFAULT_FINETUNE, CompareConfig, aggregate_dir, compare
 
     if args.aggregate_only:
         aggregate_dir(args.out)
@@ -126,6 +134,7 @@ def _compare(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch_size=args.batch_size,
         device=args.device,
+        finetune={**DEFAULT_FINETUNE, **parse_sets(args.finetune_set, "--finetune-set")},
     )
     start = time.perf_counter()
     compare(config, args.out)

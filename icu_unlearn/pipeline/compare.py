@@ -23,13 +23,14 @@ argument or a comparison that is already complete is answered without loading th
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import ConfigError
+from icu_tasks.errors import ConfigError, did_you_mean
 from icu_tasks.records.files import read_record, write_record
 from icu_tasks.records.layout import (
     COMPARE_JSON,
@@ -52,6 +53,7 @@ from icu_tasks.report.leaderboard import (
 )
 from icu_unlearn.methods import canonical_name, get_method, list_methods
 from icu_unlearn.pipeline.rundir import RunDir
+from icu_unlearn.training.finetune import FinetuneConfig
 from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY, ForgettingTarget
 
 #: The fine-tune of every seed's vanilla model: the project's recipe, trained until every split × view is
@@ -116,6 +118,15 @@ class CompareConfig:
         if self.max_steps is not None and int(self.max_steps) < 1:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
         EvalSchedule(self.eval_every, self.eval_window)
+        if "seed" in self.finetune:
+            raise ConfigError("the fine-tune seed is the comparison's seed (--seeds); do not set it")
+        known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+        unknown = sorted(set(self.finetune) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown fine-tune setting(s): {', '.join(unknown)}{did_you_mean(unknown[0], known)}"
+            )
+        FinetuneConfig(**self.finetune)  # bad values -> ConfigError
         if self.limit is not None and int(self.limit) < 1:
             raise ConfigError(f"limit must be >= 1 or omitted, got {self.limit}")
 
@@ -190,7 +201,7 @@ def _prepare_seed(config: CompareConfig, root: Path, seed: int, ledger: _Ledger,
     # the generator (Faker, Pillow) and torch are imported only when a step runs: see the module docstring
     from icu_tasks.data.generate import generate
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
-    from icu_unlearn.training.finetune import FinetuneConfig, finetune
+    from icu_unlearn.training.finetune import finetune
 
     data, tiny, vanilla = root / "data", root / "tiny", root / "vanilla"
     scale = {
