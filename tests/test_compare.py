@@ -16,8 +16,6 @@ import pytest
 
 from tests.cli_helpers import assert_one_error, run_cli
 
-pytestmark = pytest.mark.slow
-
 BUDGET = 4
 TOY = [
     "--seeds", "0,1", "--methods", "ga,manu", "--stages", "2", "--profiles", "12", "--image-size", "96",
@@ -27,6 +25,22 @@ TOY = [
 ]  # fmt: skip
 #: A user's run under the toy protocol (seed 0's data and vanilla model).
 USER = ["--stages", "2", "--tasks", "icu", "--limit", "4", "--until-forgotten", "0.9", "--check-every", "2"]
+
+
+def test_cli_defaults_are_the_config_defaults(tmp_path):
+    """The parser's defaults (written without importing the pipeline) are CompareConfig's."""
+    import dataclasses
+
+    from icu_unlearn.cli import build_parser
+    from icu_unlearn.pipeline.compare import CompareConfig
+
+    args = build_parser().parse_args(["compare", "--out", str(tmp_path)])
+    defaults = {f.name: f.default for f in dataclasses.fields(CompareConfig)}
+    config = CompareConfig()
+    assert [int(s) for s in args.seeds.split(",")] == config.seeds and args.tasks.split(",") == config.tasks
+    for name in ("stages", "profiles", "profiles_per_task", "image_size", "until_forgotten", "check_every",
+                 "max_steps", "eval_every", "eval_window", "limit", "batch_size", "device"):  # fmt: skip
+        assert getattr(args, name) == defaults[name], name
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +55,7 @@ def _stage(run: Path, k: int) -> dict:
     return json.loads((run / f"stage_{k}" / "stage.json").read_text())
 
 
+@pytest.mark.slow
 def test_each_seed_is_its_own_repetition(toy):
     out = toy / "out"
     manifests = [json.loads((out / f"seed_{s}" / "data" / "manifest.json").read_text()) for s in (0, 1)]
@@ -51,6 +66,7 @@ def test_each_seed_is_its_own_repetition(toy):
         assert _stage(out / f"seed_{seed}" / "run_ga", 1)["seed"] == seed
 
 
+@pytest.mark.slow
 def test_stop_rule_recorded_and_reported(toy):
     run = toy / "out" / "seed_0" / "run_ga"
     for k in (1, 2):
@@ -63,6 +79,7 @@ def test_stop_rule_recorded_and_reported(toy):
     assert "Steps per stage:" in report and "| k | steps | budget |" in report
 
 
+@pytest.mark.slow
 def test_aggregate_and_leaderboard(toy):
     out = toy / "out"
     board = json.loads((out / "leaderboard.json").read_text())
@@ -84,6 +101,7 @@ def test_aggregate_and_leaderboard(toy):
     assert "## Protocol" in (out / "leaderboard.md").read_text()
 
 
+@pytest.mark.slow
 def test_second_call_skips_every_finished_step(toy):
     out = toy / "out"
     before = {p: p.stat().st_mtime_ns for p in out.glob("seed_*/run_*/stage_*/stage.json")}
@@ -93,6 +111,7 @@ def test_second_call_skips_every_finished_step(toy):
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
 
+@pytest.mark.slow
 def test_another_protocol_is_refused(toy):
     record = (toy / "out" / "compare.json").read_bytes()
     proc = run_cli(["compare", "--out", "out", *TOY, "--until-forgotten", "0.5"], cwd=toy, timeout=120)
@@ -100,6 +119,7 @@ def test_another_protocol_is_refused(toy):
     assert (toy / "out" / "compare.json").read_bytes() == record
 
 
+@pytest.mark.slow
 def test_user_runs_join_the_leaderboard_or_are_refused(toy):
     seed0 = toy / "out" / "seed_0"
     board = toy / "out" / "leaderboard.json"

@@ -30,6 +30,7 @@ from icu_tasks.report.comparison import aggregate, comparison_markdown
 from icu_tasks.report.headline import headline_metrics
 from icu_tasks.report.results import load_run
 from icu_tasks.report.summary import run_summary
+from icu_tasks.report.training import stage_training
 
 FORMAT = "icu-bench-leaderboard"
 FORMAT_VERSION = 1
@@ -76,7 +77,8 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     path = layout.report_dir(run_dir) / layout.REPORT_JSON
     if path.is_file():
         return read_record(path)["runs"][0]
-    return run_summary(load_run(run_dir), n_boot=0)
+    run = load_run(run_dir)
+    return run_summary(run, n_boot=0) | {"training": stage_training(run.root, run.stages)}
 
 
 def entry_from_run(

@@ -16,7 +16,6 @@ from icu_tasks.continual import bootstrap as bs
 from icu_tasks.continual import retention
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.report.results import ContinualRun
-from icu_tasks.report.training import stage_training
 
 NO_BASE_NOTE = "no holdout split scored: base rate B[0] = 0 in every normalised metric"
 
@@ -109,7 +108,6 @@ def run_summary(
         | {bs.POOLED: _list(bs.pooled_forget(run))},
         "intervals": _intervals_json(bs.bootstrap(run, n_boot=n_boot, seed=seed)),
         "stage_methods": {str(k): m for k, m in run.stage_methods.items()},
-        "training": stage_training(run.root, run.stages),
         "sources": {str(k): files for k, files in run.sources.items()},
         "notes": notes,
     }

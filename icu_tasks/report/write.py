@@ -22,6 +22,7 @@ from icu_tasks.report import plots
 from icu_tasks.report.markdown import report_markdown
 from icu_tasks.report.results import ContinualRun
 from icu_tasks.report.summary import run_summary
+from icu_tasks.report.training import stage_training
 
 REPORT_MD = "report.md"
 FIRST_TASK_PNG = "first_task.png"
@@ -87,6 +88,7 @@ def write_report(
     summaries = []
     for run, label in zip(runs, _labels(runs), strict=True):
         summary = run_summary(run, n_boot=n_boot, seed=seed)
+        summary["training"] = stage_training(run.root, run.stages)
         summary["figures"] = _figures(run, label, out)
         summaries.append(summary)
     series = {

@@ -9,10 +9,27 @@ from icu_tasks.errors import ConfigError
 from icu_unlearn.cli.args import add_until_forgotten, parse_sets
 from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY
 
-#: The defaults of the comparison, written here so that building the parser imports nothing heavy
-#: (``icu_unlearn.pipeline.compare.CompareConfig`` has the same ones and checks every value).
-DEFAULTS = {"seeds": "0,1,2", "stages": 8, "profiles": 40, "per_task": 2, "image_size": 160,
-            "tasks": "icu,icu_longform,icu_ll", "target": 0.9, "budget": 300}  # fmt: skip
+# The defaults are written here so that building the parser imports nothing heavy;
+# icu_unlearn.pipeline.compare.CompareConfig checks every value (tests/test_compare.py checks that the defaults agree).
+
+
+#: The plain options: (flag, type, default, help); the default is appended to the help when not None.
+OPTIONS: tuple[tuple[str, type, object, str], ...] = (
+    ("--seeds", str, "0,1,2", "comma-separated seeds"),
+    ("--methods", str, None, "comma-separated methods (default: every registered method)"),
+    ("--stages", int, 8, "forget stages per run"),
+    ("--profiles", int, 40, "profiles per data set"),
+    ("--profiles-per-task", int, 2, "profiles per forget task"),
+    ("--image-size", int, 160, "document image side in px"),
+    ("--tasks", str, "icu,icu_longform,icu_ll", "lmms-eval tasks scored after every stage"),
+    ("--max-steps", int, 300, "step budget of every training stage under --until-forgotten"),
+    ("--eval-every", int, 1, "score every N-th stage (and the last)"),
+    ("--eval-window", int, None, "at stage k score only forget tasks j <= k + W"),
+    ("--limit", int, None, "score at most N docs per task (toy runs only)"),
+    ("--batch-size", int, 16, "evaluation batch size"),
+    ("--device", str, "cpu", "cpu or cuda"),
+)
+DEFAULT_TARGET = 0.9
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,83 +43,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OUT/comparison.md/json and OUT/leaderboard.json/md. Started again, it skips every finished step.",
     )
     p.add_argument("--out", required=True, help="comparison dir (created; resumed if it exists)")
-    p.add_argument(
-        "--seeds", default=DEFAULTS["seeds"], help=f"comma-separated seeds (default {DEFAULTS['seeds']})"
-    )
-    p.add_argument(
-        "--methods", default=None, help="comma-separated methods (default: every registered method)"
-    )
-    p.add_argument(
-        "--stages",
-        type=int,
-        default=DEFAULTS["stages"],
-        help=f"forget stages per run (default {DEFAULTS['stages']})",
-    )
-    p.add_argument(
-        "--profiles",
-        type=int,
-        default=DEFAULTS["profiles"],
-        help=f"profiles per data set (default {DEFAULTS['profiles']})",
-    )
-    p.add_argument(
-        "--profiles-per-task",
-        type=int,
-        default=DEFAULTS["per_task"],
-        dest="profiles_per_task",
-        help=f"profiles per forget task (default {DEFAULTS['per_task']})",
-    )
-    p.add_argument(
-        "--image-size",
-        type=int,
-        default=DEFAULTS["image_size"],
-        dest="image_size",
-        help=f"document image side in px (default {DEFAULTS['image_size']})",
-    )
-    p.add_argument(
-        "--tasks",
-        default=DEFAULTS["tasks"],
-        help=f"lmms-eval tasks scored after every stage (default {DEFAULTS['tasks']})",
-    )
-    add_until_forgotten(p, DEFAULT_CHECK_EVERY, DEFAULTS["target"])
+    for flag, kind, default, text in OPTIONS:
+        shown = "" if default is None or flag == "--methods" else f" (default {default})"
+        p.add_argument(flag, type=kind, default=default, help=text + shown)
+    add_until_forgotten(p, DEFAULT_CHECK_EVERY, DEFAULT_TARGET)
     p.add_argument(
         "--step-budgets",
         action="store_true",
-        dest="step_budgets",
         help="compare at the methods' calibrated step budgets instead of equal forgetting",
     )
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=DEFAULTS["budget"],
-        dest="max_steps",
-        help=f"step budget of every training stage under --until-forgotten (default {DEFAULTS['budget']})",
-    )
-    p.add_argument(
-        "--eval-every", type=int, default=1, dest="eval_every", help="score every N-th stage (default 1)"
-    )
-    p.add_argument(
-        "--eval-window", type=int, default=None, dest="eval_window", help="score only tasks j <= k + W"
-    )
-    p.add_argument("--limit", type=int, default=None, help="score at most N docs per task (toy runs only)")
-    p.add_argument(
-        "--batch-size", type=int, default=16, dest="batch_size", help="evaluation batch size (default 16)"
-    )
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument(
         "--finetune-set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a vanilla fine-tune setting, e.g. --finetune-set max_steps=5000 (repeatable; the recipe: stop at 0.9 "
-        "teacher-forced accuracy, checked every 50 steps, at most 3000 steps)",
+        help="a vanilla fine-tune setting, e.g. --finetune-set max_steps=5000 (repeatable; the recipe: stop at "
+        "0.9 teacher-forced accuracy, checked every 50 steps, at most 3000 steps)",
     )
     p.add_argument(
         "--aggregate-only",
         action="store_true",
-        dest="aggregate_only",
         help="only (re)write the comparison from the runs that are finished; run nothing",
     )
-    p.set_defaults(func=_compare)  # fmt: skip
+    p.set_defaults(func=_compare)
 
 
 def _ints(text: str, flag: str) -> list[int]:

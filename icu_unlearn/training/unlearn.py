@@ -52,19 +52,14 @@ def run_stage(
         data_dir: the ICU-Bench data dir the vanilla model was fine-tuned on.
         stage: K ≥ 1; the stage forgets forget task K.
         run_dir: where ``stage_K/`` is written.
-        parent: the stage K−1 dir (default ``run_dir/stage_{K−1}``; none for K = 1, which starts with a fresh
-            LoRA adapter on the vanilla model).
+        parent: the stage K−1 dir (default ``run_dir/stage_{K−1}``; none for K = 1: a fresh adapter).
         overwrite: replace an existing ``stage_K``.
         device: ``cpu``, ``cuda``… (default: CUDA when available).
         allow_data_mismatch: accept data other than what the vanilla model was fine-tuned on.
-        callbacks: extra ``TrainerCallback`` objects for a training method's loop; ``stage.json`` records the
-            steps actually run.
-        loaded: ``(model, processor)`` of ``base`` already in memory (``icu-bench sweep`` loads it once); the
-            stage adapts the model in place, so pass a copy.
-        until_forgotten: a :class:`~icu_unlearn.training.stop_rule.ForgettingTarget`: train until the stage's
-            forget rows reach that normalised forgetting (``max_steps`` is the budget); ``stage.json`` records
-            the rule under ``stop_rule``. A training-free method runs as usual and the value it reached is
-            recorded against the target.
+        callbacks: extra ``TrainerCallback`` objects for a training method's loop.
+        loaded: ``(model, processor)`` of ``base`` already in memory (``icu-bench sweep``); adapted in place.
+        until_forgotten: a :class:`~icu_unlearn.training.stop_config.ForgettingTarget`: train until the forget
+            rows reach it (:mod:`icu_unlearn.training.stop_rule`); ``stage.json`` records ``stop_rule``.
     """
     from icu_unlearn.training.stage_dir import check_stage_inputs
 
@@ -86,9 +81,9 @@ def run_stage(
         changes=changes, masks=mask_summary(masks, parent_masks), seconds=time.perf_counter() - start,
         history=history,
     )  # fmt: skip
-    record["steps"] = steps
-    if stopper is not None:
-        record["stop_rule"] = _rule_record(method, stopper, model, steps)
+    record |= {"steps": steps} | (
+        {"stop_rule": _rule_record(method, stopper, model, steps)} if stopper else {}
+    )
     if is_main():
         write_stage(inputs.final, model, masks, method.artifacts(), record, overwrite=overwrite)
     _barrier()
