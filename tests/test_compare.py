@@ -56,6 +56,7 @@ def _stage(run: Path, k: int) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_each_seed_is_its_own_repetition(toy):
     out = toy / "out"
     manifests = [json.loads((out / f"seed_{s}" / "data" / "manifest.json").read_text()) for s in (0, 1)]
@@ -67,6 +68,7 @@ def test_each_seed_is_its_own_repetition(toy):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_stop_rule_recorded_and_reported(toy):
     run = toy / "out" / "seed_0" / "run_ga"
     for k in (1, 2):
@@ -80,6 +82,7 @@ def test_stop_rule_recorded_and_reported(toy):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_aggregate_and_leaderboard(toy):
     out = toy / "out"
     board = json.loads((out / "leaderboard.json").read_text())
@@ -102,6 +105,7 @@ def test_aggregate_and_leaderboard(toy):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_second_call_skips_every_finished_step(toy):
     out = toy / "out"
     before = {p: p.stat().st_mtime_ns for p in out.glob("seed_*/run_*/stage_*/stage.json")}
@@ -112,6 +116,7 @@ def test_second_call_skips_every_finished_step(toy):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_another_protocol_is_refused(toy):
     record = (toy / "out" / "compare.json").read_bytes()
     proc = run_cli(["compare", "--out", "out", *TOY, "--until-forgotten", "0.5"], cwd=toy, timeout=120)
@@ -120,6 +125,7 @@ def test_another_protocol_is_refused(toy):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_user_runs_join_the_leaderboard_or_are_refused(toy):
     seed0 = toy / "out" / "seed_0"
     board = toy / "out" / "leaderboard.json"

@@ -51,6 +51,7 @@ def test_target_rejects_bad_values(target, check_every, message):
         ForgettingTarget(target, check_every)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
