@@ -84,13 +84,12 @@ def _summary(run_dir: Path) -> dict[str, Any]:
 def entry_from_run(
     run_dir: str | Path, *, seed: int, source: str, root: str | Path | None = None
 ) -> dict[str, Any]:
-    """One leaderboard entry from a finished run dir (``run`` is relative to ``root`` when given)."""
+    """One leaderboard entry from a finished run dir (``run``: the path relative to ``root`` when given, else as
+    passed: a published leaderboard should not carry a machine's absolute paths)."""
     run_dir = Path(run_dir)
     record = _run_record(run_dir)
     stages = _stage_records(run_dir, int(record.get("stages", 0)))
-    where = run_dir.resolve()
-    if root is not None:
-        where = where.relative_to(Path(root).resolve())
+    where = run_dir if root is None else run_dir.resolve().relative_to(Path(root).resolve())
     return {
         "method": record.get("method"),
         "seed": int(seed),
