@@ -95,10 +95,13 @@ CHECK_EVERY = 5
 #   mmunlearner  40 0.25 +2.21  0.75 +0.30    90 0.22 +2.85  0.70 +0.27    75 0.25 +1.50  0.94 +0.05
 #   manu (35 %)     0.28 +0.81 (0.37 +0.66)      0.03 +1.91 (0.08 +1.61)      0.31 +0.94 (0.27 +0.87)
 # (mmunlearner: SHiRA adapter; lr 2e-3: 0.46 / 0.77 retain kept on A / B.)
-# Re-measured on the fixture as it is now (vision lr 2.5e-4, stopped at step 250): manu (35 %) 0.35 +0.85
-# (0.44 +0.80); ga 25 0.19 +2.79 (0.39 +1.36). MANU at its defaults (5 % per stage, masks accumulating), teacher-
-# forced accuracy on tasks 1 / 2 / 3 after stages 0..3: 0.97 1.00 1.00 / 0.84 0.91 0.94 / 0.78 0.62 0.84 /
-# 0.66 0.59 0.62 (each stage lowers its own task the most; test_defaults_act_at_every_stage).
+# Re-measured on the fixture as it is now (D: vision lr 2.5e-4, stopped at step 250), same columns:
+#   ga 25 0.19 +2.79 (0.39 +1.36); npo 25 0.13 +1.92 (0.74 +0.25); ga_diff 60 0.19 +2.23 0.94 +0.05;
+#   kl_min 40 0.23 +1.78 0.95 +0.03; npo_diff 15 0.19 +1.40 0.95 +0.03; mmunlearner (SHiRA) 70 0.23 +1.90 0.98 +0.04;
+#   manu (35 %) 0.35 +0.85 (0.44 +0.80).
+# MANU at its defaults (5 % per stage, masks accumulating), teacher-forced accuracy on tasks 1 / 2 / 3 after
+# stages 0..3 on D: 0.97 1.00 1.00 / 0.84 0.91 0.94 / 0.78 0.62 0.84 / 0.66 0.59 0.62 (each stage lowers its
+# own task the most; test_defaults_act_at_every_stage).
 # On the former 24-profile set (vanilla stopped at step 550): ga 30 / 0.13 / +2.87, ga_diff (lr 1e-3) 45 / 0.25 /
 # +2.65 / 0.71 / +0.44, kl_min 55 / 0.19 / +4.14 / 0.60 / +0.85 (λ 3: 0.47 retain kept), npo_diff 25 / 0.06 /
 # +2.03 / 0.65 / +0.25, manu (30 %) 0.16 / +0.86: the table moves with the data, the vanilla model and the data
