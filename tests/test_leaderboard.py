@@ -47,6 +47,7 @@ def _entry(method: str, seed: int, icu: float) -> dict:
 def test_protocol_difference_names_the_keys_and_ignores_seed_hashes():
     other = json.loads(json.dumps(PROTOCOL))
     other["data"]["seeds"] = {"0": "cd" * 32, "1": "ef" * 32}
+    other["metrics"] = ["icu"]  # the metric set decides only the aggregation
     assert protocol_difference(PROTOCOL, other) == []
     other["stages"], other["stop_rule"]["until_forgotten"] = 4, 0.8
     other["data"]["profiles"] = 48

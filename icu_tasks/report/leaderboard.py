@@ -34,18 +34,9 @@ from icu_tasks.report.training import stage_training
 
 FORMAT = "icu-bench-leaderboard"
 FORMAT_VERSION = 1
-#: What a comparison's protocol fixes (a later call of ``icu-bench compare`` must match every one).
-PROTOCOL_KEYS = (
-    "data",
-    "stages",
-    "schedule",
-    "stop_rule",
-    "tasks",
-    "limit",
-    "finetune",
-    "metrics",
-    "versions",
-)
+#: What a comparison's protocol fixes (a later call of ``icu-bench compare`` must match every one). The metric
+#: set is recorded too but not among them: it decides only the aggregation, which is recomputed from the runs.
+PROTOCOL_KEYS = ("data", "stages", "schedule", "stop_rule", "tasks", "limit", "finetune", "versions")
 
 
 def protocol_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

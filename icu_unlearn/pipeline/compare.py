@@ -178,6 +178,7 @@ class _Ledger:
                     f"{out} holds a comparison made under another protocol (differs in: {', '.join(diff)}); "
                     "use another --out"
                 )
+            self.record["protocol"]["metrics"] = protocol["metrics"]  # the aggregation's, recomputed
         else:
             self.record = {"protocol": protocol, "seeds": [], "methods": [], "seconds": {}}
         for key, values in (("seeds", config.seeds), ("methods", config.methods)):
