@@ -64,6 +64,7 @@ def test_written_leaderboard_reads_back_with_its_markdown(tmp_path):
     assert ga["mean"] == pytest.approx(0.55) and ga["n"] == 2
     md = (tmp_path / "leaderboard.md").read_text()
     assert "until normalised forgetting ≥ 0.9" in md and "| npo | 0 | `seed_0/run_npo` |" in md
+    assert md.count("\n# ") + md.startswith("# ") == 1 and "\n## Comparison over seeds" in md
     # npo has one seed: no paired interval with ga, so the two are tied
     ranking = {r["method"]: r for r in board["aggregate"]["ranking"]["icu"]}
     assert ranking["npo"]["tied_with"] == ["ga"] and ranking["ga"]["rank"] == 1
