@@ -21,6 +21,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError
@@ -91,6 +92,8 @@ SPLIT_TEXT: dict[str, str] = {
     "holdout": "Holdout profiles (never trained by the fine-tune or any method: the base rate B[0])",
     "utility": "Utility: non-private questions (visible fields, public facts)",
 }
+#: The data's split behind a table split, where the names differ.
+DATA_SPLITS: dict[str, str] = {"retain": "retain_eval"}
 #: What each view shows the model; ``None``: both views (utility) or text only (long-form).
 VIEW_TEXT: dict[str | None, str] = {
     "vqa": "image view (the masked document + a question about the person in it)",
@@ -132,6 +135,11 @@ class TaskSpec:
         return f"{kind.module}.{kind.docs.format(split=self.split, view=self.view, stem=self.stem)}"
 
     @property
+    def data_split(self) -> str:
+        """The data's ``split`` value the task scores (the table's ``retain`` is ``retain_eval``)."""
+        return DATA_SPLITS.get(self.split, self.split)
+
+    @property
     def description(self) -> str:
         """The comment line of the task's YAML."""
         subject = "Membership inference" if self.kind == "mia" else SPLIT_TEXT[self.split]
@@ -155,6 +163,22 @@ TASKS: tuple[TaskSpec, ...] = (
     *(TaskSpec("forget", view, "core", "mia") for view in VIEWS),
     *(TaskSpec(split, None, "longform", "longform") for split in ("forget", "retain")),
 )
+
+
+def docs_hooks(module: str, make: Callable[[TaskSpec], Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """The ``process_docs`` hooks that the rows of :data:`TASKS` name in ``module``: hook name → ``make(spec)``,
+    named and documented after its task. A hook module calls this once, so a new row needs no new function."""
+    hooks: dict[str, Callable[..., Any]] = {}
+    for spec in TASKS:
+        owner, _, name = spec.process_docs.rpartition(".")
+        if owner != module or name in hooks:
+            continue
+        hook = make(spec)
+        hook.__name__ = hook.__qualname__ = name
+        hook.__module__ = module
+        hook.__doc__ = f"``process_docs`` of ``{spec.name}``: {spec.description}"
+        hooks[name] = hook
+    return hooks
 
 
 @dataclass(frozen=True)
