@@ -80,7 +80,7 @@ from icu_tasks.records.provenance import DATA_DIR_KEY, DATA_HASH_KEY
 from icu_tasks.records.schedule import FORGET_TASKS_ENV, FORGET_TASKS_KEY, forget_task_filter, format_tasks
 
 #: Metric keys of the generate_until tasks and of the multiple-choice tasks, as named in the YAMLs.
-GENERATE_METRICS: tuple[str, ...] = ("exact_match", "contains", "rougeL_recall")
+GENERATE_METRICS: tuple[str, ...] = tuple(answer_metrics.GENERATE_METRICS)
 MC_METRICS: tuple[str, ...] = ("mc_accuracy",)
 _PAYLOAD_KEYS: tuple[str, ...] = ("id", "profile_id", "forget_task", "split", "view", "field")
 #: Where a payload carries its metric's per-doc value for lmms-eval's CLT standard error (the default
@@ -279,9 +279,8 @@ def process_results(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str,
     prediction = "" if prediction is None else str(prediction)
     target = doc["answer"]
     payload = _payload(doc, prediction)
-    payload["exact_match"] = answer_metrics.exact_match(prediction, target)
-    payload["contains"] = answer_metrics.contains_match(prediction, target)
-    payload["rougeL_recall"] = answer_metrics.rouge_l_recall(prediction, target)
+    for name, metric in answer_metrics.GENERATE_METRICS.items():
+        payload[name] = metric(prediction, target)
     return per_metric(payload, {key: payload[key] for key in GENERATE_METRICS})
 
 
@@ -333,7 +332,6 @@ def _mean_of(key: str) -> Callable[[Sequence[Mapping[str, Any]]], float]:
     return aggregate
 
 
-aggregate_exact_match = _mean_of("exact_match")
-aggregate_contains = _mean_of("contains")
-aggregate_rougeL_recall = _mean_of("rougeL_recall")
+# ``aggregate_<name>`` of every per-sample metric (the ``aggregation`` the task templates name).
+globals().update({f"aggregate_{name}": _mean_of(name) for name in GENERATE_METRICS})
 aggregate_mc_accuracy = _mean_of("mc_accuracy")

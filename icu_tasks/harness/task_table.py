@@ -25,6 +25,7 @@ from typing import Any
 
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError
+from icu_tasks.harness.answer_metrics import GENERATE_METRICS
 from icu_tasks.paths import task_yamls_dir
 
 #: ``metadata.version`` of every task and of every group (see CHANGELOG.md for what each bump changed).
@@ -260,12 +261,47 @@ def group_yaml(group: GroupSpec) -> str:
     )
 
 
+#: The free-answer template's fixed part; its metric list comes from the per-sample metric registry.
+GENERATE_TEMPLATE = "_icu_generate_yaml"
+_GENERATE_BODY = """\
+include: _icu_common_yaml
+output_type: generate_until
+doc_to_target: !function icu_tasks.harness.hooks.doc_to_target
+generation_kwargs:
+  max_new_tokens: 32
+  temperature: 0
+  do_sample: false
+  num_beams: 1
+  until:
+    - "\\n"
+process_results: !function icu_tasks.harness.hooks.process_results
+"""
+
+
+def generate_template() -> str:
+    """The text of :data:`GENERATE_TEMPLATE`: one ``metric_list`` entry per metric of
+    :data:`icu_tasks.harness.answer_metrics.GENERATE_METRICS` (mean over samples, higher is better)."""
+    names = list(GENERATE_METRICS)
+    metrics = "".join(
+        f"  - metric: {name}\n    aggregation: !function icu_tasks.harness.hooks.aggregate_{name}\n"
+        "    higher_is_better: true\n"
+        for name in names
+    )
+    text = (
+        "Free-answer tasks: greedy decoding of a short answer, scored per sample by "
+        + ", ".join(names)
+        + " (icu_tasks.harness.answer_metrics.GENERATE_METRICS)."
+    )
+    return f"{HEADER}\n{_comment(text)}{_GENERATE_BODY}metric_list:\n{metrics}"
+
+
 def render() -> dict[str, str]:
-    """Every generated file: ``{file name: text}`` (tasks, then groups)."""
+    """Every generated file: ``{file name: text}`` (tasks, groups, the free-answer template)."""
     files = {f"{spec.name}.yaml": task_yaml(spec) for spec in TASKS}
     files.update({f"{group.name}.yaml": group_yaml(group) for group in GROUPS})
     if len(files) != len(TASKS) + len(GROUPS):
         raise ConfigError("two rows of the task table give the same task or group name")
+    files[GENERATE_TEMPLATE] = generate_template()
     return files
 
 
