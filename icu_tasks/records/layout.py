@@ -10,6 +10,8 @@ in :mod:`icu_tasks.continual` reads), so a file name or a record key exists once
                               README.md (model card) and stage.json (StageRecord)
     RUN/eval/stage_K/         lmms-eval output of stage K (K = 0: the vanilla model)
     RUN/report/               icu-bench report output
+    RUN/probes/stage_K/NAME/  a robustness probe's attacked stage (NAME relearn | benign; K = 0: scratch)
+    RUN/probes/eval/stage_K/NAME/  lmms-eval output of a probe (also unlearned, vanilla, int8, int4, nf4)
 
 A dir is written under a temporary sibling name ``.tmp-<name>-<pid>-…`` and renamed into place, so a dir that
 exists is complete. Temp dirs of killed writers are removed by the next writer of the same dir
@@ -35,6 +37,13 @@ STAGE_JSON = "stage.json"
 FINETUNE_JSON = "finetune.json"
 EVAL_DIR = "eval"
 REPORT_DIR = "report"
+PROBES_DIR = "probes"
+#: Probes that train an attacked stage (``RUN/probes/stage_K/NAME``; scratch only at K = 0).
+ATTACK_PROBES: tuple[str, ...] = ("relearn", "benign", "scratch")
+#: Quantization probes (``icu_hf`` ``quantize=NAME``).
+QUANT_PROBES: tuple[str, ...] = ("int8", "int4", "nf4")
+#: The unprobed references scored beside the probes: stage K as it is, and the vanilla model (K = 0).
+UNLEARNED_PROBE, VANILLA_PROBE = "unlearned", "vanilla"
 LOCK_FILE = ".lock"
 MASKS_FILE = "masks.safetensors"
 TMP_PREFIX = ".tmp-"
@@ -121,6 +130,16 @@ def stage_dir(run_dir: str | os.PathLike, k: int) -> Path:
 def eval_dir(run_dir: str | os.PathLike, k: int) -> Path:
     """``RUN/eval/stage_K`` (K = 0 is the vanilla model)."""
     return Path(run_dir) / EVAL_DIR / f"{STAGE_PREFIX}{int(k)}"
+
+
+def probe_dir(run_dir: str | os.PathLike, k: int, probe: str) -> Path:
+    """``RUN/probes/stage_K/PROBE``: the attacked stage a probe of stage ``k`` trained (K = 0: the vanilla)."""
+    return Path(run_dir) / PROBES_DIR / f"{STAGE_PREFIX}{int(k)}" / probe
+
+
+def probe_eval_dir(run_dir: str | os.PathLike, k: int, probe: str) -> Path:
+    """``RUN/probes/eval/stage_K/PROBE``: lmms-eval's output of one probe of stage ``k``."""
+    return Path(run_dir) / PROBES_DIR / EVAL_DIR / f"{STAGE_PREFIX}{int(k)}" / probe
 
 
 def report_dir(run_dir: str | os.PathLike) -> Path:

@@ -28,12 +28,13 @@ from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, qua
 from torchao.quantization.granularity import PerGroup
 
 from icu_tasks.errors import ConfigError
+from icu_tasks.records.layout import QUANT_PROBES
 from icu_unlearn.models.loading import apply_masks, read_masks, remove_masks
 
 #: Input features per int4 group.
 INT4_GROUP = 128
 #: The accepted ``quantize=`` values.
-SCHEMES: tuple[str, ...] = ("int8", "int4", "nf4")
+SCHEMES: tuple[str, ...] = QUANT_PROBES
 #: Modules quantized: ``nn.Linear`` layers whose name contains this (LLaVA-HF and Qwen2-VL language models).
 LANGUAGE_MODEL = "language_model"
 
