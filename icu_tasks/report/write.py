@@ -127,7 +127,6 @@ def _likelihood_sections(summaries: list[dict[str, Any]], runs: list[ContinualRu
 def _robustness_sections(summaries: list[dict[str, Any]], runs: list[ContinualRun], out: Path) -> str:
     """Add each run's robustness table (:mod:`icu_tasks.report.robustness`; None when nothing was probed) to
     its summary under ``robustness``, draw its plot, and return the report.md section ("" when none)."""
-
     lines: list[str] = []
     for summary, run, label in zip(summaries, runs, _labels(runs), strict=True):
         summary["robustness"] = table = robustness_table(run.root, run.metric)

@@ -29,7 +29,7 @@ from torchao.quantization.granularity import PerGroup
 
 from icu_tasks.errors import ConfigError
 from icu_tasks.records.layout import QUANT_PROBES
-from icu_unlearn.models.loading import apply_masks, read_masks, remove_masks
+from icu_unlearn.models import apply_masks, read_masks, remove_masks
 
 #: Input features per int4 group.
 INT4_GROUP = 128

@@ -168,6 +168,7 @@ def probe_stage(
 ) -> None:
     """Train and score every probe of stage ``k`` of ``run_dir`` (resumable). ``lock=False`` when the caller
     already holds the run's lock (``icu-bench run --probe-stages``)."""
+    run_inputs(run_dir)
     check_probe_stage(run_dir, k)
     rd = RunDir(run_dir)
     with rd.lock() if lock else contextlib.nullcontext():

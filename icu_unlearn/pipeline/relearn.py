@@ -36,7 +36,6 @@ from icu_unlearn.models.identity import base_data, model_id
 from icu_unlearn.models.loading import ADAPTER_CONFIG
 from icu_unlearn.training.data import Collator, ExampleDataset, examples_from_rows
 from icu_unlearn.training.stage_dir import (
-    FORMAT_VERSION,
     adapter_summary,
     check_changed,
     read_stage,
@@ -248,7 +247,6 @@ def _attack_record(
     attack["unexposed"] = {k: v["unexposed"] for k, v in split.items()}
     attack["steps_run"] = int(trainer.state.global_step)
     return {
-        "format_version": FORMAT_VERSION,
         "stage": int(stage),
         "attack": attack,
         "forget_tasks": [int(k) for k in split if k.isdigit()],
