@@ -67,6 +67,15 @@ def run_inputs(run_dir: str | Path) -> tuple[str, str, int]:
     return str(record["base"]), str(record["data"]), int(record.get("stages", 0))
 
 
+def check_probe_stages(stages: Sequence[int], last: int) -> list[int]:
+    """The stages to probe, sorted and unique; a ConfigError for one outside 1..``last``."""
+    out = sorted({int(k) for k in stages})
+    bad = [k for k in out if not 1 <= k <= int(last)]
+    if bad:
+        raise ConfigError(f"probe stage {bad[0]} is not a stage of this run (1..{last})")
+    return out
+
+
 def check_probe_stage(run_dir: str | Path, k: int) -> Path:
     """Stage ``k``'s dir of the run; StageError if it is not complete."""
     if int(k) < 1:
