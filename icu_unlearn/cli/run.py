@@ -47,6 +47,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dry-run; 0 for a real run, which prints request counts and records every stage's measured time)",
     )
     add_set(p, "a method hyper-parameter, e.g. --set learning_rate=1e-3 (repeatable)")
+    _add_probe_flags(p)
+    p.add_argument("--overwrite", action="store_true", help="discard a run dir made with another config")
+    add_allow_data_mismatch(p, "--base")
+    p.set_defaults(func=_run)
+
+    d = subparsers.add_parser(
+        "demo",
+        help="the end-to-end demo: data -> tiny model -> fine-tune -> unlearning stages -> lmms-eval -> report",
+    )
+    d.add_argument("--out", default="runs/demo", help="demo dir (default runs/demo); reused on a second call")
+    d.add_argument("--method", default="npo_diff", help="unlearning method (default npo_diff)")
+    d.add_argument("--stages", type=int, default=3, help="number of forget stages (default 3)")
+    d.set_defaults(func=_demo)
+
+
+def _add_probe_flags(p: argparse.ArgumentParser) -> None:
+    """``--probe-stages`` and ``--probe-steps`` of ``run``."""
     p.add_argument(
         "--probe-stages",
         dest="probe_stages",
@@ -61,18 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="probe_steps",
         help="steps of each relearning attack (default 25)",
     )
-    p.add_argument("--overwrite", action="store_true", help="discard a run dir made with another config")
-    add_allow_data_mismatch(p, "--base")
-    p.set_defaults(func=_run)
-
-    d = subparsers.add_parser(
-        "demo",
-        help="the end-to-end demo: data -> tiny model -> fine-tune -> unlearning stages -> lmms-eval -> report",
-    )
-    d.add_argument("--out", default="runs/demo", help="demo dir (default runs/demo); reused on a second call")
-    d.add_argument("--method", default="npo_diff", help="unlearning method (default npo_diff)")
-    d.add_argument("--stages", type=int, default=3, help="number of forget stages (default 3)")
-    d.set_defaults(func=_demo)
 
 
 def _help(name: str) -> str:
