@@ -63,7 +63,7 @@ def _attack_record(run_dir: Path, k: int, kind: str) -> dict[str, Any] | None:
 def _scored(run_dir: Path, k: int, split: str, metric: str) -> dict[str, dict[str, float]]:
     """Per-profile accuracies of every complete probe evaluation of stage ``k``."""
     out = {}
-    root = layout.probe_eval_dir(run_dir, k, "x").parent
+    root = layout.probe_eval_dir(run_dir, k, "")  # RUN/probes/eval/stage_K
     for path in sorted(root.iterdir()) if root.is_dir() else []:
         if path.is_dir() and any(path.rglob("*_results.json")):
             out[path.name] = profile_accuracy(path, split, metric)
@@ -141,10 +141,9 @@ def control_row(run_dir: Path, metric: str, n_boot: int, seed: int) -> dict[str,
         "steps": attack.get("steps"),
         "base_rate": b0,
         "vanilla_forget": a0,
-        "gain": est.as_dict(),
-    } | {
         "before": float(arr["before"].mean()),
         "after": float(arr["after"].mean()),
+        "gain": est.as_dict(),
     }
 
 
