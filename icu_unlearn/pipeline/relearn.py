@@ -34,7 +34,7 @@ from icu_unlearn.models import load_base, load_stage, read_masks
 from icu_unlearn.models.adapters import continue_stage, lora_model
 from icu_unlearn.models.identity import base_data, model_id
 from icu_unlearn.models.loading import ADAPTER_CONFIG
-from icu_unlearn.training.data import Collator, ExampleDataset, examples_from_rows
+from icu_unlearn.training.data import Collator, check_trainable, examples_from_rows
 from icu_unlearn.training.stage_dir import (
     adapter_summary,
     check_changed,
@@ -147,7 +147,10 @@ def relearn_attack(
         raise DataError(f"the {kind} attack has no rows to train on in {data.root}")
     stage_record = _read_stage(stage_dir)
     lr = config.learning_rate or stage_record.get("config", {}).get("learning_rate") or _default_lr()
-    model, processor, trainer, seconds = _train(base, data, rows, stage_dir, config, float(lr), device)
+    examples = examples_from_rows(data, rows)
+    if kind != "scratch":  # the scratch control trains on holdout people on purpose: nothing else may
+        check_trainable(examples, f"the {kind} attack")
+    model, processor, trainer, seconds = _train(base, examples, stage_dir, config, float(lr), device)
     record = _attack_record(
         kind,
         stage,
@@ -187,9 +190,10 @@ def _attack_model(base: Any, stage_dir: str | os.PathLike | None, device: str | 
 
 
 def _train(
-    base: Any, data: Any, rows: list[dict], stage_dir: Any, config: RelearnConfig, lr: float, device: Any
+    base: Any, examples: list, stage_dir: Any, config: RelearnConfig, lr: float, device: Any
 ) -> tuple[Any, Any, Any, float]:
-    """Seeded next-token fine-tune of the attacked model on ``rows`` on the shared training loop."""
+    """Seeded next-token fine-tune of the attacked model on ``examples`` on the shared training loop (the
+    examples list is the map-style dataset; the Trainer shuffles it)."""
     # torch/transformers load here, not at import: `icu-bench attack --help` and bad input stay light
     from transformers import set_seed
 
@@ -199,7 +203,6 @@ def _train(
     set_seed(config.seed)
     model, processor = _attack_model(base, stage_dir, device)
     model.train()
-    examples = examples_from_rows(data, rows)
     before = snapshot_trainable(model)
     with tempfile.TemporaryDirectory(prefix="icu-relearn-") as scratch:
         args = training_arguments(
@@ -212,7 +215,7 @@ def _train(
             device=device,
         )
         start = time.perf_counter()
-        trainer = train_quietly(model, NLLObjective(), ExampleDataset(examples), Collator(processor), args)
+        trainer = train_quietly(model, NLLObjective(), list(examples), Collator(processor), args)
         seconds = time.perf_counter() - start
     check_changed(weight_changes(trainer.model, before), "relearning attack")
     trainer.model.eval()
