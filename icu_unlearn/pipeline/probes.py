@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from icu_tasks.records import layout
 from icu_unlearn.pipeline.relearn import RelearnConfig, relearn_attack
 from icu_unlearn.pipeline.rundir import RunDir
 from icu_unlearn.scoring.evaluate import score, task_env
+from icu_unlearn.training.stage_dir import read_stage
 
 #: Generation tasks a probe is scored on: the forget tasks, and the holdout people for the scratch control.
 FORGET_TASKS: tuple[str, ...] = ("icu_forget_vqa", "icu_forget_qa")
@@ -91,17 +92,21 @@ def check_probe_stage(run_dir: str | Path, k: int) -> Path:
 def train_attacks(
     run_dir: str | Path, k: int, config: ProbeConfig, log: Callable[[str], None] = print
 ) -> None:
-    """The relearn and benign attacks of stage ``k`` and the run's scratch control (those not yet written)."""
+    """The relearn and benign attacks of stage ``k`` and the run's scratch control (those not yet written).
+
+    All three use one learning rate: the configured one, else stage ``k``'s own (so the control runs the
+    identical attack from the vanilla model).
+    """
     base, data, _ = run_inputs(run_dir)
     stage = check_probe_stage(run_dir, k)
+    lr = config.attack.learning_rate or read_stage(stage).get("config", {}).get("learning_rate")
+    attack = replace(config.attack, learning_rate=lr)
     for kind, stage_k, parent in (("relearn", k, stage), ("benign", k, stage), ("scratch", 0, None)):
         out = layout.probe_dir(run_dir, stage_k, kind)
         if (out / layout.STAGE_JSON).is_file():
             continue
-        log(f"probe stage {stage_k}: {kind} attack, {config.attack.steps} steps")
-        relearn_attack(
-            base, data, out, kind, config.attack, stage_dir=parent, stage=stage_k, device=config.device
-        )
+        log(f"probe stage {stage_k}: {kind} attack, {attack.steps} steps")
+        relearn_attack(base, data, out, kind, attack, stage_dir=parent, stage=stage_k, device=config.device)
 
 
 def _evaluations(
