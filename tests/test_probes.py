@@ -96,6 +96,7 @@ def test_bad_attack_config(value: dict) -> None:
         RelearnConfig(**value)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "args, needle",
     [

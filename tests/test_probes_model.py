@@ -9,8 +9,6 @@ import pytest
 
 from icu_tasks.records import layout
 
-pytestmark = pytest.mark.slow
-
 #: Quantized vanilla vs full precision, greedy answers on forget task 1-3 + retain-eval (160 questions).
 #: Measured on the fixture's vanilla: int8 1.000, int4 0.994, nf4 0.994 of the answers identical.
 AGREEMENT = {"int8": 0.97, "int4": 0.9, "nf4": 0.9}
@@ -122,6 +120,7 @@ def probed_run(
     return run
 
 
+@pytest.mark.slow
 def test_relearn_writes_a_scorable_stage_with_its_record(probed_run: Path, small_data_dir: Path) -> None:
     from icu_tasks.data.dataset import open_data
 
@@ -143,6 +142,7 @@ def test_relearn_writes_a_scorable_stage_with_its_record(probed_run: Path, small
         assert any(layout.probe_eval_dir(probed_run, k, name).rglob("*_results.json")), (k, name)
 
 
+@pytest.mark.slow
 def test_robustness_table_of_the_probed_run(probed_run: Path) -> None:
     from icu_tasks.report.robustness import profile_accuracy, robustness_table
 

@@ -13,7 +13,6 @@ is the mean over its scored questions (both views, the trained phrasing).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from icu_tasks.continual import robustness as rb
 from icu_tasks.records import layout
+from icu_tasks.records.files import read_record
 from icu_tasks.report import plots
 from icu_tasks.report.results import DEFAULT_METRIC
 from icu_tasks.report.samples import is_paraphrase, score, stage_records
@@ -53,11 +53,8 @@ def profile_accuracy(eval_dir: Path, split: str, metric: str = DEFAULT_METRIC) -
 
 
 def _attack_record(run_dir: Path, k: int, kind: str) -> dict[str, Any] | None:
-    path = layout.probe_dir(run_dir, k, kind) / layout.STAGE_JSON
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("attack")
-    except (OSError, ValueError):
-        return None
+    """The ``attack`` block of an attacked stage's ``stage.json`` (None when the attack was not run)."""
+    return read_record(layout.probe_dir(run_dir, k, kind) / layout.STAGE_JSON).get("attack")
 
 
 def _scored(run_dir: Path, k: int, split: str, metric: str) -> dict[str, dict[str, float]]:

@@ -18,7 +18,6 @@ turns the scores into the robustness table.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.records import layout
+from icu_tasks.records.files import read_record
 from icu_unlearn.pipeline.relearn import RelearnConfig, relearn_attack
 from icu_unlearn.pipeline.rundir import RunDir
 from icu_unlearn.scoring.evaluate import score, task_env
@@ -58,13 +58,11 @@ class ProbeConfig:
 
 def run_inputs(run_dir: str | Path) -> tuple[str, str, int]:
     """``(base, data, stages)`` recorded in ``RUN/run.json``."""
-    path = Path(run_dir) / layout.RUN_JSON
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    record = read_record(Path(run_dir) / layout.RUN_JSON)
+    if not record.get("base") or not record.get("data"):
         raise StageError(
-            f"{run_dir} is not a run dir made by icu-bench run (no readable {layout.RUN_JSON})"
-        ) from None
+            f"{run_dir} is not a run dir made by icu-bench run (no {layout.RUN_JSON} with base and data)"
+        )
     return str(record["base"]), str(record["data"]), int(record.get("stages", 0))
 
 

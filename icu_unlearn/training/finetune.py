@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, TrainingError
+from icu_tasks.records.files import stamped
 from icu_tasks.records.layout import FINETUNE_JSON
 from icu_unlearn.methods.config import LM_LORA_TARGETS, check_scheduler, non_negative, positive
 from icu_unlearn.training.distributed import is_main, world_size
@@ -28,7 +29,7 @@ VISION_PARAMS = re.compile(r"(vision_tower|multi_modal_projector|visual|vision_m
 
 @dataclass
 class FinetuneConfig:
-    """Fine-tune hyper-parameters (defaults: the tiny-model recipe measured in the README).
+    """Fine-tune hyper-parameters (defaults: the tiny-model recipe measured in docs/methods.md).
 
     Attributes:
         mode: ``full`` (every weight; what a randomly initialised tiny model needs — LoRA cannot memorise on
@@ -42,7 +43,7 @@ class FinetuneConfig:
         vqa_repeat: how often each image (VQA) row appears in an epoch: the image view needs about twice the
             epochs of the text view (the portrait is its only cue of who is asked about).
         batch_size: global batch size; max_steps: optimizer steps (what the defaults reach on the demo's
-            data, and why the schedule is constant: README, "Fine-tune, then unlearn stage by stage").
+            data, and why the schedule is constant: docs/methods.md, "The vanilla model").
         warmup_steps, max_grad_norm.
         lr_scheduler: a transformers scheduler name (``linear``, ``cosine``, ``constant``…).
         lora_r, lora_alpha, lora_dropout, lora_target_modules: the adapter of ``lora`` mode.
@@ -256,7 +257,6 @@ def _finetune_record(
     from icu_unlearn.training.stage_dir import versions
 
     return {
-        "format_version": 1,
         "base_model": str(Path(model_dir).resolve()),
         "data_dir": str(data.root),
         "data_hash": data.data_hash,
@@ -296,6 +296,6 @@ def _save_model_dir(out: Path, model: Any, processor: Any, record: dict, overwri
         model.save_pretrained(str(tmp))
         processor.save_pretrained(str(tmp))
         record[MODEL_ID_KEY] = compute_model_id(tmp)  # content identity (config + weights), computed once
-        write_json(tmp / FINETUNE_JSON, record)
+        write_json(tmp / FINETUNE_JSON, stamped(FINETUNE_JSON, record))
 
     write_dir_atomically(out, fill, overwrite=overwrite, required=FINETUNE_JSON)
