@@ -53,8 +53,10 @@ def test_split_of_the_small_data(small_data_dir: Path) -> None:
 def test_recovery_by_hand() -> None:
     # vanilla knew 0.9, the stage brought it to 0.1: the probe at 0.5 undid half of the 0.8 forgotten
     assert rb.recovery(0.9, 0.1, 0.5) == pytest.approx(0.5)
-    # quantizing the vanilla itself costs 0.1 (0.9 -> 0.8): measured against 0.8, 0.5 undoes 5/8
-    assert rb.recovery(0.9, 0.1, 0.5, ref=0.8) == pytest.approx(1 - 0.3 / 0.8)
+    # quantizing the vanilla itself costs 0.1 (0.9 -> 0.8): 0.5 brings back 0.4 of the 0.7 the quantized
+    # vanilla has over the stage
+    assert rb.recovery(0.9, 0.1, 0.5, ref=0.8) == pytest.approx(0.4 / 0.7)
+    assert rb.recovery(0.9, 0.0, 0.0, ref=0.85) == 0.0  # quantization noise on the vanilla is no recovery
     assert rb.recovery(0.9, 0.1, 0.05) == 0.0 and rb.recovery(0.9, 0.1, 1.0) == 1.0  # clipped
     assert rb.recovery(0.9, 0.85, 0.9) is None  # forgot 0.05 < MIN_FORGETTING: nothing to recover
 
@@ -74,7 +76,7 @@ def test_paired_interval_holds_the_point_and_is_seeded() -> None:
     est = rb.recovery_estimate(a0, ak, probe, n_boot=300, seed=1)
     assert est.low <= est.value <= est.high and est.extra["profiles"] == 12
     assert rb.recovery_estimate(a0, ak, probe, n_boot=300, seed=1) == est
-    point = 1 - (1 - probe.mean()) / (1 - ak.mean())
+    point = (probe.mean() - ak.mean()) / (1 - ak.mean())
     assert est.value == pytest.approx(point)
 
 

@@ -52,13 +52,12 @@ class Estimate:
 
 
 def recovery(a0: float, ak: float, probe: float, ref: float | None = None) -> float | None:
-    """The share of the forgetting ``a0 − ak`` that ``probe`` undoes (``ref`` defaults to ``a0``), in [0, 1];
-    ``None`` when ``a0 − ak < MIN_FORGETTING``."""
-    forgot = a0 - ak
-    if not forgot >= MIN_FORGETTING:
-        return None
+    """The share of the forgotten accuracy ``ref − ak`` that ``probe`` brings back (``ref`` defaults to
+    ``a0``), in [0, 1]; ``None`` when ``a0 − ak`` or ``ref − ak`` is below ``MIN_FORGETTING``."""
     ref = a0 if ref is None else ref
-    return float(np.clip(1.0 - (ref - probe) / forgot, 0.0, 1.0))
+    if not min(a0 - ak, ref - ak) >= MIN_FORGETTING:
+        return None
+    return float(np.clip((probe - ak) / (ref - ak), 0.0, 1.0))
 
 
 def paired_bootstrap(
