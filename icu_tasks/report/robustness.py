@@ -183,6 +183,12 @@ def robustness_markdown(name: str, table: dict[str, Any]) -> list[str]:
         cells = [str(row["stage"])] + [_fmt(acc.get(c)) for c in head[1 : 5 + len(schemes)]]
         cells += [_fmt_est(rec.get(p)) for p in ("relearn", "benign", *schemes)]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Accuracy on forget tasks 1..K; relearn and benign on the people the attack did not show "
+        "(unexposed), the other columns on every person of those tasks. Recovery: share of the forgotten "
+        "accuracy brought back, 95% paired profile-bootstrap interval.",
+    ]
     control = table.get("control")
     if control:
         gain = control["gain"]
@@ -215,6 +221,9 @@ def robustness_plot(table: dict[str, Any], path: Path, title: str) -> None:
             errs[0].append(0 if low is None else est["value"] - low)
             errs[1].append(0 if high is None else high - est["value"])
         ax.bar(xs, ys, width, yerr=errs, capsize=3, label=probe)
+    share = ((table.get("control") or {}).get("gain") or {}).get("share")
+    if share is not None:
+        ax.axhline(share, color="grey", linestyle="--", linewidth=1, label="scratch control (share taught)")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(table["stages"]))])
     ax.set_xticklabels([f"stage {r['stage']}" for r in table["stages"]])
     ax.set_ylim(0, 1.05)
