@@ -20,24 +20,16 @@ activations in full precision (weight-only). A quantized model is for scoring on
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
+from torchao.prototype._nf4tensor_api import NF4WeightOnlyConfig
+from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_
+from torchao.quantization.granularity import PerGroup
 
 from icu_tasks.errors import ConfigError
 from icu_tasks.records.layout import QUANT_PROBES
 from icu_unlearn.models import apply_masks, read_masks, remove_masks
-
-# torchao logs a warning for each optional kernel library (CUDA, mxfp8) that a CPU build cannot load; none is
-# used here, so its import is kept quiet (the logger's level is restored after).
-_TORCHAO_LOG = logging.getLogger("torchao")
-_LEVEL, _ = _TORCHAO_LOG.level, _TORCHAO_LOG.setLevel(logging.ERROR)
-from torchao.prototype._nf4tensor_api import NF4WeightOnlyConfig  # noqa: E402
-from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_  # noqa: E402
-from torchao.quantization.granularity import PerGroup  # noqa: E402
-
-_TORCHAO_LOG.setLevel(_LEVEL)
 
 #: Input features per int4 group.
 INT4_GROUP = 128
