@@ -15,8 +15,9 @@ model_args: ``pretrained`` (model dir, required), ``adapter`` (stage dir), ``bat
 ``device`` (``cpu|cuda|cuda:N|auto``), ``dtype`` (``float32|bfloat16|float16|auto``), ``max_new_tokens``
 (overrides the task's value when given), ``allow_data_mismatch`` (``true`` scores a data dir other than the one
 the model / stage was made with), ``quantize`` (``int8|int4|nf4``: the stage adapter merged and the language
-model weight-quantized, :mod:`icu_unlearn.models.quantize`; the instance then scores that one stage). A value in ``--model_args`` wins over lmms-eval's own ``--batch_size`` /
-``--device`` flags. Any other name is an error.
+model weight-quantized, :mod:`icu_unlearn.models.quantize`; the instance then scores that one stage). A value
+in ``--model_args`` wins over lmms-eval's own ``--batch_size`` / ``--device`` flags. Any other name is an
+error.
 
 Before anything is loaded (:func:`icu_unlearn.scoring.preflight.check_scoring_inputs`): the model dir must exist (a
 missing local path never falls back to the hub), the stage must have been trained on this base model (by
