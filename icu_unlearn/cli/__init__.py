@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "icu_unlearn.cli.sweep",
     "icu_unlearn.cli.run",
     "icu_unlearn.cli.compare",
+    "icu_unlearn.cli.attack",
     "icu_tasks.report.cli",
 )
 

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.records.files import read_record, write_record
 from icu_tasks.records.layout import COST_JSON
 from icu_tasks.records.schedule import EvalSchedule
+from icu_unlearn.pipeline.probes import ProbeConfig, check_probe_stages, probe_stage
 from icu_unlearn.pipeline.rundir import RunDir
 from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY, ForgettingTarget
 
@@ -181,8 +182,13 @@ def run(
     allow_data_mismatch: bool = False,
     measure_batches: int = 0,
     log: Callable[[str], None] = print,
+    probe_stages: Sequence[int] = (),
+    probe_config: ProbeConfig | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the continual benchmark; returns the report dict (``report/report.json``).
+
+    ``probe_stages``: after the last stage, run the robustness probes of these stages
+    (:func:`icu_unlearn.pipeline.probes.probe_stage` with ``probe_config``), so the report has their table.
 
     Every input is checked first (:func:`icu_unlearn.scoring.preflight.check_run_inputs`: model dir, data, method,
     tasks, the data hash the vanilla model was fine-tuned on, the run dir's recorded config); a run dir this
@@ -197,10 +203,16 @@ def run(
     rd = RunDir(run_dir)
     # Every input is validated before the lock is taken: bad input writes nothing (no run dir, no lock).
     _, record = check_run_inputs(config, rd, overwrite=overwrite, allow_data_mismatch=allow_data_mismatch)
+    probes = (
+        check_probe_stages(probe_stages, config.stages),
+        probe_config or ProbeConfig(device=config.device),
+    )
     fresh = not rd.root.exists()
     with rd.lock():
         try:
-            report = _run_locked(config, rd, record, overwrite, allow_data_mismatch, measure_batches, log)
+            report = _run_locked(
+                config, rd, record, overwrite, allow_data_mismatch, measure_batches, log, probes
+            )
         except BaseException:
             if fresh and not any(
                 rd.stage_complete(k) or rd.eval_complete(k) for k in range(config.stages + 1)
@@ -307,6 +319,7 @@ def _run_locked(
     allow_data_mismatch: bool,
     measure_batches: int,
     log: Callable[[str], None],
+    probes: tuple[list[int], ProbeConfig] = ([], None),
 ) -> dict[str, Any]:
     """The body of :func:`run` once its inputs are validated and the run dir is locked."""
     from icu_tasks.report.results import load_run
@@ -346,4 +359,6 @@ def _run_locked(
         log(
             f"stage {k}/{config.stages}: scored {', '.join(config.tasks)} in {time.perf_counter() - t0:.1f} s"
         )
+    for k in probes[0]:
+        probe_stage(rd.root, k, probes[1], log=log, lock=False)
     return write_report([load_run(rd.root)], rd.report_dir)
