@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The seven-method comparison: one medium data set, one vanilla model, every unlearning method for STAGES
 # sequential forget tasks with its calibrated defaults (docs/calibration.md), then one report over all runs
-# (headline table, heatmaps per method, first-task curves across methods).
-#
+# (headline table, heatmaps per method, first-task curves across methods). One seed at fixed step budgets: to
+# rank methods (several seeds, equal forgetting, paired differences) use `icu-bench compare` (docs/comparison.md).
 # usage: examples/compare_methods.sh OUT [STAGES]
 #   OUT     work dir: OUT/data, OUT/tiny, OUT/vanilla, OUT/run_<method>/, OUT/report/
 #   STAGES  forget tasks per run (default 8)

@@ -9,9 +9,23 @@ Sub-packages, along the data flow (each may import only those listed before it, 
 - :mod:`icu_unlearn.training` — the training loop, collation, the vanilla fine-tune (and its stopping rule),
   one unlearning stage and its stage dir.
 - :mod:`icu_unlearn.scoring` — the ``icu_hf`` lmms-eval model, scoring through lmms-eval, pre-flight checks.
-- :mod:`icu_unlearn.pipeline` — the in-process run (resume, cost), run dirs and the calibration sweep.
+- :mod:`icu_unlearn.pipeline` — the in-process run (resume, cost), run dirs, the calibration sweep and the
+  robustness probes (relearning attacks, quantization).
 - :mod:`icu_unlearn.cli` — the ``icu-bench`` console script.
 
 Depends on :mod:`icu_tasks` (data, records, prompts, errors), never the other way round. See
 ``docs/architecture.md``.
 """
+
+import logging
+
+
+class _NoKernelLoadWarnings(logging.Filter):
+    """Drop torchao's "Failed to load <kernel library>" warnings: PEFT imports torchao whenever it is installed,
+    and a CPU build of torch cannot load torchao's CUDA kernel libraries, none of which ICU-Bench uses."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to load ")
+
+
+logging.getLogger("torchao").addFilter(_NoKernelLoadWarnings())

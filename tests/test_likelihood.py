@@ -304,11 +304,9 @@ def test_vanilla_is_far_from_holdout_and_forgetting_task_1_moves_it(
     from icu_unlearn.methods import build_method
     from icu_unlearn.scoring.evaluate import score
     from icu_unlearn.scoring.icu_hf import IcuHF
-    from icu_unlearn.training.data import Collator
-    from icu_unlearn.training.knowledge import StopWhenForgotten
     from icu_unlearn.training.unlearn import run_stage
     from tests.fixtures_unlearn import probe_examples
-    from tests.test_methods import CHECK_EVERY, STOP_KEPT, TEST_CONFIGS
+    from tests.test_methods import TEST_CONFIGS, known_items_stopper
 
     if not any(r["split"] == likelihood.HOLDOUT_SPLIT for r in open_data(small_data_dir).rows()):
         pytest.fail(
@@ -320,7 +318,7 @@ def test_vanilla_is_far_from_holdout_and_forgetting_task_1_moves_it(
     probe = probe_examples(small_data_dir)["forget"]
     items = [e for v in ("vqa", "qa") for e in probe[v]]
     known = [e for e, s in zip(items, vanilla_knowledge.scores("forget"), strict=True) if s.correct]
-    stopper = StopWhenForgotten(known, Collator(lm.processor), STOP_KEPT, check_every=CHECK_EVERY)
+    stopper = known_items_stopper(known, lm.processor)
     method = build_method("npo_diff", **TEST_CONFIGS["npo_diff"])
     stage = run_stage(method, vanilla_model_dir, small_data_dir, 1, run, device="cpu", callbacks=[stopper])
     tasks = ["icu_mia_vqa", "icu_mia_qa", "icu_ll_forget_vqa", "icu_ll_forget_qa"]

@@ -1,7 +1,7 @@
 """The one reader and writer of a run's JSON records, each stamped with its ``format_version``.
 
 Records: ``finetune.json`` (a vanilla model dir), ``run.json``, ``cost.json``, ``demo.json``,
-``stage_K/stage.json`` and ``report/report.json`` — their fields are the TypedDicts of
+``stage_K/stage.json``, ``report/report.json`` and a comparison dir's ``compare.json`` — their fields are the TypedDicts of
 :mod:`icu_tasks.records.layout`. :func:`write_record` stamps the file's current format version;
 :func:`read_record` accepts a record without one (the first format) or with a version this package knows, and
 stops with one line naming the file for a version written by a newer ``icu-bench``.
@@ -16,6 +16,7 @@ from typing import Any
 
 from icu_tasks.errors import StageError
 from icu_tasks.records.layout import (
+    COMPARE_JSON,
     COST_JSON,
     DEMO_JSON,
     FINETUNE_JSON,
@@ -35,6 +36,7 @@ FORMAT_VERSIONS: dict[str, int] = {
     DEMO_JSON: 1,
     STAGE_JSON: 1,
     REPORT_JSON: 1,
+    COMPARE_JSON: 1,
 }
 
 

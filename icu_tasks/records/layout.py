@@ -12,6 +12,8 @@ reads), so a file name or a record key exists once. Layout::
                               README.md (model card) and stage.json (StageRecord)
     RUN/eval/stage_K/         lmms-eval output of stage K (K = 0: the vanilla model)
     RUN/report/               icu-bench report output (report.json, report.md, PNG figures)
+    RUN/probes/stage_K/NAME/  a robustness probe's attacked stage (NAME relearn | benign; K = 0: scratch)
+    RUN/probes/eval/stage_K/NAME/  lmms-eval output of a probe (also unlearned, vanilla, int8, int4, nf4)
 
 Every JSON record is read and written through :mod:`icu_tasks.records.files`, stamped with a
 ``format_version``.
@@ -41,8 +43,17 @@ FINETUNE_JSON = "finetune.json"
 COST_JSON = "cost.json"
 DEMO_JSON = "demo.json"
 REPORT_JSON = "report.json"
+#: A comparison dir's record (``icu-bench compare``): its frozen protocol and the seconds of every step.
+COMPARE_JSON = "compare.json"
 EVAL_DIR = "eval"
 REPORT_DIR = "report"
+PROBES_DIR = "probes"
+#: Probes that train an attacked stage (``RUN/probes/stage_K/NAME``; scratch only at K = 0).
+ATTACK_PROBES: tuple[str, ...] = ("relearn", "benign", "scratch")
+#: Quantization probes (``icu_hf`` ``quantize=NAME``).
+QUANT_PROBES: tuple[str, ...] = ("int8", "int4", "nf4")
+#: The unprobed references scored beside the probes: stage K as it is, and the vanilla model (K = 0).
+UNLEARNED_PROBE, VANILLA_PROBE = "unlearned", "vanilla"
 LOCK_FILE = ".lock"
 MASKS_FILE = "masks.safetensors"
 TMP_PREFIX = ".tmp-"
@@ -129,6 +140,16 @@ def stage_dir(run_dir: str | os.PathLike, k: int) -> Path:
 def eval_dir(run_dir: str | os.PathLike, k: int) -> Path:
     """``RUN/eval/stage_K`` (K = 0 is the vanilla model)."""
     return Path(run_dir) / EVAL_DIR / f"{STAGE_PREFIX}{int(k)}"
+
+
+def probe_dir(run_dir: str | os.PathLike, k: int, probe: str) -> Path:
+    """``RUN/probes/stage_K/PROBE``: the attacked stage a probe of stage ``k`` trained (K = 0: the vanilla)."""
+    return Path(run_dir) / PROBES_DIR / f"{STAGE_PREFIX}{int(k)}" / probe
+
+
+def probe_eval_dir(run_dir: str | os.PathLike, k: int, probe: str) -> Path:
+    """``RUN/probes/eval/stage_K/PROBE``: lmms-eval's output of one probe of stage ``k``."""
+    return Path(run_dir) / PROBES_DIR / EVAL_DIR / f"{STAGE_PREFIX}{int(k)}" / probe
 
 
 def report_dir(run_dir: str | os.PathLike) -> Path:

@@ -1,4 +1,5 @@
-"""``icu-bench report RUN_DIR [RUN_DIR ...] [--out DIR] [--metric ...]``: continual metrics, tables, heatmaps."""
+"""``icu-bench report RUN_DIR [RUN_DIR ...] [--out DIR] [--metric ...]``: continual metrics, tables, heatmaps;
+``icu-bench report --leaderboard FILE RUN_DIR ...``: add runs to a leaderboard file."""
 
 from __future__ import annotations
 
@@ -51,6 +52,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="report a run whose stages or evaluations were made with other data than the run itself",
     )
+    p.add_argument(
+        "--leaderboard",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="add the runs to this leaderboard file (e.g. docs/results/leaderboard.json) and rewrite it and its "
+        ".md; a run made under another protocol or on other data than the leaderboard's seeds is refused",
+    )
     p.set_defaults(func=run_report)
 
 
@@ -66,6 +75,8 @@ def run_report(args: argparse.Namespace) -> int:
     from icu_tasks.report.results import load_run
     from icu_tasks.report.write import REPORT_MD, write_report
 
+    if args.leaderboard is not None:
+        return _add_to_leaderboard(args)
     if len(args.run_dirs) > 1 and args.out is None:
         raise ConfigError("several run dirs: pass --out DIR for the combined report")
     out = args.out if args.out is not None else report_dir(args.run_dirs[0])
@@ -89,4 +100,20 @@ def run_report(args: argparse.Namespace) -> int:
         missing = f" (missing stages: {s['missing_stages']})" if s["missing_stages"] else ""
         print(f"{s['name']} [{s['method']}]: {shown}{missing}")
     print(f"report written to {out / REPORT_MD}")
+    return 0
+
+
+def _add_to_leaderboard(args: argparse.Namespace) -> int:
+    """``--leaderboard FILE``: check every run against the file's protocol, then add them all (or none)."""
+    from icu_tasks.report.comparison import cell
+    from icu_tasks.report.headline import PRIMARY
+    from icu_tasks.report.leaderboard import add_runs
+
+    if args.out is not None:
+        raise ConfigError("--leaderboard rewrites FILE and FILE's .md; --out does not apply")
+    board = add_runs(args.leaderboard, args.run_dirs)
+    for row in board["aggregate"]["ranking"][PRIMARY]:
+        tied = f", tied with {', '.join(row['tied_with'])}" if row["tied_with"] else ""
+        print(f"{row['rank']}. {row['method']}: {PRIMARY} {cell(row)} over {row['n']} seed(s){tied}")
+    print(f"leaderboard written to {args.leaderboard} and {args.leaderboard.with_suffix('.md')}")
     return 0

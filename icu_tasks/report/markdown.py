@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from icu_tasks.continual.bootstrap import FORGET_VIEWS
+from icu_tasks.report.training import training_markdown
 
 #: Forget-matrix columns shown in report.md (report.json always has the full matrix).
 MD_MAX_TASKS = 20
@@ -90,6 +91,7 @@ def report_markdown(summaries: list[dict[str, Any]], metric: str, first_task_png
         for view in FORGET_VIEWS:
             out += _md_matrix(s["forget"][view], (s["intervals"] or {}).get("forget", {}).get(view), view)
         out += _stage_table(s)
+        out += training_markdown(s.get("training"))
         out += [f"![{key}]({name})" for key, name in s["figures"].items()] + [""]
     return "\n".join(out)
 

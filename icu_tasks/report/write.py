@@ -22,7 +22,9 @@ from icu_tasks.report import plots
 from icu_tasks.report.likelihood import likelihood_curves, likelihood_markdown, likelihood_summary
 from icu_tasks.report.markdown import report_markdown
 from icu_tasks.report.results import ContinualRun
+from icu_tasks.report.robustness import ROBUSTNESS_PNG, robustness_markdown, robustness_plot, robustness_table
 from icu_tasks.report.summary import run_summary
+from icu_tasks.report.training import stage_training
 
 REPORT_MD = "report.md"
 FIRST_TASK_PNG = "first_task.png"
@@ -88,6 +90,7 @@ def write_report(
     summaries = []
     for run, label in zip(runs, _labels(runs), strict=True):
         summary = run_summary(run, n_boot=n_boot, seed=seed)
+        summary["training"] = stage_training(run.root, run.stages)
         summary["figures"] = _figures(run, label, out)
         summaries.append(summary)
     series = {
@@ -97,7 +100,7 @@ def write_report(
     report = stamped(
         REPORT_JSON, {"metric": metric, "runs": summaries, "figures": {"first_task": FIRST_TASK_PNG}}
     )
-    likelihood_md = _likelihood_sections(summaries, runs, out)
+    likelihood_md = _likelihood_sections(summaries, runs, out) + _robustness_sections(summaries, runs, out)
     atomic_write_text(
         out / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     )
@@ -123,3 +126,20 @@ def _likelihood_sections(summaries: list[dict[str, Any]], runs: list[ContinualRu
     if not lines:
         return ""
     return "\n\n## Probability, truth ratio and membership inference\n\n" + "\n".join(lines)
+
+
+def _robustness_sections(summaries: list[dict[str, Any]], runs: list[ContinualRun], out: Path) -> str:
+    """Add each run's robustness table (:mod:`icu_tasks.report.robustness`; None when nothing was probed) to
+    its summary under ``robustness``, draw its plot, and return the report.md section ("" when none)."""
+    lines: list[str] = []
+    for summary, run, label in zip(summaries, runs, _labels(runs), strict=True):
+        summary["robustness"] = table = robustness_table(run.root, run.metric)
+        if table is None:
+            continue
+        name = f"{label}_{ROBUSTNESS_PNG}"
+        robustness_plot(table, out / name, f"{run.name} ({run.method}): recovery of the forgetting per probe")
+        table["figure"] = name
+        lines += robustness_markdown(summary["name"], table) + [f"![robustness]({name})", ""]
+    if not lines:
+        return ""
+    return "\n\n## Robustness: relearning and quantization\n\n" + "\n".join(lines)

@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "icu_unlearn.cli.train",
     "icu_unlearn.cli.sweep",
     "icu_unlearn.cli.run",
+    "icu_unlearn.cli.compare",
+    "icu_unlearn.cli.attack",
     "icu_tasks.report.cli",
 )
 

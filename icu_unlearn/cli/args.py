@@ -29,6 +29,32 @@ def add_allow_data_mismatch(parser: argparse.ArgumentParser, base: str) -> None:
     )
 
 
+def add_until_forgotten(
+    parser: argparse.ArgumentParser, default_check_every: int | None, default_target: float | None = None
+) -> None:
+    """``--until-forgotten F`` and ``--check-every N``: the stop rule of a training stage."""
+    target = "" if default_target is None else f" (default {default_target})"
+    parser.add_argument(
+        "--until-forgotten",
+        type=float,
+        default=default_target,
+        dest="until_forgotten",
+        metavar="F",
+        help="train each stage until the normalised forgetting of its forget rows (teacher-forced, "
+        "f = clip((A0 - Ak) / (A0 - B0), 0, 1), B0 = the vanilla model on holdout rows) reaches F in (0, 1]; "
+        f"max_steps is the budget (a stage that exhausts it is recorded as not met){target}",
+    )
+    default = "" if default_check_every is None else f" (default {default_check_every})"
+    parser.add_argument(
+        "--check-every",
+        type=int,
+        default=default_check_every,
+        dest="check_every",
+        metavar="N",
+        help=f"with --until-forgotten: optimizer steps between two checks{default}",
+    )
+
+
 def add_set(parser: argparse.ArgumentParser, help: str, dest: str = "set") -> None:
     """``--set KEY=VALUE``, repeatable, collected as a list of texts in ``dest``."""
     parser.add_argument("--set", dest=dest, action="append", default=[], metavar="KEY=VALUE", help=help)

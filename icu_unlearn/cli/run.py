@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from icu_unlearn.cli.args import add_allow_data_mismatch, add_set, parse_sets
+from icu_unlearn.cli.args import add_allow_data_mismatch, add_set, add_until_forgotten, parse_sets
 
 #: The demo's scale: big enough for the tiny model to show forgetting, small enough for 2 CPU cores.
 DEMO_SCALE = {"profiles": 40, "tasks": 4, "profiles_per_task": 3, "image_size": 160}
@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu or cuda (default cpu)")
     p.add_argument("--eval-every", type=int, dest="eval_every", help=_help("eval_every") + " (default 1)")
     p.add_argument("--eval-window", type=int, dest="eval_window", help=_help("eval_window"))
+    add_until_forgotten(p, None)
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dry-run; 0 for a real run, which prints request counts and records every stage's measured time)",
     )
     add_set(p, "a method hyper-parameter, e.g. --set learning_rate=1e-3 (repeatable)")
+    _add_probe_flags(p)
     p.add_argument("--overwrite", action="store_true", help="discard a run dir made with another config")
     add_allow_data_mismatch(p, "--base")
     p.set_defaults(func=_run)
@@ -81,6 +83,24 @@ def _add_demo_scale(d: argparse.ArgumentParser) -> None:
     d.add_argument("--finetune-steps", type=int, dest="finetune_steps", help=hidden)
     d.add_argument("--limit", type=int, help=hidden)
     add_set(d, hidden)
+
+
+def _add_probe_flags(p: argparse.ArgumentParser) -> None:
+    """``--probe-stages`` and ``--probe-steps`` of ``run``."""
+    p.add_argument(
+        "--probe-stages",
+        dest="probe_stages",
+        default="",
+        help="comma-separated stages to probe after the run (relearning attack, its controls, int8 and "
+        "4-bit quantization; icu-bench attack probe), e.g. 1,4,8",
+    )
+    p.add_argument(
+        "--probe-steps",
+        type=int,
+        default=None,
+        dest="probe_steps",
+        help="steps of each relearning attack (default 25)",
+    )
 
 
 def _help(name: str) -> str:
@@ -109,6 +129,8 @@ def _run(args: argparse.Namespace) -> int:
         "device": args.device,
         "eval_every": args.eval_every,
         "eval_window": args.eval_window,
+        "until_forgotten": args.until_forgotten,
+        "check_every": args.check_every,
     }
     method_args = parse_sets(args.set)
     if args.config:
@@ -128,9 +150,26 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         dry_run(config, args.out, **kwargs)
         return 0
-    run(config, args.out, **kwargs)
+    probe_stages, probe_config = _probes(args)
+    run(config, args.out, **kwargs, probe_stages=probe_stages, probe_config=probe_config)
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _probes(args: argparse.Namespace) -> tuple[list[int], object]:
+    """``--probe-stages`` as ints and the probes' config (``--probe-steps``, ``--device``)."""
+    from icu_tasks.errors import ConfigError
+    from icu_unlearn.pipeline.probes import ProbeConfig
+    from icu_unlearn.pipeline.relearn import RelearnConfig
+
+    try:
+        stages = [int(k) for k in args.probe_stages.split(",") if k.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--probe-stages: expected stage numbers like 1,4,8, got {args.probe_stages!r}"
+        ) from None
+    attack = RelearnConfig() if args.probe_steps is None else RelearnConfig(steps=args.probe_steps)
+    return stages, ProbeConfig(attack, device=args.device or "cpu")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -13,8 +13,9 @@ import json
 from typing import Any
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn.cli.args import add_allow_data_mismatch, add_device
+from icu_unlearn.cli.args import add_allow_data_mismatch, add_device, add_until_forgotten
 from icu_unlearn.training.distributed import is_main
+from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY, ForgettingTarget
 
 #: Short aliases for the most used hyper-parameters.
 ALIASES = {"learning_rate": ["--lr"], "max_steps": ["--steps"]}
@@ -103,6 +104,7 @@ def _unlearn_arguments(un: argparse.ArgumentParser, methods: list[str] | None = 
     )
     un.add_argument("--out", required=True, help="run dir; the stage is written to RUN_DIR/stage_K")
     add_device(un)
+    add_until_forgotten(un, DEFAULT_CHECK_EVERY)
     un.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR/stage_K")
     add_allow_data_mismatch(un, "BASE")
     un.add_argument(
@@ -211,6 +213,11 @@ def _unlearn(args: argparse.Namespace) -> int:
             f"(its hyper-parameters: {', '.join(_flag(k) for k in sorted(known))})"
         )
     method = cls(cls.config_class.from_dict(values))
+    until = None
+    if args.until_forgotten is not None or args.check_every != DEFAULT_CHECK_EVERY:
+        if args.until_forgotten is None:
+            raise ConfigError("--check-every needs --until-forgotten")
+        until = ForgettingTarget(args.until_forgotten, args.check_every)
     where = (args.base, args.data, args.stage, args.out)
     common = {"parent": args.parent, "allow_data_mismatch": args.allow_data_mismatch}
     if args.dry_run:
@@ -219,10 +226,23 @@ def _unlearn(args: argparse.Namespace) -> int:
         inputs = check_stage_inputs(*where, **common, dry_run=True)
         print(f"ok: {cls.name} can forget task {inputs.k} of {inputs.data.root} from {inputs.base_dir}")
         return 0
-    out = run_stage(method, *where, **common, overwrite=args.overwrite, device=args.device).path
+    result = run_stage(
+        method, *where, **common, overwrite=args.overwrite, device=args.device, until_forgotten=until
+    )
     if is_main():
-        print(f"stage {args.stage} ({cls.name}): {out}")
+        print(f"stage {args.stage} ({cls.name}): {result.path}")
+        rule = result.record.get("stop_rule")
+        if rule:
+            print(describe_rule(rule))
     return 0
+
+
+def describe_rule(rule: dict[str, Any]) -> str:
+    """One line on a stage's stop rule: met or not, the value reached and the steps used."""
+    value = "n/a" if rule.get("value") is None else f"{rule['value']:.3f}"
+    state = "met" if rule["met"] else "NOT met"
+    budget = f" of {rule['budget']}" if rule.get("budget") else ""
+    return f"  forgetting {value} (target {rule['target']}): {state} after {rule['steps']}{budget} steps"
 
 
 def _methods(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,9 @@ from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.records.files import read_record, write_record
 from icu_tasks.records.layout import COST_JSON
 from icu_tasks.records.schedule import EvalSchedule
+from icu_unlearn.pipeline.probes import ProbeConfig, check_probe_stages, probe_stage
 from icu_unlearn.pipeline.rundir import RunDir
+from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY, ForgettingTarget
 
 #: The `icu` group includes the holdout tasks, so every run scores B[0] (the base rate) with stage 0.
 DEFAULT_TASKS: tuple[str, ...] = ("icu",)
@@ -54,6 +56,10 @@ class RunConfig:
         eval_every: score stages 0, N, 2N, … and always the last (1 = every stage).
         eval_window: at stage k score only forget tasks j <= k + W (None = every task); see
             :mod:`icu_tasks.records.schedule`.
+        until_forgotten: train each stage until its forget rows reach this normalised forgetting
+            (:mod:`icu_unlearn.training.stop_rule`; the method's ``max_steps`` is the budget); None = the
+            step budget alone.
+        check_every: optimizer steps between two checks of ``until_forgotten``.
     """
 
     base: str
@@ -78,6 +84,17 @@ class RunConfig:
             "ones for collateral (stage 0 always scores every task; omitted = every task)"
         },
     )
+    until_forgotten: float | None = field(
+        default=None,
+        metadata={
+            "help": "train each stage until the normalised forgetting of its forget rows reaches F in (0, 1] "
+            "(max_steps is the budget; omitted = the step budget alone)"
+        },
+    )
+    check_every: int = field(
+        default=DEFAULT_CHECK_EVERY,
+        metadata={"help": "with until_forgotten: optimizer steps between two checks"},
+    )
 
     def __post_init__(self) -> None:
         from icu_unlearn.methods import canonical_name, get_method
@@ -95,6 +112,9 @@ class RunConfig:
         self.eval_every = int(self.eval_every)
         self.eval_window = None if self.eval_window is None else int(self.eval_window)
         EvalSchedule(self.eval_every, self.eval_window)  # bad values -> ConfigError
+        if self.until_forgotten is not None:
+            self.until_forgotten = float(self.forgetting_target.target)
+        ForgettingTarget(1.0, self.check_every)  # a bad check_every -> ConfigError, with or without the rule
         get_method(self.method)  # unknown name -> ConfigError with the closest name
         self.method = canonical_name(self.method)
         self.base, self.data = str(Path(self.base).resolve()), str(Path(self.data).resolve())
@@ -130,6 +150,13 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @property
+    def forgetting_target(self) -> ForgettingTarget | None:
+        """The stop rule of every stage (None: the step budget alone)."""
+        if self.until_forgotten is None:
+            return None
+        return ForgettingTarget(self.until_forgotten, self.check_every)
+
+    @property
     def schedule(self) -> EvalSchedule:
         """Which stages are scored and which forget tasks at each (:class:`icu_tasks.records.schedule.EvalSchedule`)."""
         return EvalSchedule(self.eval_every, self.eval_window)
@@ -155,8 +182,13 @@ def run(
     allow_data_mismatch: bool = False,
     measure_batches: int = 0,
     log: Callable[[str], None] = print,
+    probe_stages: Sequence[int] = (),
+    probe_config: ProbeConfig | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the continual benchmark; returns the report dict (``report/report.json``).
+
+    ``probe_stages``: after the last stage, run the robustness probes of these stages
+    (:func:`icu_unlearn.pipeline.probes.probe_stage` with ``probe_config``), so the report has their table.
 
     Every input is checked first (:func:`icu_unlearn.scoring.preflight.check_run_inputs`: model dir, data, method,
     tasks, the data hash the vanilla model was fine-tuned on, the run dir's recorded config); a run dir this
@@ -171,10 +203,16 @@ def run(
     rd = RunDir(run_dir)
     # Every input is validated before the lock is taken: bad input writes nothing (no run dir, no lock).
     _, record = check_run_inputs(config, rd, overwrite=overwrite, allow_data_mismatch=allow_data_mismatch)
+    probes = (
+        check_probe_stages(probe_stages, config.stages),
+        probe_config or ProbeConfig(device=config.device),
+    )
     fresh = not rd.root.exists()
     with rd.lock():
         try:
-            report = _run_locked(config, rd, record, overwrite, allow_data_mismatch, measure_batches, log)
+            report = _run_locked(
+                config, rd, record, overwrite, allow_data_mismatch, measure_batches, log, probes
+            )
         except BaseException:
             if fresh and not any(
                 rd.stage_complete(k) or rd.eval_complete(k) for k in range(config.stages + 1)
@@ -260,9 +298,17 @@ def _train(
 
     t0 = time.perf_counter()
     method = build_method(config.method, **config.method_args)
-    run_stage(method, config.base, config.data, k, rd.root, device=config.device, allow_data_mismatch=allow)
+    result = run_stage(
+        method, config.base, config.data, k, rd.root, device=config.device, allow_data_mismatch=allow,
+        until_forgotten=config.forgetting_target,
+    )  # fmt: skip
     cost_log.add(k, "train_s", time.perf_counter() - t0)
-    log(f"stage {k}/{config.stages}: {config.method} trained in {time.perf_counter() - t0:.1f} s")
+    rule = result.record.get("stop_rule")
+    reached = ""
+    if rule:
+        value = "n/a" if rule["value"] is None else f"{rule['value']:.2f}"
+        reached = f", forgetting {value} ({'met' if rule['met'] else 'NOT met'}, {rule['steps']} steps)"
+    log(f"stage {k}/{config.stages}: {config.method} trained in {time.perf_counter() - t0:.1f} s{reached}")
 
 
 def _run_locked(
@@ -273,6 +319,7 @@ def _run_locked(
     allow_data_mismatch: bool,
     measure_batches: int,
     log: Callable[[str], None],
+    probes: tuple[list[int], ProbeConfig] = ([], None),
 ) -> dict[str, Any]:
     """The body of :func:`run` once its inputs are validated and the run dir is locked."""
     from icu_tasks.report.results import load_run
@@ -312,4 +359,6 @@ def _run_locked(
         log(
             f"stage {k}/{config.stages}: scored {', '.join(config.tasks)} in {time.perf_counter() - t0:.1f} s"
         )
+    for k in probes[0]:
+        probe_stage(rd.root, k, probes[1], log=log, lock=False)
     return write_report([load_run(rd.root)], rd.report_dir)

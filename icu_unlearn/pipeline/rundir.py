@@ -104,6 +104,7 @@ class RunDir:
                 for p in [
                     *self.root.glob(f"{layout.STAGE_PREFIX}*"),
                     self.root / layout.EVAL_DIR,
+                    self.root / layout.PROBES_DIR,
                     self.report_dir,
                 ]:
                     if p.is_dir():

@@ -14,8 +14,10 @@ the processor's chat template (:mod:`icu_unlearn.models.encoding`); generation i
 model_args: ``pretrained`` (model dir, required), ``adapter`` (stage dir), ``batch_size`` (default 8),
 ``device`` (``cpu|cuda|cuda:N|auto``), ``dtype`` (``float32|bfloat16|float16|auto``), ``max_new_tokens``
 (overrides the task's value when given), ``allow_data_mismatch`` (``true`` scores a data dir other than the one
-the model / stage was made with). A value in ``--model_args`` wins over lmms-eval's own ``--batch_size`` /
-``--device`` flags. Any other name is an error.
+the model / stage was made with), ``quantize`` (``int8|int4|nf4``: the stage adapter merged and the language
+model weight-quantized, :mod:`icu_unlearn.models.quantize`; the instance then scores that one stage). A value
+in ``--model_args`` wins over lmms-eval's own ``--batch_size`` / ``--device`` flags. Any other name is an
+error.
 
 Before anything is loaded (:func:`icu_unlearn.scoring.preflight.check_scoring_inputs`): the model dir must exist (a
 missing local path never falls back to the hub), the stage must have been trained on this base model (by
@@ -62,6 +64,7 @@ MODEL_ARGS: tuple[str, ...] = (
     "dtype",
     "max_new_tokens",
     "allow_data_mismatch",
+    "quantize",
 )
 _IGNORED_ARGS = ("max_batch_size",)
 DEFAULT_MAX_NEW_TOKENS = 32
@@ -137,6 +140,11 @@ class IcuHF(lmms):
         max_new = kwargs.get("max_new_tokens")
         self.max_new_tokens = None if max_new is None else _positive_int("max_new_tokens", max_new)
         allow = _bool("allow_data_mismatch", kwargs.get("allow_data_mismatch", False))
+        quantize = kwargs.get("quantize")
+        if quantize:  # torchao is imported only when asked for; a bad scheme fails before any load
+            from icu_unlearn.models.quantize import check_scheme, merge_and_quantize
+
+            quantize = check_scheme(quantize)
         # Before anything is loaded: model dir, stage (by content), data identity. No hub call, no wait.
         pretrained = str(check_scoring_inputs(pretrained, kwargs.get("adapter"), allow_data_mismatch=allow))
         self.pretrained = str(pretrained)
@@ -149,6 +157,8 @@ class IcuHF(lmms):
         self.adapter: str | None = None
         if kwargs.get("adapter"):
             self.load_adapter(kwargs["adapter"])
+        if quantize:
+            self._model = self._base = merge_and_quantize(self._model, quantize, self.adapter)
 
     # -------------------------------------------------------------------------------- construction
 

@@ -27,6 +27,7 @@ from icu_tasks.records.provenance import ALLOW_FLAG, manifest_hash
 from icu_unlearn.methods import build_method
 from icu_unlearn.models.identity import check_base_data, check_stage_data, model_id, stage_matches_base
 from icu_unlearn.models.loading import ADAPTER_CONFIG, check_adapter_files, resolve_model_dir
+from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY
 
 
 def check_scoring_inputs(
@@ -95,7 +96,12 @@ def check_run_inputs(
 
 
 #: RunConfig fields added after run dirs were first written, with the value an older run dir implies.
-ADDED_RUN_KEYS: dict[str, Any] = {"eval_every": 1, "eval_window": None}
+ADDED_RUN_KEYS: dict[str, Any] = {
+    "eval_every": 1,
+    "eval_window": None,
+    "until_forgotten": None,
+    "check_every": DEFAULT_CHECK_EVERY,
+}
 
 
 def _keep_older_record(record: dict, run_dir: Any) -> None:

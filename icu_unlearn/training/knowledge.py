@@ -7,9 +7,9 @@ exact match (a test checks this), at the cost of one forward pass instead of a d
 
 :class:`StopWhenKnown` uses it as a stopping rule for the fine-tune ("train until it knows the data"): every
 ``check_every`` optimizer steps it scores each split × view group of the data and stops training once every
-group reaches the target. :class:`StopWhenForgotten` is the mirror image for an unlearning stage: it stops
-once at most a given fraction of some items (e.g. the forget items the vanilla model knew) is still known, so
-that methods can be compared at the same amount of forgetting.
+group reaches the target. :class:`icu_unlearn.training.stop_rule.StopWhenForgotten` is the mirror image for an
+unlearning stage: it stops once the stage's forget rows reach a normalised-forgetting target, so that methods
+can be compared at the same amount of forgetting.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def format_scores(scores: Mapping[str, float]) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
 
 
-class _StopAtCheck(TrainerCallback):
+class StopAtCheck(TrainerCallback):
     """Every ``check_every`` optimizer steps (and at the last step) run :meth:`check`; stop when it says so.
 
     ``history`` keeps one record per check (``{"step": s, ...}``); ``reached_step`` is the step at which the
@@ -151,9 +151,13 @@ class _StopAtCheck(TrainerCallback):
         """What to record for this check, and whether the goal is met."""
         raise NotImplementedError
 
+    def due(self, step: int, max_steps: int) -> bool:
+        """Whether to check after optimizer step ``step`` of ``max_steps``."""
+        return step % self.check_every == 0 or step >= max_steps
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
         step = state.global_step
-        if step % self.check_every and step < state.max_steps:
+        if not self.due(step, state.max_steps):
             return control
         record, done = self.check(model)
         self.history.append({"step": step, **record})
@@ -163,7 +167,7 @@ class _StopAtCheck(TrainerCallback):
         return control
 
 
-class StopWhenKnown(_StopAtCheck):
+class StopWhenKnown(StopAtCheck):
     """Stop training once every group's teacher-forced accuracy reaches ``target`` (checks record
     ``{"step", "scores"}``)."""
 
@@ -182,18 +186,3 @@ class StopWhenKnown(_StopAtCheck):
         scores = group_accuracy(model, self.collator, self.groups)
         done = bool(scores) and min(scores.values()) >= self.target
         return {"scores": {k: round(v, 4) for k, v in scores.items()}}, done
-
-
-class StopWhenForgotten(_StopAtCheck):
-    """Stop an unlearning stage once the teacher-forced accuracy on ``examples`` is at most ``target``
-    (checks record ``{"step", "accuracy"}``; ``reached_step`` stays ``None`` if the stage runs to the cap)."""
-
-    def __init__(
-        self, examples: Sequence[Example], collator: Collator, target: float, check_every: int
-    ) -> None:
-        super().__init__(collator, target, check_every)
-        self.examples = list(examples)
-
-    def check(self, model: torch.nn.Module) -> tuple[dict[str, Any], bool]:
-        acc = accuracy(answer_scores(model, self.collator, self.examples))
-        return {"accuracy": round(acc, 4)}, acc <= self.target

@@ -52,6 +52,7 @@ def run_stage(
     allow_data_mismatch: bool = False,
     callbacks: list | None = None,
     loaded: tuple[Any, Any] | None = None,
+    until_forgotten: Any = None,
 ) -> StageResult:
     """Forget forget task ``stage`` starting from stage ``stage − 1``, write ``run_dir/stage_K``, return it all.
 
@@ -61,15 +62,14 @@ def run_stage(
         data_dir: the ICU-Bench data dir the vanilla model was fine-tuned on.
         stage: K ≥ 1; the stage forgets forget task K.
         run_dir: where ``stage_K/`` is written.
-        parent: the stage K−1 dir (default ``run_dir/stage_{K−1}``; none for K = 1, which starts with a fresh
-            LoRA adapter on the vanilla model).
+        parent: the stage K−1 dir (default ``run_dir/stage_{K−1}``; none for K = 1: a fresh adapter).
         overwrite: replace an existing ``stage_K``.
         device: ``cpu``, ``cuda``… (default: CUDA when available).
         allow_data_mismatch: accept data other than what the vanilla model was fine-tuned on.
-        callbacks: extra ``TrainerCallback`` objects for a training method's loop (e.g.
-            :class:`icu_unlearn.training.knowledge.StopWhenForgotten`); ``stage.json`` records the steps actually run.
-        loaded: ``(model, processor)`` of ``base`` already in memory (``icu-bench sweep`` loads it once); the
-            stage adapts the model in place, so pass a copy.
+        callbacks: extra ``TrainerCallback`` objects for a training method's loop.
+        loaded: ``(model, processor)`` of ``base`` already in memory (``icu-bench sweep``); adapted in place.
+        until_forgotten: a :class:`~icu_unlearn.training.stop_config.ForgettingTarget`: train until the forget
+            rows reach it (:mod:`icu_unlearn.training.stop_rule`); ``stage.json`` records ``stop_rule``.
     """
 
     inputs = check_stage_inputs(
@@ -77,16 +77,19 @@ def run_stage(
     )  # fmt: skip
     # Heavy imports only after the cheap checks: bad input fails in well under a second.
 
-    model, processor, sd = _load_stage_model(method, base, inputs, device, loaded)
+    model, processor, sd, stopper = _load_stage_model(method, base, inputs, device, loaded, until_forgotten)
     parent_masks = read_masks(inputs.parent_dir) if inputs.parent_dir is not None else {}
     start = time.perf_counter()
-    changes, history, steps, masks = _apply_method(method, model, sd, parent_masks, device, callbacks)
+    callbacks = [*(callbacks or []), *([stopper] if stopper is not None and method.trains else [])]
+    changes, history, steps, masks = _apply_method(method, model, sd, parent_masks, device, callbacks or None)
     record = stage_record(
         method, inputs.k, inputs.data, base, inputs.parent_dir, inputs.parent_record, model, sd,
         changes=changes, masks=mask_summary(masks, parent_masks), seconds=time.perf_counter() - start,
         history=history,
     )  # fmt: skip
-    record["steps"] = steps
+    record |= {"steps": steps} | (
+        {"stop_rule": _rule_record(method, stopper, model, steps)} if stopper else {}
+    )
     if is_main():
         write_stage(inputs.final, model, masks, method.artifacts(), record, overwrite=overwrite)
     _barrier()
@@ -95,18 +98,48 @@ def run_stage(
 
 
 def _load_stage_model(
-    method: Any, base: str | os.PathLike, inputs: Any, device: str | None, loaded: tuple[Any, Any] | None
-) -> tuple[Any, Any, Any]:
-    """Seed, load the vanilla model (or take ``loaded``), build the stage data and attach the stage adapter;
-    returns ``(model, processor, stage data)``."""
+    method: Any,
+    base: str | os.PathLike,
+    inputs: Any,
+    device: str | None,
+    loaded: tuple[Any, Any] | None,
+    until_forgotten: Any,
+) -> tuple[Any, Any, Any, Any]:
+    """Load the vanilla model (or take ``loaded``), build the stage data and the stop rule (its reference is
+    scored on the vanilla model, before any adapter), seed and attach the stage adapter; returns
+    ``(model, processor, stage data, stop rule or None)``."""
     from transformers import set_seed
 
     from icu_unlearn.training.data import stage_data
 
-    set_seed(method.config.seed)
     model, processor = loaded if loaded is not None else load_base(base, device=device)
     sd = stage_data(inputs.data, [inputs.k], processor)
-    return method.attach_adapter(model, sd, inputs.parent_dir), processor, sd
+    stopper = None
+    if until_forgotten is not None:
+        from icu_unlearn.training.stop_rule import StopWhenForgotten, forgetting_reference, rule_examples
+
+        forget, holdout = rule_examples(inputs.data, inputs.k)
+        reference = forgetting_reference(model, sd.collator, forget, holdout)
+        stopper = StopWhenForgotten(
+            forget, sd.collator, reference, until_forgotten.target, until_forgotten.check_every
+        )
+    set_seed(method.config.seed)
+    return method.attach_adapter(model, sd, inputs.parent_dir), processor, sd, stopper
+
+
+def _rule_record(method: Any, stopper: Any, model: Any, steps: int) -> dict[str, Any]:
+    """``stage.json``'s ``stop_rule``: what the stopped stage reached, or what a training-free stage reached."""
+    if method.trains:
+        return stopper.record(steps, method.config.max_steps)
+    from icu_unlearn.training.stop_rule import rule_record
+
+    after = stopper.measure(model)
+    met = after["forgetting"] is not None and after["forgetting"] >= stopper.target
+    note = "training-free method: one pass, measured against the target, not stopped by it"
+    return rule_record(
+        stopper.target, stopper.check_every, stopper.reference, after["forgetting"], after["accuracy"],
+        steps=0, budget=None, met=met, note=note,
+    )  # fmt: skip
 
 
 def _apply_method(

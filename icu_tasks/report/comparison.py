@@ -1,0 +1,112 @@
+"""Methods compared over seeds: the aggregate of per-run headline metrics, and its markdown.
+
+Input: entries ``{"method", "seed", "metrics"}`` (one per run; ``metrics`` from
+:func:`icu_tasks.report.headline.headline_metrics`). :func:`aggregate` gives per method and metric the mean
+and seed-level interval, the paired differences of every pair of methods, and per metric a ranking that
+lists ties (:mod:`icu_tasks.continual.seeds`); :func:`comparison_markdown` renders it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from icu_tasks.continual import seeds as sd
+from icu_tasks.report.headline import HEADLINE, LABELS, PRIMARY
+
+
+def by_method(entries: list[dict[str, Any]], metric: str) -> dict[str, dict[int, float | None]]:
+    """``{method: {seed: value}}`` of one metric, methods in first-seen order."""
+    out: dict[str, dict[int, float | None]] = {}
+    for e in entries:
+        out.setdefault(e["method"], {})[int(e["seed"])] = e["metrics"].get(metric)
+    return out
+
+
+def aggregate(entries: list[dict[str, Any]], level: float = sd.LEVEL) -> dict[str, Any]:
+    """Means with seed-level intervals, paired differences and rankings of every headline metric."""
+    methods = list(by_method(entries, PRIMARY))
+    seeds = sorted({int(e["seed"]) for e in entries})
+    summary: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    paired: dict[str, list[dict[str, Any]]] = {}
+    ranking: dict[str, list[dict[str, Any]]] = {}
+    for metric, higher in HEADLINE.items():
+        values = by_method(entries, metric)
+        for m in methods:
+            summary[m][metric] = sd.seed_interval(values.get(m, {}), level).to_json()
+        paired[metric] = [
+            {"a": a, "b": b, **d.to_json(), "tie": d.contains_zero()}
+            for a, b, d in sd.pairwise_differences(values, level)
+        ]
+        ranking[metric] = [row.to_json() for row in sd.rank_methods(values, higher, level)]
+    return {
+        "level": level,
+        "interval": "Student-t over seeds (scipy.stats.t); differences paired over seeds",
+        "seeds": seeds,
+        "methods": methods,
+        "higher_is_better": dict(HEADLINE),
+        "primary": PRIMARY,
+        "summary": summary,
+        "paired": paired,
+        "ranking": ranking,
+    }
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def cell(stat: dict[str, Any], digits: int = 3) -> str:
+    """``mean [lo, hi]`` (``mean`` alone when the interval is undefined)."""
+    text = _num(stat["mean"], digits)
+    if stat.get("lo") is None or text == "n/a":
+        return text
+    return f"{text} [{_num(stat['lo'], digits)}, {_num(stat['hi'], digits)}]"
+
+
+def _digits(metric: str) -> int:
+    return 0 if metric == "steps_total" else 3
+
+
+def ranking_table(agg: dict[str, Any], metric: str) -> list[str]:
+    """The ranking of one metric: rank, method, mean [interval], seeds, significantly better, tied with."""
+    arrow = "↑" if agg["higher_is_better"][metric] else "↓"
+    out = [
+        f"| rank | method | {LABELS.get(metric, metric)} {arrow} | seeds | beaten by | tied with |",
+        "|---" * 6 + "|",
+    ]
+    for row in agg["ranking"][metric]:
+        tied = ", ".join(row["tied_with"]) or "—"
+        beaten = ", ".join(row["beaten_by"]) or "—"
+        out.append(
+            f"| {row['rank']} | {row['method']} | {cell(row, _digits(metric))} | {row['n']} | {beaten} | {tied} |"
+        )
+    return out
+
+
+def comparison_markdown(agg: dict[str, Any], title: str = "Method comparison over seeds") -> str:
+    """The whole comparison: the ranking on the primary metric, every metric's means, the paired differences."""
+    level = int(round(agg["level"] * 100))
+    seeds = ", ".join(map(str, agg["seeds"]))
+    out = [f"# {title}", "", f"Seeds: {seeds} ({len(agg['seeds'])}). `x [lo, hi]`: mean over seeds and its "
+           f"{level} % Student-t interval; differences are paired over seeds. A method's rank is 1 + the number "
+           "of methods whose paired difference with it excludes 0 in their favour; *tied with* lists the "
+           "methods whose paired interval contains 0 (or is undefined: fewer than 2 common seeds).", ""]  # fmt: skip
+    primary = agg["primary"]
+    out += [f"## Ranking by {LABELS.get(primary, primary)}", "", *ranking_table(agg, primary), ""]
+    metrics = list(agg["higher_is_better"])
+    out += ["## Every headline metric (mean [interval] over seeds)", ""]
+    out.append("| method | " + " | ".join(
+        f"{LABELS.get(m, m)} {'↑' if agg['higher_is_better'][m] else '↓'}" for m in metrics) + " |")  # fmt: skip
+    out.append("|---" * (len(metrics) + 1) + "|")
+    for method in agg["methods"]:
+        stats = agg["summary"][method]
+        out.append(f"| {method} | " + " | ".join(cell(stats[m], _digits(m)) for m in metrics) + " |")
+    out += ["", f"## Paired differences, {LABELS.get(primary, primary)} (a − b over common seeds)", ""]
+    out += ["| a | b | a − b | seeds | tie |", "|---" * 5 + "|"]
+    for d in agg["paired"][primary]:
+        out.append(f"| {d['a']} | {d['b']} | {cell(d)} | {d['n']} | {'yes' if d['tie'] else 'no'} |")
+    for metric in metrics:
+        if metric != primary:
+            out += ["", f"## Ranking by {LABELS.get(metric, metric)}", "", *ranking_table(agg, metric)]
+    return "\n".join(out) + "\n"
