@@ -135,8 +135,9 @@ def _payload(rec: dict, metrics: tuple[str, ...]) -> dict | None:
     return None
 
 
-def score(rec: dict, metric: str) -> tuple[float, str, str, int] | None:
-    """(value, split, view, forget_task) of a record for ``metric``, or None if it does not carry it."""
+def score(rec: dict, metric: str, with_meta: bool = False) -> tuple | None:
+    """(value, split, view, forget_task) of a record for ``metric``, or None if it does not carry it;
+    with ``with_meta``, (value, payload) instead (the payload holds split, view, forget_task, profile_id)."""
     if metric not in rec:
         return None
     value = rec[metric]
@@ -148,7 +149,9 @@ def score(rec: dict, metric: str) -> tuple[float, str, str, int] | None:
         split, view, task = str(meta["split"]), str(meta["view"]), int(meta.get("forget_task") or 0)
     except (KeyError, TypeError, ValueError):
         return None
-    return (score, split, view, task) if not math.isnan(score) else None
+    if math.isnan(score):
+        return None
+    return (score, meta) if with_meta else (score, split, view, task)
 
 
 def is_paraphrase(rec: dict) -> bool:
