@@ -38,7 +38,9 @@ def make_items(stages: int, **raw: list[tuple]) -> RunItems:
     return RunItems(stages=stages, tasks=tasks, units=index.freeze(), **tables)
 
 
-def _acc(stage: int, split: str, task: int, profile: str, scores: list[float], view: str = "qa") -> list[tuple]:
+def _acc(
+    stage: int, split: str, task: int, profile: str, scores: list[float], view: str = "qa"
+) -> list[tuple]:
     return [(stage, split, view, task, profile, s) for s in scores]
 
 
@@ -122,7 +124,9 @@ def test_privacy_is_two_sided():
     # 1 - 2|AUC - 0.5|: AUC 0.02 and 0.98 are both 0.48 away from 0.5 -> 1 - 0.96 = 0.04
     assert float(privacy_of_auc(0.02)) == pytest.approx(0.04)
     assert float(privacy_of_auc(0.98)) == pytest.approx(0.04)
-    assert float(privacy_of_auc(0.5)) == 1.0 and float(privacy_of_auc(0.0)) == float(privacy_of_auc(1.0)) == 0.0
+    assert (
+        float(privacy_of_auc(0.5)) == 1.0 and float(privacy_of_auc(0.0)) == float(privacy_of_auc(1.0)) == 0.0
+    )
     assert math.isnan(float(privacy_of_auc(math.nan)))
 
 
@@ -181,7 +185,9 @@ def test_every_point_estimate_lies_inside_its_interval():
         for j in range(1, 4):
             for i in range(3):
                 p = f"f{j}{i}"
-                acc += _acc(k, "forget", j, p, list(rng.integers(0, 2, 4).astype(float)), rng.choice(["qa", "vqa"]))
+                acc += _acc(
+                    k, "forget", j, p, list(rng.integers(0, 2, 4).astype(float)), rng.choice(["qa", "vqa"])
+                )
                 ll.append((k, "forget", "vqa", j, p, rng.random(), rng.random() * 3))
                 mia.append((k, "forget", "qa", j, p, rng.random(), rng.random(), 1))
                 lf.append((k, "forget", "qa", j, p, rng.random() * 4, rng.random(), rng.random()))

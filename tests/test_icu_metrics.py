@@ -236,7 +236,9 @@ def test_icu_score_is_a_harmonic_mean():
     # FE 0.85, HFP 1.75/3, RU_final 0.7 (the tests above): 3 / (1/0.85 + 3/1.75 + 1/0.7) = 0.69455...
     assert im.icu_score(0.85, 1.75 / 3, 0.7).value == pytest.approx(3 / (1 / 0.85 + 3 / 1.75 + 1 / 0.7))
     # with privacy 0.5: 4 / (1/0.85 + 3/1.75 + 1/0.7 + 2) = 0.60905...
-    assert im.icu_score(0.85, 1.75 / 3, 0.7, 0.5).value == pytest.approx(4 / (1 / 0.85 + 3 / 1.75 + 1 / 0.7 + 2))
+    assert im.icu_score(0.85, 1.75 / 3, 0.7, 0.5).value == pytest.approx(
+        4 / (1 / 0.85 + 3 / 1.75 + 1 / 0.7 + 2)
+    )
     assert im.icu_formula(1.75 / 3, 0.5) == "H(FE, HFP, RU_final, privacy)"
     # no HFP (one stage): FE stands in for it, 3 / (2/0.75 + 1/0.875) = 0.78750
     single = im.icu_score(0.75, NAN, 0.875)

@@ -289,8 +289,9 @@ def test_report_files_and_figures(runs, tmp_path):
     full, partial = on_disk["runs"]
     # every accuracy metric was defined and scored; only what needs the likelihood / MIA tasks has a note
     assert {key.rsplit("_", 1)[0] for key in full["metric_notes"]} == {"privacy", "forget_quality", "icu"}
-    assert full["headline"]["formula"] == "H(FE, HFP, RU_final)" and "no membership-inference" in (
-        full["headline"]["why"]
+    assert (
+        full["headline"]["formula"] == "H(FE, HFP, RU_final)"
+        and "no membership-inference" in (full["headline"]["why"])
     )
     assert partial["missing_stages"] == [3] and partial["metrics"]["fluency_final_stage"] is None
     assert partial["per_stage"]["ru"][3] is None  # NaN -> null, valid JSON
@@ -318,7 +319,9 @@ def test_report_files_and_figures(runs, tmp_path):
             assert lo <= value <= hi, key
     for name, rows in ci["series"].items():
         for value, interval in zip(full["per_stage"][name], rows, strict=True):
-            assert (value is None) == (interval is None) and (value is None or interval[0] <= value <= interval[1])
+            assert (value is None) == (interval is None) and (
+                value is None or interval[0] <= value <= interval[1]
+            )
     for view in ("vqa", "qa", "pooled"):
         for row, ci_row in zip(full["forget"][view], ci["forget"][view], strict=True):
             assert all(lo <= a <= hi for a, (lo, hi) in zip(row, ci_row, strict=True))

@@ -127,7 +127,9 @@ def test_scheduled_run_keeps_unscored_cells_missing(scheduled_run, tmp_path):
         assert s["metrics"][key] == pytest.approx(value, abs=1e-12), key
     assert s["forget"]["vqa"][2][3] is None and s["forget"]["vqa"][1] == [None] * 4
     assert any("left out 1 unscored cell" in n for n in s["metric_notes"]["collateral_vqa"])
-    assert s["metric_notes"]["ru_max_drop"] == ["largest fall from stage 0 to stage 2 (no scored stage between)"]
+    assert s["metric_notes"]["ru_max_drop"] == [
+        "largest fall from stage 0 to stage 2 (no scored stage between)"
+    ]
     assert s["missing_cells"]["qa"]["outside_window"] == 1
     md = (tmp_path / "report" / "report.md").read_text()
     assert (

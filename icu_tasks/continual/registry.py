@@ -195,7 +195,18 @@ METRICS: tuple[Metric, ...] = (
 )  # fmt: skip
 #: Per-view metric families, in per-view table order.
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(m.family for m in METRICS if m.group is not None))
-_ORDER = ("icu", "fe", "hfp", "rebound", "collateral", "ru", "ru_final", "ru_max_drop", "privacy_loss", "privacy_zlib")
+_ORDER = (
+    "icu",
+    "fe",
+    "hfp",
+    "rebound",
+    "collateral",
+    "ru",
+    "ru_final",
+    "ru_max_drop",
+    "privacy_loss",
+    "privacy_zlib",
+)
 #: The comparison table's metrics (and the ``icu-bench report`` line), in column order.
 OVERVIEW: tuple[Metric, ...] = tuple(
     sorted(

@@ -84,7 +84,9 @@ def forget_matrix(b: Batch, group: str) -> np.ndarray:
     """A[k][j] of ``group``'s items for every weight vector: shape ``(n, T + 1, J)``."""
     t, J = b.items.accuracy, b.items.tasks
     views = views_of(group)
-    masks = [t.select(stage=k, split="forget", views=views, tasks=[j]) for k in b.stages for j in range(1, J + 1)]
+    masks = [
+        t.select(stage=k, split="forget", views=views, tasks=[j]) for k in b.stages for j in range(1, J + 1)
+    ]
     return weighted_means(t, t.values["score"], masks, b.W).reshape(b.n, len(b.stages), J)
 
 

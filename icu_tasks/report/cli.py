@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from icu_tasks.errors import ConfigError
-from icu_tasks.report.results import DEFAULT_METRIC, METRICS
+from icu_tasks.report.samples import DEFAULT_METRIC, METRICS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

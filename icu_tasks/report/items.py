@@ -27,7 +27,11 @@ COLUMNS: dict[str, dict[str, str]] = {
     "accuracy": {"score": "score"},
     "likelihood": {"prob": "answer_prob", "ratio": "truth_ratio"},
     "mia": {"loss": "loss", "zlib": "zlib_loss", "member": "member"},
-    "longform": {"entropy": "longform_entropy", "repetition": "longform_repetition", "leakage": "longform_leakage"},
+    "longform": {
+        "entropy": "longform_entropy",
+        "repetition": "longform_repetition",
+        "leakage": "longform_leakage",
+    },
 }
 
 
@@ -42,7 +46,9 @@ class ItemRows:
         split, task = str(meta["split"]), int(meta.get("forget_task") or 0)
         unit = self.index.add(split, task, meta.get("profile_id"))
         view = str(meta.get("view") or "qa")
-        self.rows[kind].append({"stage": k, "split": split, "view": view, "task": task, "unit": unit, **values})
+        self.rows[kind].append(
+            {"stage": k, "split": split, "view": view, "task": task, "unit": unit, **values}
+        )
 
     def add_stage(self, k: int, records: list[dict], metric: str) -> int:
         """Add one stage's records; returns how many carried the accuracy ``metric``."""
@@ -63,7 +69,9 @@ class ItemRows:
 
     def freeze(self, stages: int) -> tuple[RunItems, list[str]]:
         """The :class:`RunItems` (J = the highest forget task seen, at least T) and notes."""
-        tasks = max([stages, *(r["task"] for rows in self.rows.values() for r in rows if r["split"] == "forget")])
+        tasks = max(
+            [stages, *(r["task"] for rows in self.rows.values() for r in rows if r["split"] == "forget")]
+        )
         tables = {kind: ItemTable.from_rows(self.rows[kind], list(COLUMNS[kind])) for kind in COLUMNS}
         notes = []
         if self.index.unlabelled:

@@ -55,7 +55,9 @@ def definitions() -> str:
         if m.family not in seen and m.group in (None, POOLED):
             seen.add(m.family)
             lines.append(f"- **{m.label}** {m.direction}: {m.doc}")
-    lines += [f"- **{s.label}** {s.direction} (per stage): {s.doc}" for s in SERIES if s.group in (None, POOLED)]
+    lines += [
+        f"- **{s.label}** {s.direction} (per stage): {s.doc}" for s in SERIES if s.group in (None, POOLED)
+    ]
     return "\n".join(lines + [OUTRO])
 
 

@@ -33,11 +33,15 @@ from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.records import layout
 from icu_tasks.records.schedule import EvalSchedule
 from icu_tasks.report.items import ItemRows
-from icu_tasks.report.samples import is_paraphrase, prediction, read_json, stage_records
+from icu_tasks.report.samples import (
+    DEFAULT_METRIC,
+    METRICS,
+    is_paraphrase,
+    prediction,
+    read_json,
+    stage_records,
+)
 
-#: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
-METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall", "mc_accuracy")
-DEFAULT_METRIC = "contains"
 #: Rows of ``ContinualRun.longform``: registry series of the long-form items.
 LONGFORM_ROWS: tuple[str, ...] = ("fluency", "repetition", "leak_requested", "leak_pending", "leak_retain")
 

@@ -31,7 +31,20 @@ from typing import Any
 from icu_tasks.errors import StageError
 from icu_tasks.harness.hooks import GENERATE_METRICS
 
-__all__ = ["GENERATE_METRICS", "read_json", "stage_records", "score", "prediction", "is_paraphrase"]
+__all__ = [
+    "METRICS",
+    "DEFAULT_METRIC",
+    "GENERATE_METRICS",
+    "read_json",
+    "stage_records",
+    "score",
+    "prediction",
+    "is_paraphrase",
+]
+
+#: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
+METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall", "mc_accuracy")
+DEFAULT_METRIC = "contains"
 
 _RESULTS = re.compile(r"^(?P<date>.+)_results\.json$")
 _SAMPLES = re.compile(r"^(?P<date>.+?)_samples_(?P<task>.+)\.jsonl$")

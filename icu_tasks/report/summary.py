@@ -70,7 +70,9 @@ def headline(values: dict[str, im.MetricValue], mia_scored: bool) -> dict[str, s
     elif math.isnan(privacy):
         why.append("privacy left out: the membership-inference samples gave no AUC at a stage k >= 1")
     else:
-        why.append(f"privacy from the membership-inference samples of stage {values[f'privacy_{POOLED}'].stage}")
+        why.append(
+            f"privacy from the membership-inference samples of stage {values[f'privacy_{POOLED}'].stage}"
+        )
     return {"formula": im.icu_formula(hfp, privacy), "why": "; ".join(why)}
 
 
