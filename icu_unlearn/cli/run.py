@@ -113,7 +113,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from icu_tasks.data.generate import generate
-    from icu_tasks.records.layout import atomic_write_json
+    from icu_tasks.records.files import write_record
+    from icu_tasks.records.layout import DEMO_JSON
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
     from icu_unlearn.pipeline.run import DEFAULT_TASKS, RunConfig, run
     from icu_unlearn.training.finetune import finetune
@@ -151,7 +152,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"report: {report_md} (heatmaps and curves: {report_md.parent}/*.png)")
     seconds = time.perf_counter() - start
     record = {"seconds": round(seconds, 1), "phases": phases, "method": args.method, "stages": args.stages}
-    if fresh or not (out / "demo.json").is_file():  # a re-run that reused the fine-tune keeps the first time
-        atomic_write_json(out / "demo.json", record)  # read by benchmarks/run_all.py (demo <= 15 min)
+    if fresh or not (out / DEMO_JSON).is_file():  # a re-run that reused the fine-tune keeps the first time
+        write_record(out / DEMO_JSON, record)  # read by benchmarks/run_all.py
     print(f"demo finished in {seconds:.0f} s")
     return 0

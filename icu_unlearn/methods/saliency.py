@@ -26,11 +26,12 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from icu_tasks.errors import ConfigError
+from icu_unlearn.methods.base import TrainingExample, forward_logits
+from icu_unlearn.models.loading import quiet_transformers
 
 if TYPE_CHECKING:
     import torch
 
-    from icu_unlearn.training.data import Example
 
 EPS = 1e-15
 #: ``ShiraConfig.mask_type`` of a saliency adapter (anything but "random" means "the caller's mask_fn").
@@ -59,7 +60,7 @@ def target_linears(model: Any, pattern: str) -> dict[str, Any]:
 def diagonal_fisher(
     model: Any,
     linears: dict[str, Any],
-    examples: list[Example],
+    examples: list[TrainingExample],
     collate: Any,
     batch_size: int,
     max_batches: int = 0,
@@ -68,7 +69,6 @@ def diagonal_fisher(
     import torch
 
     from icu_unlearn.methods import losses
-    from icu_unlearn.methods.base import forward_logits
 
     batches = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
     batches = batches[:max_batches] if max_batches else batches
@@ -141,8 +141,6 @@ def sparse_adapter(
     indices, ``r·(m + n)`` each); entries listed in ``start`` (module → (flat indices, values)) begin there."""
     import torch
     from peft import ShiraConfig, get_peft_model
-
-    from icu_unlearn.training.loop import quiet_transformers
 
     linears = target_linears(model, pattern)
     masks = {}

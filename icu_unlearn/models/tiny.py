@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError
+from icu_tasks.harness.prompts import question_text
 
 #: LLaVA-1.5-style conversation (``<s>USER: <image>\n{question}\nASSISTANT: {answer}</s>``) over content lists.
 #: The answer turn ends with EOS so a fine-tuned model learns to stop. String contents are accepted too.
@@ -328,7 +329,6 @@ def corpus_from_data(data_dir: str | os.PathLike | None = None) -> list[str]:
 
     from icu_tasks.data.dataset import open_data
     from icu_tasks.data.schema import PROFILES_FILE
-    from icu_tasks.harness.prompts import question_text
 
     data = open_data(data_dir)
     texts: list[str] = []

@@ -31,6 +31,9 @@ from typing import Any
 
 from icu_tasks.errors import ConfigError
 from icu_tasks.records.layout import atomic_write_json, atomic_write_text
+from icu_unlearn.methods import build_method, canonical_name
+from icu_unlearn.models import load_base
+from icu_unlearn.training.unlearn import run_stage
 
 FORGET_MIN, RETAIN_RATIO = 0.9, 0.9
 BUDGET_KEYS = ("max_steps", "learning_rate", "prune_fraction")
@@ -89,8 +92,6 @@ def sweep(
 ) -> dict[str, Any]:
     """Run (or resume) the sweep and write its table; returns ``results.json``'s content."""
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.methods import canonical_name
-    from icu_unlearn.models import load_base
     from icu_unlearn.training.data import Collator
     from icu_unlearn.training.knowledge import group_accuracy
 
@@ -123,7 +124,6 @@ def _checked_points(
 ) -> tuple[list[Any], list[dict[str, Any]], dict[str, list[Any]], dict[str, Any]]:
     """Build (and so check) every point's method before any work: ``(methods, points, grid, fixed)`` with the
     values typed as the method's config holds them."""
-    from icu_unlearn.methods import build_method
 
     if not grid:
         raise ConfigError("the grid is empty: give at least one --grid KEY=V1,V2")
@@ -151,7 +151,6 @@ def _run_point(
 ) -> None:
     """Run stage 1 of one point from a copy of the loaded vanilla model, score it, write ``result.json``."""
     from icu_unlearn.training.knowledge import group_accuracy
-    from icu_unlearn.training.unlearn import run_stage
 
     model, processor = loaded
     start = time.perf_counter()

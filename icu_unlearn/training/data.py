@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from icu_tasks.data.schema import HOLDOUT, KNOWN_SPLITS, LONGFORM
 from icu_tasks.errors import DataError
+from icu_tasks.harness.answer_metrics import exact_match
+from icu_tasks.harness.prompts import question_text
+from icu_unlearn.models.inference import generate_texts
+from icu_unlearn.training.distributed import per_device_batch
+from icu_unlearn.training.row_encodings import RowEncodings, encode_examples, load_image
 
 if TYPE_CHECKING:
     from icu_tasks.data.dataset import IcuData
@@ -51,7 +57,6 @@ class Example:
 
 def examples_from_rows(data: IcuData, rows: Sequence[dict[str, Any]]) -> list[Example]:
     """Examples for QA rows of ``data`` (question text via ``icu_tasks.harness.prompts.question_text``)."""
-    from icu_tasks.harness.prompts import question_text
 
     out = []
     for row in rows:
@@ -76,7 +81,6 @@ def check_trainable(examples: Sequence[Example], what: str, *, longform: bool = 
     """Raise :class:`DataError` if a training set holds a holdout or a paraphrase example (neither is ever
     trained: one is the never-seen base rate, the other the held-out phrasing), or a long-form example
     unless ``longform`` (only the fine-tune trains on those)."""
-    from icu_tasks.data.schema import HOLDOUT, LONGFORM
 
     allowed = ("core", LONGFORM) if longform else ("core",)
     for e in examples:
@@ -101,7 +105,6 @@ def finetune_examples(data: IcuData, vqa_repeat: int = 1, longform: bool = False
     """
     if vqa_repeat < 1:
         raise DataError(f"vqa_repeat must be >= 1, got {vqa_repeat}")
-    from icu_tasks.data.schema import KNOWN_SPLITS
 
     examples = examples_from_rows(data, [r for r in data.rows() if r["split"] in KNOWN_SPLITS])
     if not examples:
@@ -118,30 +121,6 @@ def finetune_examples(data: IcuData, vqa_repeat: int = 1, longform: bool = False
     return out
 
 
-@functools.lru_cache(maxsize=1024)
-def _load_rgb(path: str):
-    from icu_tasks.data.dataset import read_rgb
-
-    return read_rgb(path)
-
-
-def load_image(path: Path | None):
-    """The example's image as an RGB PIL image (cached per path), or ``None``; missing or unreadable →
-    :class:`DataError` (:func:`icu_tasks.data.dataset.read_rgb`)."""
-    if path is None:
-        return None
-    return _load_rgb(str(path))
-
-
-def encode_examples(processor: Any, examples: Sequence[Example]) -> dict[str, Any]:
-    """``examples`` → one right-padded batch of model inputs with answer-only ``labels``
-    (:func:`icu_unlearn.models.encoding.encode` on their questions, images and answers)."""
-    from icu_unlearn.models.encoding import encode
-
-    images = [load_image(e.image) for e in examples]
-    return dict(encode(processor, [e.question for e in examples], images, [e.answer for e in examples]))
-
-
 class Collator:
     """``list[Example]`` → model inputs with answer-only ``labels`` (through ``encoding.encode``).
 
@@ -154,8 +133,6 @@ class Collator:
     """
 
     def __init__(self, processor: Any, split_longform: bool = False) -> None:
-        from icu_unlearn.training.row_encodings import RowEncodings
-
         self.processor = processor
         self.split_longform = split_longform
         self._memo: RowEncodings | None = RowEncodings(processor)
@@ -182,7 +159,6 @@ class Collator:
         apart: ``{"parts": [short rows, long-form rows]}``, or the plain encoding when there are none. The
         batch's composition and its loss (:func:`icu_unlearn.methods.losses.nll_loss_parts`) are those of the whole
         batch; only the padding, and so the compute, shrinks."""
-        from icu_tasks.data.schema import LONGFORM
 
         long = [e for e in examples if e.phrasing == LONGFORM]
         short = [e for e in examples if e.phrasing != LONGFORM]
@@ -279,7 +255,6 @@ def step_batches(data: StageData, cfg: Any, uses_retain: bool, processes: int = 
     ``retain_batch_size = 0`` (or a config without it) is as many retain as forget examples. A batch size above
     the forget task's size is the whole task.
     """
-    from icu_unlearn.training.loop import per_device_batch
 
     forget_global = cfg.batch_size or len(data.forget)
     forget_size = per_device_batch(cfg.batch_size) if cfg.batch_size else -(-len(data.forget) // processes)
@@ -348,8 +323,6 @@ def quick_accuracy(
 
     Decoding as the lmms-eval generate tasks do it: greedy, ``max_new_tokens`` 32, cut at the first newline.
     """
-    from icu_tasks.harness.answer_metrics import exact_match
-    from icu_unlearn.models.inference import generate_texts
 
     if not examples:
         return float("nan")

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from icu_tasks.data.schema import HOLDOUT, KNOWN_SPLITS
+from icu_tasks.errors import ConfigError
+from icu_unlearn.methods.base import forward_logits
 
 if TYPE_CHECKING:
     import torch
@@ -56,7 +58,6 @@ def answer_scores(
     """Teacher-forced correctness and answer NLL of every example (model in eval mode, no gradient)."""
     import torch
 
-    from icu_unlearn.methods.base import forward_logits
     from icu_unlearn.methods.losses import token_log_probs
 
     out: list[AnswerScore] = []
@@ -104,7 +105,6 @@ def check_groups(data: IcuData, splits: Sequence[str] = CHECK_SPLITS) -> dict[st
     fine-tune may also train on but which exact match is the wrong test of (they are scored by the
     ``icu_longform`` tasks), and never the paraphrase rows.
     """
-    from icu_tasks.errors import ConfigError
     from icu_unlearn.training.data import examples_from_rows
 
     if HOLDOUT in splits:
