@@ -7,8 +7,8 @@ tables (:class:`ItemTable`: one row per scored item, with its stage, split, view
 unit to its split. A utility unit is the specimen document or the institution its questions are about.
 
 A resample is a vector of non-negative integer weights, one per unit (how many times the unit was drawn;
-all ones = the data as scored). :func:`weighted_means`, :func:`weighted_auc` and :func:`expand` compute a
-selection's statistic under a batch of such weight vectors at once, so the point estimate and every bootstrap
+all ones = the data as scored). :func:`weighted_means`, :func:`weighted_auc` and :func:`expand` compute
+statistics of a selection of rows under a batch of such weight vectors at once, so the point estimate and every bootstrap
 resample go through the same code (:mod:`icu_tasks.continual.bootstrap` draws the weights).
 """
 
@@ -153,16 +153,19 @@ def ones(units: Units) -> np.ndarray:
 
 
 def weighted_means(
-    table: ItemTable, values: np.ndarray, masks: Sequence[np.ndarray], W: np.ndarray
+    unit: np.ndarray, values: np.ndarray, cell: np.ndarray, n_cells: int, W: np.ndarray
 ) -> np.ndarray:
-    """The mean of ``values`` (one per row of ``table``) over each mask's rows under each weight vector:
-    shape ``(len(W), len(masks))``. An item counts as often as its unit was drawn; NaN where a selection has
-    no drawn item."""
+    """The mean of ``values`` over each cell's rows under each weight vector: shape ``(len(W), n_cells)``.
+
+    ``cell[i]`` is the cell of row i (-1 = in none) and ``unit[i]`` its unit. An item counts as often as its
+    unit was drawn; NaN where a cell has no drawn item. One pass over the rows, whatever the number of cells.
+    """
     n_units = W.shape[1]
-    if not masks:
-        return np.zeros((W.shape[0], 0))
-    sums = np.stack([np.bincount(table.unit[m], weights=values[m], minlength=n_units) for m in masks])
-    counts = np.stack([np.bincount(table.unit[m], minlength=n_units).astype(float) for m in masks])
+    keep = cell >= 0
+    key = cell[keep] * n_units + unit[keep]
+    size = n_cells * n_units
+    sums = np.bincount(key, weights=values[keep], minlength=size).reshape(n_cells, n_units)
+    counts = np.bincount(key, minlength=size).reshape(n_cells, n_units).astype(float)
     num, den = W @ sums.T, W @ counts.T
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / den, math.nan)
@@ -172,13 +175,24 @@ def weighted_auc(
     members: np.ndarray, member_units: np.ndarray, others: np.ndarray, other_units: np.ndarray, W: np.ndarray
 ) -> np.ndarray:
     """``P(other score > member score) + ½ P(equal)`` over all weighted (member, other) pairs, per weight
-    vector (the Mann-Whitney AUC, lower score = member); NaN where a class has no drawn item."""
+    vector (the Mann-Whitney AUC, lower score = member); NaN where a class has no drawn item.
+
+    The others are sorted once; per weight vector their cumulative weights give, for every member, the
+    weight of the others above and equal to it (linear in the number of items, not in the pairs).
+    """
     if members.size == 0 or others.size == 0:
         return np.full(W.shape[0], math.nan)
-    pair = (others[None, :] > members[:, None]) + 0.5 * (others[None, :] == members[:, None])
-    wm, wo = W[:, member_units], W[:, other_units]
-    num = ((wm @ pair) * wo).sum(axis=1)
-    den = wm.sum(axis=1) * wo.sum(axis=1)
+    order = np.argsort(others, kind="mergesort")
+    sorted_others = others[order]
+    lt = np.searchsorted(sorted_others, members, side="left")  # others below each member
+    le = np.searchsorted(sorted_others, members, side="right")  # below or equal
+    wo = W[:, other_units[order]]
+    cum = np.concatenate([np.zeros((W.shape[0], 1)), np.cumsum(wo, axis=1)], axis=1)
+    total = cum[:, -1:]
+    above, equal = total - cum[:, le], cum[:, le] - cum[:, lt]
+    wm = W[:, member_units]
+    num = (wm * (above + 0.5 * equal)).sum(axis=1)
+    den = wm.sum(axis=1) * total[:, 0]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / den, math.nan)
 

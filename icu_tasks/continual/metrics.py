@@ -275,15 +275,15 @@ def icu_score(fe: float, hfp: float, ru_final: float, privacy: float = math.nan)
     Low for a method that forgets nothing (FE = 0), for one that collapses (RU_final = 0) and for one that
     leaves the forgotten people identifiable (privacy = 0): one weak part pulls the harmonic mean down. Where
     HFP is undefined (a single stage, or no scored earlier task) FE stands in for it, so the mean still has
-    a part for each of forgetting, keeping forgotten and retaining. Privacy (NaN = the membership-inference
-    tasks were not scored) is left out with a note. NaN if FE or RU_final is NaN. :func:`icu_formula` names
+    a part for each of forgetting, keeping forgotten and retaining. Privacy (NaN = no membership-inference
+    AUC at a stage k >= 1) is left out with a note. NaN if FE or RU_final is NaN. :func:`icu_formula` names
     the mean a run got.
     """
     notes: list[str] = []
     if math.isnan(hfp):
         notes.append("HFP undefined: FE stands in for it")
     if math.isnan(privacy):
-        notes.append("privacy not scored (no membership-inference samples): left out of the headline")
+        notes.append("privacy undefined (no membership-inference AUC after a stage): left out of the headline")
     if math.isnan(fe) or math.isnan(ru_final):
         return MetricValue(math.nan, ("undefined: FE or RU_final is undefined", *notes))
     parts = [fe, fe if math.isnan(hfp) else hfp, ru_final] + ([] if math.isnan(privacy) else [privacy])

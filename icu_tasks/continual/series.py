@@ -51,18 +51,20 @@ class Batch:
 
 
 SeriesFn = Callable[[Batch], np.ndarray]
-Select = Callable[[int], dict | None]
+#: Which rows of a table enter stage k's value: a boolean per row, from the row's stage (and task).
+Rows = Callable[[ItemTable, Batch], np.ndarray]
 
 
-def _per_stage(table: ItemTable, values: np.ndarray, select: Select, batch: Batch) -> np.ndarray:
-    """The weighted mean of ``values`` over ``table.select(stage=k, **select(k))`` for every stage k (NaN
-    where ``select(k)`` is None)."""
-    none = np.zeros(len(table), dtype=bool)
-    masks = []
-    for k in batch.stages:
-        cond = select(k)
-        masks.append(none if cond is None else table.select(stage=k, **cond))
-    return weighted_means(table, values, masks, batch.W)
+def _per_stage(table: ItemTable, values: np.ndarray, rows: Rows, batch: Batch) -> np.ndarray:
+    """The weighted mean of ``values`` per stage over the rows ``rows`` picks (each at its own stage)."""
+    cell = np.where(rows(table, batch), table.stage, -1)
+    return weighted_means(table.unit, values, cell, len(batch.stages), batch.W)
+
+
+def _in(table: ItemTable, split: str | tuple[str, ...], group: str) -> np.ndarray:
+    """Rows of ``split`` (or of any of several splits) and of ``group``'s views."""
+    splits = (split,) if isinstance(split, str) else split
+    return np.isin(table.split, list(splits)) & np.isin(table.view, list(views_of(group)))
 
 
 def requested(k: int, T: int) -> range:
@@ -75,7 +77,7 @@ def accuracy(split: str, group: str) -> SeriesFn:
 
     def fn(b: Batch) -> np.ndarray:
         t = b.items.accuracy
-        return _per_stage(t, t.values["score"], lambda k: {"split": split, "views": views_of(group)}, b)
+        return _per_stage(t, t.values["score"], lambda t, b: _in(t, split, group), b)
 
     return fn
 
@@ -83,11 +85,10 @@ def accuracy(split: str, group: str) -> SeriesFn:
 def forget_matrix(b: Batch, group: str) -> np.ndarray:
     """A[k][j] of ``group``'s items for every weight vector: shape ``(n, T + 1, J)``."""
     t, J = b.items.accuracy, b.items.tasks
-    views = views_of(group)
-    masks = [
-        t.select(stage=k, split="forget", views=views, tasks=[j]) for k in b.stages for j in range(1, J + 1)
-    ]
-    return weighted_means(t, t.values["score"], masks, b.W).reshape(b.n, len(b.stages), J)
+    rows = _in(t, "forget", group) & (t.task >= 1) & (t.task <= J)
+    cell = np.where(rows, t.stage * J + t.task - 1, -1)
+    means = weighted_means(t.unit, t.values["score"], cell, len(b.stages) * J, b.W)
+    return means.reshape(b.n, len(b.stages), J)
 
 
 def ru(b: Batch) -> np.ndarray:
@@ -107,17 +108,16 @@ def likelihood(value: str, which: str, group: str) -> SeriesFn:
     """Answer probability (``value="prob"``) or the truth-ratio statistic (``"tr"``) per stage of the forget
     items of task k (``which="task_k"``), of the earlier tasks j < k (``"earlier"``), or of a split."""
 
-    def select(k: int) -> dict | None:
-        views = views_of(group)
+    def rows(t: ItemTable, b: Batch) -> np.ndarray:
         if which == "task_k":
-            return {"split": "forget", "views": views, "tasks": [k]} if k >= 1 else None
+            return _in(t, "forget", group) & (t.task == t.stage) & (t.stage >= 1)
         if which == "earlier":
-            return {"split": "forget", "views": views, "tasks": range(1, k)} if k >= 2 else None
-        return {"split": which, "views": views}
+            return _in(t, "forget", group) & (t.task >= 1) & (t.task < t.stage)
+        return _in(t, which, group)
 
     def fn(b: Batch) -> np.ndarray:
         t = b.items.likelihood
-        return _per_stage(t, t.values["prob"] if value == "prob" else _tr_term(t), select, b)
+        return _per_stage(t, t.values["prob"] if value == "prob" else _tr_term(t), rows, b)
 
     return fn
 
@@ -169,17 +169,17 @@ def quality(group: str) -> SeriesFn:
 def longform(value: str, split: str, tasks: str = "all") -> SeriesFn:
     """A long-form score per stage over one split, or over ``"forget+retain_eval"``; for the forget split
     ``tasks`` = ``requested`` (j ≤ k, none at stage 0), ``pending`` (j > k) or ``all``."""
-    splits = split.split("+")
+    splits = tuple(split.split("+"))
+
+    def rows(t: ItemTable, b: Batch) -> np.ndarray:
+        if tasks == "requested":
+            return (t.split == "forget") & (t.task >= 1) & (t.task <= t.stage)
+        if tasks == "pending":
+            return (t.split == "forget") & (t.task > t.stage)
+        return np.isin(t.split, list(splits))
 
     def fn(b: Batch) -> np.ndarray:
-        def select(k: int) -> dict | None:
-            if tasks == "requested":
-                return {"split": "forget", "tasks": range(1, k + 1)} if k >= 1 else None
-            if tasks == "pending":
-                return {"split": "forget", "tasks": range(k + 1, b.items.tasks + 1)}
-            return {"splits": splits}
-
         t = b.items.longform
-        return _per_stage(t, t.values[value], select, b)
+        return _per_stage(t, t.values[value], rows, b)
 
     return fn
