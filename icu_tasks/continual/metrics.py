@@ -283,7 +283,9 @@ def icu_score(fe: float, hfp: float, ru_final: float, privacy: float = math.nan)
     if math.isnan(hfp):
         notes.append("HFP undefined: FE stands in for it")
     if math.isnan(privacy):
-        notes.append("privacy undefined (no membership-inference AUC after a stage): left out of the headline")
+        notes.append(
+            "privacy undefined (no membership-inference AUC after a stage): left out of the headline"
+        )
     if math.isnan(fe) or math.isnan(ru_final):
         return MetricValue(math.nan, ("undefined: FE or RU_final is undefined", *notes))
     parts = [fe, fe if math.isnan(hfp) else hfp, ru_final] + ([] if math.isnan(privacy) else [privacy])
