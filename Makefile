@@ -6,7 +6,7 @@
 # tested on, a folder holding the CPU wheel): uv does not read pip's configuration, so the Makefile passes it
 # on. Bytecode is compiled at install time because nothing writes it later where PYTHONDONTWRITEBYTECODE is
 # set (as on those machines, and in every process the tests start): without it every process compiles torch
-# and transformers again. Users who install by hand use pip and the two-line constraints.txt (README).
+# and transformers again. Users who install by hand use pip and the two-line constraints.txt (docs/install.md).
 # torchvision is removed (lmms-eval pulls a CUDA build that breaks transformers' AutoProcessor on CPU torch).
 PYTHON ?= python3
 VENV ?= .venv

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
-METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall", "mc_accuracy")
+METRICS: tuple[str, ...] = (*sorted(GENERATE_METRICS), "mc_accuracy")
 DEFAULT_METRIC = "contains"
 
 _RESULTS = re.compile(r"^(?P<date>.+)_results\.json$")

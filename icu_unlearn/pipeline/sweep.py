@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError
 from icu_tasks.records.layout import atomic_write_json, atomic_write_text
 from icu_unlearn.methods import build_method, canonical_name
@@ -37,7 +38,6 @@ from icu_unlearn.training.unlearn import run_stage
 
 FORGET_MIN, RETAIN_RATIO = 0.9, 0.9
 BUDGET_KEYS = ("max_steps", "learning_rate", "prune_fraction")
-VIEWS = ("vqa", "qa")
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -202,7 +202,7 @@ def select(rows: list[dict[str, Any]], vanilla: dict[str, float]) -> dict[str, A
         return {"pick": pick, "rule_met": True, "rule": _rule_text()}
 
     def tradeoff(r: dict[str, Any]) -> float:
-        return min(r["f_vqa"] or 0.0, r["f_qa"] or 0.0) * min(1.0, r["retain_ratio"] or 0.0)
+        return min(r[f"f_{v}"] or 0.0 for v in VIEWS) * min(1.0, r["retain_ratio"] or 0.0)
 
     pick = max(range(len(rows)), key=lambda i: tradeoff(rows[i])) if rows else None
     return {"pick": pick, "rule_met": False, "rule": _rule_text()}
@@ -212,7 +212,7 @@ def _rule_text() -> str:
     return (
         f"smallest budget ({', '.join(BUDGET_KEYS)}) with normalised forgetting >= {FORGET_MIN} on both views of "
         f"task 1 and retain-eval >= {RETAIN_RATIO} x vanilla; if none, the highest "
-        "min(f_vqa, f_qa) x min(1, retain / vanilla retain)"
+        f"min({', '.join(f'f_{v}' for v in VIEWS)}) x min(1, retain / vanilla retain)"
     )
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
-from icu_tasks.data.schema import HOLDOUT, KNOWN_SPLITS
+from icu_tasks.data.schema import HOLDOUT, KNOWN_SPLITS, VIEWS
 from icu_tasks.errors import ConfigError
 from icu_unlearn.methods.base import forward_logits
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 #: Splits × views the fine-tune is checked on (a group without rows is skipped): every split the fine-tune
 #: trains on. Never ``holdout`` — those profiles are not supposed to be known (they give the base rate).
 CHECK_SPLITS = KNOWN_SPLITS
-CHECK_VIEWS = ("vqa", "qa")
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ def check_groups(data: IcuData, splits: Sequence[str] = CHECK_SPLITS) -> dict[st
         raise ConfigError("the holdout split is never trained, so it cannot be a group of the stopping rule")
     groups: dict[str, list[Example]] = {}
     for split in splits:
-        for view in CHECK_VIEWS:
+        for view in VIEWS:
             examples = examples_from_rows(data, data.rows(split=split, view=view))
             if examples:
                 groups[f"{split}/{view}"] = examples

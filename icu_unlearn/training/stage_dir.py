@@ -100,7 +100,7 @@ def stage_record(
     seconds: float,
     history: list,
 ) -> dict[str, Any]:
-    """The ``stage.json`` record (README, "Reproducibility"): method and config, forget tasks, seed, data
+    """The ``stage.json`` record (docs/continual_runs.md, "Reproducibility"): method and config, forget tasks, seed, data
     hash, versions, parent stage, the adapter, which modules changed and by how much, masks, time and the
     loss log."""
 
