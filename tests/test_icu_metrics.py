@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from icu_tasks.continual import bootstrap as bs
 from icu_tasks.continual import fluency as fl
 from icu_tasks.continual import metrics as im
 from icu_tasks.continual import retention
-from icu_tasks.report.results import ContinualRun
 
 NAN = math.nan
 
@@ -68,14 +65,25 @@ def test_retained_utility_hand_computed():
     assert retention.retained_utility(R, U).value == pytest.approx((0.875 + 0.8375 + 0.7) / 3)  # 0.804166...
 
 
-def test_stability_and_worst_stage_hand_computed():
-    # |RU_k - RU_{k-1}|: k=1: |0.875 - 1| = 0.125; k=2: 0.0375; k=3: |0.7 - 0.8375| = 0.1375 -> mean 0.1
-    st = retention.stability(R, U)
-    assert st.value == pytest.approx(0.9)
-    assert st.stage == 3
-    worst = retention.worst_stage(R, U)
-    assert worst.stage == 3
-    assert worst.value == pytest.approx(0.1375)
+def test_largest_ru_drop_hand_computed():
+    # RU = 1, 0.875, 0.8375, 0.7: falls 0.125 (into 1), 0.0375 (into 2), 0.1375 (into 3) -> 0.1375 at stage 3
+    drop = retention.largest_drop(R, U)
+    assert (drop.value, drop.stage) == (pytest.approx(0.1375), 3)
+    # a rise is no fall: RU 1 -> 1.25 -> 1.0 has one fall of 0.25, into stage 2
+    assert retention.largest_drop([0.8, 1.0, 0.8], [0.5, 0.5, 0.5]).value == pytest.approx(0.125)
+    # RU that never falls: 0, no stage
+    flat = retention.largest_drop([0.8] * 3, [0.5] * 3)
+    assert (flat.value, flat.stage) == (0.0, None)
+
+
+def test_largest_ru_drop_does_not_shrink_with_more_stages():
+    # one collapse of RU by 0.5 at stage 2, then T - 2 quiet stages: the largest drop stays 0.5 for any T
+    # (1 - mean |dRU| would tend to 1: 1 - 0.5 / T)
+    for T in (2, 10, 100):
+        r = np.array([0.8, 0.8] + [0.4] * (T - 1))
+        u = np.array([0.5, 0.5] + [0.25] * (T - 1))
+        drop = retention.largest_drop(r, u)
+        assert (drop.value, drop.stage) == (pytest.approx(0.5), 2), T
 
 
 def test_task_unknown_to_vanilla_is_excluded_and_named():
@@ -98,10 +106,10 @@ def test_single_stage_history_metrics_are_nan_with_reason():
         result = metric(a)
         assert math.isnan(result.value)
         assert "undefined with 1 stage" in result.notes[0]
-    # a single stage: RU = RU_1 = (0.6/0.8 + 0.5/0.5)/2 = 0.875; stability = 1 - |RU_1 - RU_0| = 1 - 0.125
+    # a single stage: RU = RU_1 = (0.6/0.8 + 0.5/0.5)/2 = 0.875; largest drop = RU_0 - RU_1 = 0.125
     r, u = np.array([0.8, 0.6]), np.array([0.5, 0.5])
     assert retention.retained_utility(r, u).value == pytest.approx(0.875)
-    assert retention.stability(r, u).value == pytest.approx(0.875)
+    assert retention.largest_drop(r, u).value == pytest.approx(0.125)
 
 
 def test_missing_stage_is_skipped_and_named():
@@ -115,12 +123,12 @@ def test_missing_stage_is_skipped_and_named():
     assert im.rebound(a).value == pytest.approx(0.0)
     r, u = R.copy(), U.copy()
     r[2] = u[2] = NAN
-    # RU over stages 1 and 3: (0.875 + 0.7)/2; stability only from the change 0 -> 1 (0.125): 0.875
+    # RU over stages 1 and 3: (0.875 + 0.7)/2; falls between consecutive scored stages 0 -> 1 (0.125) and
+    # 1 -> 3 (0.175, spanning the unscored stage 2)
     assert retention.retained_utility(r, u).value == pytest.approx(0.7875)
-    st = retention.stability(r, u)
-    assert st.value == pytest.approx(0.875)
-    assert st.stage == 1
-    assert any("stage(s) 2, 3" in n for n in st.notes)
+    drop = retention.largest_drop(r, u)
+    assert (drop.value, drop.stage) == (pytest.approx(0.175), 3)
+    assert any("from stage 1 to stage 3" in n for n in drop.notes)
 
 
 def test_missing_vanilla_row_gives_nan_with_reason():
@@ -134,15 +142,21 @@ def test_missing_vanilla_row_gives_nan_with_reason():
     u = U.copy()
     u[0] = NAN
     assert math.isnan(retention.retained_utility(r, u).value)
-    assert math.isnan(retention.stability(r, u).value)
+    assert math.isnan(retention.largest_drop(r, u).value)
 
 
-def test_zero_retain_baseline_uses_utility_alone():
-    r = np.array([0.0, 0.0, 0.0, 0.0])
+def test_small_retain_baseline_uses_utility_alone():
+    # R[0] = 0.02 would give R[k]/R[0] up to 5 (R[3] = 0.1); below the 0.1 floor it is left out:
     # RU_k = U[k]/U[0]: 1.0, 0.8, 0.9 -> 0.9
-    ru = retention.retained_utility(r, U)
-    assert ru.value == pytest.approx(0.9)
-    assert any("R[0] = 0" in n for n in ru.notes)
+    for r0 in (0.0, 0.02, 0.099):
+        r = np.array([r0, 0.1, 0.05, 0.1])
+        ru = retention.retained_utility(r, U)
+        assert ru.value == pytest.approx(0.9), r0
+        assert any("R[0]" in n and "left out of RU" in n for n in ru.notes)
+    # at the floor it counts: RU_1 = (0.1/0.1 + 1)/2 = 1
+    assert retention.retained_utility_per_stage([0.1, 0.1], [0.5, 0.5])[1] == pytest.approx(1.0)
+    both = retention.retained_utility([0.05, 0.05], [0.01, 0.01])
+    assert math.isnan(both.value) and "neither R[0] nor U[0]" in both.notes[0]
 
 
 def test_only_vanilla_row_is_undefined():
@@ -221,11 +235,18 @@ def test_retained_utility_final():
 def test_icu_score_is_a_harmonic_mean():
     # FE 0.85, HFP 1.75/3, RU_final 0.7 (the tests above): 3 / (1/0.85 + 3/1.75 + 1/0.7) = 0.69455...
     assert im.icu_score(0.85, 1.75 / 3, 0.7).value == pytest.approx(3 / (1 / 0.85 + 3 / 1.75 + 1 / 0.7))
-    # no HFP (one stage): 2 / (1/0.75 + 1/0.875) = 0.80769...
+    # with privacy 0.5: 4 / (1/0.85 + 3/1.75 + 1/0.7 + 2) = 0.60905...
+    assert im.icu_score(0.85, 1.75 / 3, 0.7, 0.5).value == pytest.approx(
+        4 / (1 / 0.85 + 3 / 1.75 + 1 / 0.7 + 2)
+    )
+    assert im.icu_formula(1.75 / 3, 0.5) == "H(FE, HFP, RU_final, privacy)"
+    # no HFP (one stage): FE stands in for it, 3 / (2/0.75 + 1/0.875) = 0.78750
     single = im.icu_score(0.75, NAN, 0.875)
-    assert single.value == pytest.approx(2 / (1 / 0.75 + 1 / 0.875))
-    assert "HFP undefined" in single.notes[0]
+    assert single.value == pytest.approx(3 / (2 / 0.75 + 1 / 0.875))
+    assert "FE stands in" in single.notes[0]
+    assert im.icu_formula(NAN, NAN) == "H(FE, FE (for HFP), RU_final)"
     assert im.icu_score(1.0, 1.0, 0.0).value == 0.0
+    assert im.icu_score(1.0, 1.0, 1.0, 0.0).value == 0.0  # perfectly identifiable people: headline 0
     assert math.isnan(im.icu_score(NAN, 1.0, 1.0).value)
 
 
@@ -266,70 +287,3 @@ def test_good_run_scores_high():
     assert im.collateral(a).value == 0.0
     assert _headline(a, r, u) == pytest.approx(3 / (2 + 1 / 0.96875))
     assert _headline(a, r, u) >= 0.9
-
-
-def _item_run(scale: int = 1) -> ContinualRun:
-    """A 2-stage run built from per-item 0/1 scores (each item list repeated ``scale`` times)."""
-
-    def arr(bits: str) -> np.ndarray:
-        return np.array([float(b) for b in bits] * scale)
-
-    # forget items [view][k][j - 1]; VQA A = [[.75, 1, .75], [.25, .75, .75], [.25, 0, .75]]
-    forget = {
-        "vqa": [[arr("1110"), arr("1111"), arr("1101")], [arr("0010"), arr("1110"), arr("1110")],
-                [arr("0001"), arr("0000"), arr("1101")]],
-        "qa": [[arr("1111"), arr("1101"), arr("1111")], [arr("0000"), arr("1101"), arr("1111")],
-               [arr("0100"), arr("0001"), arr("1110")]],
-    }  # fmt: skip
-    retain = {"vqa": [arr("1111"), arr("1110"), arr("1100")], "qa": [arr("1111"), arr("1101"), arr("1110")]}
-    utility = [arr("1101"), arr("1101"), arr("1001")]
-    pooled_retain = [np.concatenate([retain["vqa"][k], retain["qa"][k]]) for k in range(3)]
-    return ContinualRun(
-        root=Path("synthetic"),
-        name="synthetic",
-        method="synthetic",
-        metric="contains",
-        forget={v: np.array([[c.mean() for c in row] for row in rows]) for v, rows in forget.items()},
-        retain=np.array([x.mean() for x in pooled_retain]),
-        retain_by_view={v: np.array([x.mean() for x in xs]) for v, xs in retain.items()},
-        utility=np.array([x.mean() for x in utility]),
-        answer_entropy=np.full(3, NAN),
-        n_samples=[40 * scale] * 3,
-        forget_items=forget,
-        retain_items=retain,
-        utility_items=utility,
-    )
-
-
-def test_bootstrap_intervals_contain_the_point_estimates():
-    run = _item_run()
-    np.testing.assert_allclose(run.forget["vqa"], [[0.75, 1, 0.75], [0.25, 0.75, 0.75], [0.25, 0, 0.75]])
-    # pooled cell (1,1): VQA 0010 + QA 0000 -> 1/8
-    assert bs.pooled_forget(run)[1, 0] == pytest.approx(1 / 8)
-    point = bs.run_metrics(run)
-    ci = bs.bootstrap(run, n_boot=300, seed=1)
-    for view in bs.FORGET_VIEWS:
-        A = run.forget[view] if view != bs.POOLED else bs.pooled_forget(run)
-        lo, hi = ci.forget[view][..., 0], ci.forget[view][..., 1]
-        assert ((lo <= A + 1e-12) & (A <= hi + 1e-12)).all(), view
-    for key in ("fe_vqa", "fe_pooled", "hfp_pooled", "ru", "ru_final", "icu"):
-        lo, hi = ci.metrics[key]
-        assert lo <= point[key].value <= hi, key
-    assert ci.forget["vqa"][0, 1].tolist() == [1.0, 1.0]  # a cell of all-correct items cannot vary
-
-
-def test_bootstrap_is_seeded_and_shrinks_with_more_items():
-    run = _item_run()
-    a, b = bs.bootstrap(run, n_boot=200, seed=7), bs.bootstrap(run, n_boot=200, seed=7)
-    assert a.metrics == b.metrics
-    np.testing.assert_array_equal(a.forget["qa"], b.forget["qa"])
-    assert bs.bootstrap(run, n_boot=200, seed=8).metrics != a.metrics
-    big = bs.bootstrap(_item_run(scale=25), n_boot=200, seed=7)  # same proportions, 25x the items
-
-    def width(x: np.ndarray | tuple[float, float]) -> float:
-        return float(x[1] - x[0])
-
-    assert width(big.forget["vqa"][1, 0]) < width(a.forget["vqa"][1, 0])
-    for key in ("fe_pooled", "ru_final", "icu"):
-        assert width(big.metrics[key]) < width(a.metrics[key]), key
-    assert bs.bootstrap(run, n_boot=0) is None

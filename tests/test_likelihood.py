@@ -343,3 +343,18 @@ def test_vanilla_is_far_from_holdout_and_forgetting_task_1_moves_it(
         before, after = summary["stages"][0][group], summary["stages"][1][group]
         assert after["task_k_mia_auc_loss"] < before["mia_auc_loss"][0], (group, before, after)
         assert after["task_k_prob"] < before["forget_prob"][0], (group, before, after)
+    # the continual report reads the same samples item by item, each with its profile (the bootstrap's unit);
+    # stage 1 requested task 1 alone, stage 0 stands for every task the run forgets (task 1 here)
+    from icu_tasks.report.results import load_run
+
+    loaded = load_run(run)
+    logged = sum(1 for p in (run / "eval").rglob("*_samples_icu_mia_*.jsonl") for _ in p.open())
+    assert len(loaded.items.mia) == logged > 0
+    assert not [key for key in loaded.items.units.keys if key[1].startswith("item:")]
+    series = loaded.estimates.series
+    for group in ("vqa", "qa", "pooled"):
+        before, after = summary["stages"][0][group], summary["stages"][1][group]
+        assert series[f"auc_loss_{group}"][0] == pytest.approx(before["mia_auc_loss"][0])
+        assert series[f"auc_loss_{group}"][1] == pytest.approx(after["task_k_mia_auc_loss"])
+        privacy = 1 - 2 * abs(after["task_k_mia_auc_loss"] - 0.5)
+        assert series[f"privacy_loss_{group}"][1] == pytest.approx(privacy)

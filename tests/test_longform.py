@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from icu_tasks.continual.bootstrap import estimate
 from icu_tasks.continual.fluency import ngram_entropy, repetition_rate
-from icu_tasks.continual.longform import longform_means
 from icu_tasks.harness.longform import LONGFORM_METRICS, process_results, score_longform
+from icu_tasks.report.items import ItemRows
 
 VALUES = ["Ada Byron", "MR-12345", "12 Oak St, Hullport", "Type 2 diabetes"]
 FLUENT = "Ada Byron (ID MR-12345) lives at 12 Oak St, Hullport."
@@ -62,7 +63,8 @@ def _record(split: str, prediction: str, forget_task: int) -> dict:
     return {"doc_id": 0, **process_results(doc, [prediction])}
 
 
-def test_longform_means_per_split():
+def test_longform_rows_per_split_and_request():
+    """Stage 1 of a 2-stage run: task 1 is requested, task 2 not yet; leakage is reported for each apart."""
     records = [
         _record("forget", FLUENT, 1),
         _record("forget", "the the the the", 2),
@@ -70,9 +72,14 @@ def test_longform_means_per_split():
         {"doc_id": 5, "contains": {"split": "forget", "view": "qa", "forget_task": 1, "contains": 1.0}},
     ]
     assert set(LONGFORM_METRICS) <= set(records[0])
-    means = longform_means(records)
-    assert means["entropy"] == pytest.approx(2 * FLUENT_ENTROPY / 3)
-    assert means["repetition"] == pytest.approx(0.5 / 3)
-    assert means["leakage_forget"] == pytest.approx(0.75 / 2)
-    assert means["leakage_retain"] == pytest.approx(0.75)
-    assert all(np.isnan(v) for v in longform_means(records[3:]).values())
+    rows = ItemRows()
+    rows.add_stage(1, records, "contains")
+    items, _ = rows.freeze(stages=2)
+    s = estimate(items).series
+    assert s["fluency"][1] == pytest.approx(2 * FLUENT_ENTROPY / 3)
+    assert s["repetition"][1] == pytest.approx(0.5 / 3)
+    assert s["leak_requested"][1] == pytest.approx(0.75)  # task 1 (j = 1 <= k = 1): the fluent summary
+    assert s["leak_pending"][1] == pytest.approx(0.0)  # task 2 (j = 2 > k = 1): the collapsed one
+    assert s["leak_retain"][1] == pytest.approx(0.75)
+    for name in ("fluency", "leak_requested", "leak_pending", "leak_retain"):
+        assert np.isnan(s[name][[0, 2]]).all(), name  # stages 0 and 2 have no long-form sample

@@ -27,8 +27,11 @@ def test_absent_unversioned_and_newer_records(tmp_path):
         read_record(tmp_path / STAGE_JSON, required=True)
     (tmp_path / STAGE_JSON).write_text('{"stage": 1}')  # the first format carried no version
     assert read_record(tmp_path / STAGE_JSON) == {"stage": 1}
-    (tmp_path / REPORT_JSON).write_text(json.dumps({FORMAT_KEY: 2, "runs": []}))
-    with pytest.raises(RecordVersionError, match=r"report\.json has format_version 2; this icu-bench reads"):
+    newer = FORMAT_VERSIONS[REPORT_JSON] + 1
+    (tmp_path / REPORT_JSON).write_text(json.dumps({FORMAT_KEY: newer, "runs": []}))
+    with pytest.raises(
+        RecordVersionError, match=rf"report\.json has format_version {newer}; this icu-bench reads"
+    ):
         read_record(tmp_path / REPORT_JSON)
     (tmp_path / RUN_JSON).write_text("[1, 2]")
     with pytest.raises(StageError, match="not a JSON object"):

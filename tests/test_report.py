@@ -70,8 +70,8 @@ R_POOLED = [0.875, 0.75, 0.625, 0.5]
 # RU_k = (R[k]/R[0] + U[k]/U[0]) / 2 with R[0] = 0.875 = 7/8, U[0] = 0.75 = 3/4
 #   RU_1 = (6/7 + 1)/2 = 13/14 = 39/42; RU_2 = (5/7 + 2/3)/2 = 29/42; RU_3 = (4/7 + 2/3)/2 = 26/42
 #   RU = (39 + 29 + 26)/42/3 = 94/126 = 47/63
-# stability = 1 - mean_k |RU_k - RU_{k-1}| (RU_0 = 1 = 42/42): swings 3/42, 10/42, 3/42
-#   -> 1 - (16/42)/3 = 1 - 8/63 = 55/63; worst stage 2, swing 10/42 = 5/21
+# largest RU drop = max over consecutive scored stages of max(0, RU_{k-1} - RU_k) (RU_0 = 1 = 42/42): falls
+#   3/42, 10/42, 3/42 -> 10/42 = 5/21, into stage 2
 # RU_final = RU_3 = 26/42 = 13/21
 # collateral = mean over k >= 1, j > k (task 4 included) of f[k][j]: 6 cells (1,2) (1,3) (1,4) (2,3) (2,4) (3,4)
 #   VQA: 1 - 1/1 = 0; 0; 1 - 0.75/0.75 = 0; 1 - 0.75/1 = 0.25; 0; 1 - 0.5/0.75 = 1/3 -> (7/12)/6 = 7/72
@@ -99,15 +99,14 @@ EXPECTED_FULL = {
     "rebound_vqa": 1 / 6,
     "rebound_qa": 1 / 4,
     "ru": 47 / 63,
-    "stability": 55 / 63,
-    "worst_stage": 2,
-    "worst_stage_swing": 5 / 21,
+    "ru_max_drop": 5 / 21,
+    "ru_max_drop_stage": 2,
 }
 RU_PER_STAGE = [1.0, 39 / 42, 29 / 42, 26 / 42]
 # The partial run: the same tables, stage 3 not scored (a NaN row), so only stages 1..2 count.
 #   FE VQA (2/3 + 1)/2 = 5/6; FE QA (0.5 + 0.75)/2 = 5/8; HFP and rebound: only the pair (2,1):
 #   HFP VQA 1/3, HFP QA -0.5 clipped to 0; rebound VQA 0.25, QA 0.5;
-#   RU = (39/42 + 29/42)/2 = 68/84 = 17/21; stability = 1 - (3/42 + 10/42)/2 = 1 - 13/84 = 71/84, worst 2
+#   RU = (39/42 + 29/42)/2 = 68/84 = 17/21; largest RU drop 10/42 (falls 3/42, 10/42), into stage 2
 #   RU_final = RU_2 = 29/42 (stage 3 not scored: the last scored stage stands in)
 #   collateral over (1,2) (1,3) (1,4) (2,3) (2,4): VQA 0.25/5 = 0.05 (from (2,3)); QA 0
 #   pooled HFP: only (2,1): 1 - 0.625/0.625 = 0 -> ICU (pooled) = 0 (the harmonic mean with a 0 part)
@@ -123,9 +122,8 @@ EXPECTED_PARTIAL = {
     "rebound_vqa": 0.25,
     "rebound_qa": 0.5,
     "ru": 17 / 21,
-    "stability": 71 / 84,
-    "worst_stage": 2,
-    "worst_stage_swing": 5 / 21,
+    "ru_max_drop": 5 / 21,
+    "ru_max_drop_stage": 2,
 }
 
 
@@ -194,9 +192,15 @@ def test_matrices_from_samples(runs):
     np.testing.assert_allclose(run.retain, R_POOLED)
     np.testing.assert_allclose(run.utility, UTIL)
     assert run.missing == [] and run.notes == []
-    # the per-item scores behind each mean are kept (for the bootstrap): A[1][1] VQA = 0.25 -> docs 1, 0, 0, 0
-    assert run.forget_items["vqa"][1][0].tolist() == [1.0, 0.0, 0.0, 0.0]
-    assert run.utility_items[0].tolist() == [1.0, 1.0, 1.0, 0.0]
+    # the per-item scores behind each mean are kept with their profile (the bootstrap's unit):
+    # A[1][1] VQA = 0.25 -> docs of profiles p1-0 .. p1-3 scored 1, 0, 0, 0
+    t, units = run.items.accuracy, run.items.units
+    cell = t.select(stage=1, split="forget", views=["vqa"], tasks=[1])
+    assert [units.keys[u] for u in t.unit[cell]] == [("forget", f"p1-{i}") for i in range(4)]
+    assert t.values["score"][cell].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert t.values["score"][t.select(stage=0, split="utility")].tolist() == [1.0, 1.0, 1.0, 0.0]
+    # strata: each forget task's profiles, and the retain-eval and utility units
+    assert units.stratum_names == ("forget/1", "forget/2", "forget/3", "forget/4", "retain_eval", "utility")
     assert np.isnan(run.holdout["vqa"]).all()  # no holdout split in these files
     assert run.n_samples == [4 * N_DOCS + 4 * N_DOCS + N_DOCS + N_DOCS + N_DOCS] * 4  # 44 per stage
     np.testing.assert_allclose(run.answer_entropy[0], FLUENCY_STAGE0)
@@ -283,29 +287,41 @@ def test_report_files_and_figures(runs, tmp_path):
         assert summary[0]["per_stage"]["ru"] == pytest.approx(RU_PER_STAGE)
         assert summary[1]["per_stage"]["ru"][:3] == pytest.approx(RU_PER_STAGE[:3])
     full, partial = on_disk["runs"]
-    assert full["metric_notes"] == {}  # every term of every metric was defined and scored
+    # every accuracy metric was defined and scored; only what needs the likelihood / MIA tasks has a note
+    assert {key.rsplit("_", 1)[0] for key in full["metric_notes"]} == {"privacy", "forget_quality", "icu"}
+    assert (
+        full["headline"]["formula"] == "H(FE, HFP, RU_final)"
+        and "no membership-inference" in (full["headline"]["why"])
+    )
     assert partial["missing_stages"] == [3] and partial["metrics"]["fluency_final_stage"] is None
     assert partial["per_stage"]["ru"][3] is None  # NaN -> null, valid JSON
     assert partial["forget"]["vqa"][3] == [None] * 4
     assert any("skipped stage(s) 3" in n for n in partial["metric_notes"]["fe_vqa"])
     md = (out / "report.md").read_text()
-    # the table row: ICU, FE VQA/QA, HFP VQA/QA, rebound VQA/QA, collateral VQA/QA, RU, RU final, stability,
-    # worst stage (see EXPECTED_*; ICU full = 3 / (120/79 + 40/19 + 21/13) = 0.5726)
+    # the table row: ICU, FE VQA/QA, HFP VQA/QA, rebound VQA/QA, collateral VQA/QA, RU, RU final, largest RU
+    # drop, privacy LOSS/zlib, headline formula (see EXPECTED_*; ICU full = 3 / (120/79 + 40/19 + 21/13) = 0.5726)
     assert (
         "| npo-demo | npo_diff | 3/3 | 0.573 | 0.889 | 0.417 | 0.694 | 0.333 | 0.167 | 0.250 | 0.097 | 0.042 "
-        "| 0.746 | 0.619 | 0.873 | 2 (Δ 0.238) |" in md
+        "| 0.746 | 0.619 | 0.238 (stage 2) | n/a | n/a | H(FE, HFP, RU_final) |" in md
     )
     assert (
         "| ga-demo | ga | 2/3 | 0.000 | 0.833 | 0.625 | 0.333 | 0.000 | 0.250 | 0.500 | 0.050 | 0.000 "
-        "| 0.810 | 0.690 | 0.845 | 2 (Δ 0.238) |" in md
+        "| 0.810 | 0.690 | 0.238 (stage 2) | n/a | n/a | H(FE, HFP, RU_final) |" in md
     )
     assert "no holdout split scored: base rate B[0] = 0" in md
     # every cell and headline metric carries its bootstrap interval, and the interval holds the estimate
     ci = full["intervals"]
     assert ci["n_boot"] == 1000 and ci["seed"] == 0
-    for key in ("icu", "fe_vqa", "hfp_qa", "ru", "ru_final", "stability"):
-        lo, hi = ci["metrics"][key]
-        assert lo <= full["metrics"][key] <= hi, key
+    assert ci["strata"] == ["forget/1", "forget/2", "forget/3", "forget/4", "retain_eval", "utility"]
+    for key, value in full["metrics"].items():
+        if key in ci["metrics"] and value is not None:
+            lo, hi = ci["metrics"][key]
+            assert lo <= value <= hi, key
+    for name, rows in ci["series"].items():
+        for value, interval in zip(full["per_stage"][name], rows, strict=True):
+            assert (value is None) == (interval is None) and (
+                value is None or interval[0] <= value <= interval[1]
+            )
     for view in ("vqa", "qa", "pooled"):
         for row, ci_row in zip(full["forget"][view], ci["forget"][view], strict=True):
             assert all(lo <= a <= hi for a, (lo, hi) in zip(row, ci_row, strict=True))
@@ -348,8 +364,9 @@ def test_cli_report_default_out(runs, tmp_path):
     assert (runs["full"] / "report" / "report.md").is_file()
     # the hand-computed metrics of EXPECTED_FULL, rounded as printed
     assert (
-        "icu=0.573, fe_vqa=0.889, fe_qa=0.417, hfp_vqa=0.694, hfp_qa=0.333, ru=0.746, ru_final=0.619, "
-        "stability=0.873" in proc.stdout
+        "icu=0.573, fe_vqa=0.889, fe_qa=0.417, hfp_vqa=0.694, hfp_qa=0.333, rebound_vqa=0.167, "
+        "rebound_qa=0.250, collateral_vqa=0.097, collateral_qa=0.042, ru=0.746, ru_final=0.619, "
+        "ru_max_drop=0.238, privacy_loss=n/a, privacy_zlib=n/a" in proc.stdout
     )
 
 
@@ -469,15 +486,18 @@ def test_longform_samples_become_fluency_and_leakage_rows(runs, tmp_path):
     # at 0 oak st , hullport .), all 15 bigrams and 14 trigrams distinct -> (2/3 log2 15 + 4/3 log2 14) / 2
     # per summary (every i gives the same pattern); a collapsed one scores 0 and repetition 1 - 1/2.
     fluent = (2 / 3 * math.log2(15) + 4 / 3 * math.log2(14)) / 2
-    np.testing.assert_allclose(run.longform["entropy"], [fluent, math.nan, math.nan, fluent * 2 / 6])
+    np.testing.assert_allclose(run.longform["fluency"], [fluent, math.nan, math.nan, fluent * 2 / 6])
     np.testing.assert_allclose(run.longform["repetition"], [0.0, math.nan, math.nan, 0.5 * 4 / 6])
-    np.testing.assert_allclose(run.longform["leakage_forget"], [1.0, math.nan, math.nan, 0.0])
-    np.testing.assert_allclose(run.longform["leakage_retain"], [1.0, math.nan, math.nan, 1.0])
+    # leakage of the forget profiles (tasks 1 and 2): stage 0 requested none of them (all pending), stage 3
+    # requested both (none pending)
+    np.testing.assert_allclose(run.longform["leak_requested"], [math.nan, math.nan, math.nan, 0.0])
+    np.testing.assert_allclose(run.longform["leak_pending"], [1.0, math.nan, math.nan, math.nan])
+    np.testing.assert_allclose(run.longform["leak_retain"], [1.0, math.nan, math.nan, 1.0])
     report = write_report([run], tmp_path / "report", n_boot=0)
     summary = report["runs"][0]
     assert summary["metrics"]["fluency_stage0"] == pytest.approx(fluent)
     assert summary["metrics"]["fluency_final_stage"] == 3
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "| fluency | rep | leak F | leak R |" in md
-    assert f"| {fluent:.2f} | 0.000 | 1.000 | 1.000 | 44 |" in md
-    assert f"| {fluent / 3:.2f} | 0.333 | 0.000 | 1.000 | 44 |" in md
+    assert "| fluency ↑ | rep ↓ | leak req. ↓ | leak pending | leak R ↑ | samples |" in md
+    assert f"| {fluent:.3f} | 0.000 | n/a | 1.000 | 1.000 | 44 |" in md
+    assert f"| {fluent / 3:.3f} | 0.333 | 0.000 | n/a | 1.000 | 44 |" in md

@@ -75,15 +75,16 @@ def test_hooks_keep_only_the_named_forget_tasks(small_data_dir, monkeypatch):
 #   HFP: (2,1) 1 - 0.5/0.75 = 1/3; (3,1) 1; (3,2) 1 - 0.25/1 = 0.75 -> 25/36 (no stage-1 term in HFP)
 #   collateral: (2,3) 1 - 0.75/1 = 0.25; (2,4) not scored; (3,4) 1 - 0.5/0.75 = 1/3 -> 7/24
 #   rebound: (2,1) and (3,1) need A[1][1], not scored; (3,2) 0.25 - A[2][2] = 0.25 -> 0.25
-#   RU_2 = 29/42, RU_3 = 26/42 (test_report's values) -> RU = 55/84; stability from the one pair of scored
-#   consecutive stages (2, 3): 1 - 3/42 = 13/14
+#   RU_2 = 29/42, RU_3 = 26/42 (test_report's values) -> RU = 55/84; largest RU drop between consecutive
+#   scored stages (0, 2) and (2, 3): falls 1 - 29/42 = 13/42 and 3/42 -> 13/42, into stage 2 (from stage 0)
 SCHEDULED = {
     "fe_vqa": 1.0,
     "hfp_vqa": 25 / 36,
     "collateral_vqa": 7 / 24,
     "rebound_vqa": 0.25,
     "ru": 55 / 84,
-    "stability": 13 / 14,
+    "ru_max_drop": 13 / 42,
+    "ru_max_drop_stage": 2,
 }
 
 
@@ -126,6 +127,9 @@ def test_scheduled_run_keeps_unscored_cells_missing(scheduled_run, tmp_path):
         assert s["metrics"][key] == pytest.approx(value, abs=1e-12), key
     assert s["forget"]["vqa"][2][3] is None and s["forget"]["vqa"][1] == [None] * 4
     assert any("left out 1 unscored cell" in n for n in s["metric_notes"]["collateral_vqa"])
+    assert s["metric_notes"]["ru_max_drop"] == [
+        "largest fall from stage 0 to stage 2 (no scored stage between)"
+    ]
     assert s["missing_cells"]["qa"]["outside_window"] == 1
     md = (tmp_path / "report" / "report.md").read_text()
     assert (

@@ -1,11 +1,18 @@
-"""The metric set of a continual run per forget view, and its bootstrap 95% intervals.
+"""Point estimates of a run and their paired, profile-level bootstrap 95% intervals.
 
-:func:`metric_set` computes every metric of :mod:`icu_tasks.continual.metrics` from the matrices (per forget view
-VQA, QA and ``pooled`` — both views' items together — plus RU, RU_final and stability, and the headline ICU
-score per view; ``icu`` is the pooled one). :func:`bootstrap` resamples the items *within each cell* (each
-forget cell A[k][j], each R[k], U[k] and the base rate B[0]) with replacement, recomputes the matrices and the
-whole metric set per resample, and reports percentile intervals. Seeded: the same run, ``n_boot`` and ``seed``
-give the same intervals.
+:func:`estimate` computes every number of the registry (:mod:`icu_tasks.continual.registry`) from the items as
+scored. :func:`bootstrap` resamples **units** (profiles; a utility unit is its specimen document or
+institution), not items: the questions about one person are correlated, and a cell of 16 questions about 2
+people carries the information of 2 people, not 16. Units are drawn with replacement *within their stratum*
+(each forget task's profiles, the retain-eval, holdout and utility units), so every cell keeps its design.
+**One draw per resample is shared by every stage and every cell**: the same people are scored at every stage,
+so differences between stages (rebound, the largest RU drop, HFP against FE) stay paired, and the forget,
+retain, utility, holdout, likelihood, membership and long-form items of a person move together.
+
+Intervals are percentile intervals. A percentile interval of a bounded or non-smooth statistic (a mean of
+``max(0, ·)``, a p-value) can miss its own point estimate; where it does, the interval is extended to the
+point and the number is listed in :attr:`Intervals.extended`, so no point estimate lies outside its interval
+and the extension is visible. Seeded: the same items, ``n_boot`` and ``seed`` give the same intervals.
 """
 
 from __future__ import annotations
@@ -15,171 +22,126 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from icu_tasks.continual import metrics as im
-from icu_tasks.continual import retention
-from icu_tasks.data.schema import VIEWS
-from icu_tasks.report.results import ContinualRun
+from icu_tasks.continual import registry as rg
+from icu_tasks.continual.items import RunItems, Units, ones
+from icu_tasks.continual.metrics import MetricValue
 
-POOLED = "pooled"
-#: The forget views metrics are reported for: each view alone and both pooled.
-FORGET_VIEWS: tuple[str, ...] = (*VIEWS, POOLED)
-#: Per-view metrics (key ``<name>_<view>``).
-VIEW_METRICS: tuple[str, ...] = ("icu", "fe", "hfp", "rebound", "collateral", "over_forgetting")
-#: Run-level metrics (retain/utility side).
-RUN_METRICS: tuple[str, ...] = ("ru", "ru_final", "stability")
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 0
 LEVEL = 0.95
+#: Resamples computed at once (bounds the memory of the weight matrix and the per-batch arrays).
+CHUNK = 250
 
 
-def metric_set(
-    forget: dict[str, np.ndarray], base: dict[str, float | None], R: np.ndarray, U: np.ndarray
-) -> dict[str, im.MetricValue]:
-    """Every metric of one run: ``<metric>_<view>`` for each forget view in ``forget``, plus RU, RU_final,
-    stability and ``icu`` (= ``icu_pooled`` when a pooled view is given). ``base[view]`` is B[0] or None."""
-    out: dict[str, im.MetricValue] = {
-        "ru": retention.retained_utility(R, U),
-        "ru_final": retention.retained_utility_final(R, U),
-        "stability": retention.stability(R, U),
-    }
-    for view, A in forget.items():
-        b = base.get(view)
-        fe = im.forgetting_effectiveness(A, b)
-        hfp = im.historical_forgetting_preservation(A, b)
-        out[f"fe_{view}"], out[f"hfp_{view}"] = fe, hfp
-        out[f"rebound_{view}"] = im.rebound(A, b)
-        out[f"collateral_{view}"] = im.collateral(A, b)
-        out[f"over_forgetting_{view}"] = im.over_forgetting(A, b)
-        out[f"icu_{view}"] = im.icu_score(fe.value, hfp.value, out["ru_final"].value)
-    if f"icu_{POOLED}" in out:
-        out["icu"] = out[f"icu_{POOLED}"]
-    return out
+@dataclass(frozen=True)
+class Estimates:
+    """A run's numbers as scored: forget matrices ``(T + 1, J)`` per group, series ``(T + 1,)``, metrics."""
 
-
-def _has_items(run: ContinualRun) -> bool:
-    return bool(run.forget_items) and bool(run.utility_items)
-
-
-def _cat(*arrays: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.asarray(a, dtype=float) for a in arrays]) if arrays else np.zeros(0)
-
-
-def _mean(items: np.ndarray) -> float:
-    return float(items.mean()) if items.size else math.nan
-
-
-def pooled_forget(run: ContinualRun) -> np.ndarray:
-    """A[k][j] over both views' items together (the mean of the two views when no items are kept)."""
-    if not _has_items(run):
-        with np.errstate(invalid="ignore"):
-            return np.nanmean(np.stack([run.forget[v] for v in VIEWS]), axis=0)
-    shape = run.forget[VIEWS[0]].shape
-    out = np.full(shape, math.nan)
-    for k in range(shape[0]):
-        for i in range(shape[1]):
-            out[k, i] = _mean(_cat(*(run.forget_items[v][k][i] for v in VIEWS)))
-    return out
-
-
-def base_rates(run: ContinualRun) -> dict[str, float | None]:
-    """B[0] per forget view (pooled: both views' holdout items); None where no holdout item was scored."""
-    out: dict[str, float | None] = {}
-    for view in VIEWS:
-        b = run.holdout.get(view)
-        out[view] = None if b is None or math.isnan(b[0]) else float(b[0])
-    pooled = _cat(*(run.holdout_items[v][0] for v in VIEWS)) if run.holdout_items else np.zeros(0)
-    out[POOLED] = _mean(pooled) if pooled.size else None
-    return out
-
-
-def run_metrics(run: ContinualRun) -> dict[str, im.MetricValue]:
-    """:func:`metric_set` of a loaded run (all three forget views, B[0] from its holdout split if scored)."""
-    forget = {view: run.forget[view] for view in VIEWS} | {POOLED: pooled_forget(run)}
-    return metric_set(forget, base_rates(run), run.retain, run.utility)
+    forget: dict[str, np.ndarray]
+    series: dict[str, np.ndarray]
+    metrics: dict[str, MetricValue]
+    mia_scored: bool
 
 
 @dataclass(frozen=True)
 class Intervals:
-    """Percentile intervals (``[lo, hi]`` in the last axis; NaN where undefined) of a run's numbers.
+    """Percentile intervals (last axis ``[lo, hi]``; NaN where undefined) of a run's numbers.
 
-    ``metrics[key]`` for every key of :func:`metric_set`; ``forget[view]`` has shape ``(T + 1, J, 2)``;
-    ``retain``, ``utility`` and ``ru`` (RU_k) have shape ``(T + 1, 2)``.
+    ``metrics[name]``: ``(lo, hi)``; ``series[name]``: ``(T + 1, 2)``; ``forget[group]``: ``(T + 1, J, 2)``.
+    ``extended``: the numbers whose percentile interval missed the point estimate and was extended to it
+    (``name`` for a metric, ``name[k]`` for a series entry, ``forget_<group>[k][j]`` for a cell).
     """
 
     metrics: dict[str, tuple[float, float]]
+    series: dict[str, np.ndarray]
     forget: dict[str, np.ndarray]
-    retain: np.ndarray
-    utility: np.ndarray
-    ru: np.ndarray
+    extended: tuple[str, ...]
     n_boot: int
     seed: int
+    strata: tuple[str, ...]
 
 
-def _draw(items: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_boot`` resampled means of one cell's items (NaN for an empty cell)."""
-    if items.size == 0:
-        return np.full(n_boot, math.nan)
-    return items[rng.integers(0, items.size, size=(n_boot, items.size))].mean(axis=1)
+def estimate(items: RunItems) -> Estimates:
+    """Every registered number of ``items`` as scored (each unit once)."""
+    forget, series = rg.compute_batch(items, ones(items.units))
+    mia = len(items.mia) > 0
+    point = rg.point_of(forget, series, mia)
+    return Estimates(point.forget, point.series, rg.metric_set(point), mia)
 
 
-def _interval(samples: np.ndarray) -> np.ndarray:
-    """Percentile interval over the resamples (axis 0) of every entry; NaN where no resample is finite."""
+def draw_weights(units: Units, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` resamples of the units, as counts ``(n, n_units)``: within each stratum of m units, m draws
+    with replacement (a multinomial with equal probabilities)."""
+    W = np.zeros((n, len(units)))
+    for s in range(len(units.stratum_names)):
+        idx = np.flatnonzero(units.strata == s)
+        W[:, idx] = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), size=n)
+    return W
+
+
+def _percentiles(samples: np.ndarray) -> np.ndarray:
+    """Percentile interval over axis 0 of every entry; NaN where no resample is finite."""
     lo_q, hi_q = 100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2
-    samples = np.asarray(samples, dtype=float)
-    out = np.full((*samples.shape[1:], 2), math.nan)
-    flat, res = samples.reshape(samples.shape[0], -1), out.reshape(-1, 2)
+    flat = samples.reshape(samples.shape[0], -1)
+    out = np.full((flat.shape[1], 2), math.nan)
     for i in range(flat.shape[1]):
         finite = flat[:, i][np.isfinite(flat[:, i])]
         if finite.size:
-            res[i] = np.percentile(finite, [lo_q, hi_q])
-    return res.reshape(out.shape)
+            out[i] = np.percentile(finite, [lo_q, hi_q])
+    return out.reshape(*samples.shape[1:], 2)
+
+
+def _hull(ci: np.ndarray, point: np.ndarray, name: str, extended: list[str]) -> np.ndarray:
+    """``ci`` extended to hold ``point`` (entries named in ``extended``); NaN where the point is NaN."""
+    ci, point = ci.copy(), np.asarray(point, dtype=float)
+    flat_ci, flat_p = ci.reshape(-1, 2), point.reshape(-1)
+    for i, p in enumerate(flat_p):
+        if math.isnan(p):
+            flat_ci[i] = math.nan
+        elif math.isnan(flat_ci[i, 0]) or not flat_ci[i, 0] <= p <= flat_ci[i, 1]:
+            where = np.unravel_index(i, point.shape) if point.ndim else ()
+            extended.append(name + "".join(f"[{w}]" for w in where))
+            lo, hi = (p, p) if math.isnan(flat_ci[i, 0]) else flat_ci[i]
+            flat_ci[i] = [min(p, lo), max(p, hi)]
+    assert all(math.isnan(p) or lo <= p <= hi for p, (lo, hi) in zip(flat_p, flat_ci, strict=True))
+    return ci
 
 
 def bootstrap(
-    run: ContinualRun, n_boot: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+    items: RunItems, point: Estimates, n_boot: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
 ) -> Intervals | None:
-    """Bootstrap intervals of every matrix cell and every metric of ``run``; None if it kept no items.
-
-    Each cell's items (forget A[k][j] per view, pooled retain R[k], utility U[k], holdout B[0]) are resampled
-    independently with replacement, ``n_boot`` times, from one generator seeded with ``seed``.
-    """
-    if not _has_items(run) or n_boot < 1:
+    """Paired profile-level intervals of every number in ``point``; None with ``n_boot < 1`` or no units."""
+    if n_boot < 1 or len(items.units) == 0:
         return None
     rng = np.random.default_rng(seed)
-    T1, J = run.forget[VIEWS[0]].shape
-    items = {view: run.forget_items[view] for view in VIEWS}
-    items[POOLED] = [[_cat(*(run.forget_items[v][k][i] for v in VIEWS)) for i in range(J)] for k in range(T1)]
-    forget_b = {
-        view: np.stack(
-            [np.stack([_draw(items[view][k][i], n_boot, rng) for i in range(J)], -1) for k in range(T1)], 1
-        )
-        for view in FORGET_VIEWS
-    }  # (n_boot, T + 1, J)
-    retain_b = np.stack(
-        [_draw(_cat(*(run.retain_items[v][k] for v in VIEWS)), n_boot, rng) for k in range(T1)], 1
-    )
-    utility_b = np.stack([_draw(run.utility_items[k], n_boot, rng) for k in range(T1)], 1)
-    hold = {view: run.holdout_items[view][0] for view in VIEWS} if run.holdout_items else {}
-    if hold:
-        hold[POOLED] = _cat(*hold.values())
-    base_b = {
-        view: _draw(hold[view], n_boot, rng) if hold.get(view, np.zeros(0)).size else None
-        for view in FORGET_VIEWS
-    }
-    values: dict[str, list[float]] = {}
-    ru_b = np.full((n_boot, T1), math.nan)
-    for b in range(n_boot):
-        base = {view: None if base_b[view] is None else float(base_b[view][b]) for view in FORGET_VIEWS}
-        forget = {view: forget_b[view][b] for view in FORGET_VIEWS}
-        for key, mv in metric_set(forget, base, retain_b[b], utility_b[b]).items():
-            values.setdefault(key, []).append(mv.value)
-        ru_b[b] = retention.retained_utility_per_stage(retain_b[b], utility_b[b])
+    forget: dict[str, list[np.ndarray]] = {g: [] for g in point.forget}
+    series: dict[str, list[np.ndarray]] = {n: [] for n in point.series}
+    metrics: dict[str, list[float]] = {n: [] for n in point.metrics}
+    for start in range(0, n_boot, CHUNK):
+        W = draw_weights(items.units, min(CHUNK, n_boot - start), rng)
+        f, s = rg.compute_batch(items, W)
+        for g in forget:
+            forget[g].append(f[g])
+        for n in series:
+            series[n].append(s[n])
+        for i in range(W.shape[0]):
+            for n, mv in rg.metric_set(rg.point_of(f, s, point.mia_scored, i)).items():
+                metrics[n].append(mv.value)
+    extended: list[str] = []
     return Intervals(
-        metrics={key: tuple(_interval(np.asarray(v))) for key, v in values.items()},
-        forget={view: _interval(forget_b[view]) for view in FORGET_VIEWS},
-        retain=_interval(retain_b),
-        utility=_interval(utility_b),
-        ru=_interval(ru_b),
+        metrics={
+            n: tuple(_hull(_percentiles(np.asarray(v)), np.asarray(point.metrics[n].value), n, extended))
+            for n, v in metrics.items()
+        },
+        series={
+            n: _hull(_percentiles(np.concatenate(v)), point.series[n], n, extended) for n, v in series.items()
+        },
+        forget={
+            g: _hull(_percentiles(np.concatenate(v)), point.forget[g], f"forget_{g}", extended)
+            for g, v in forget.items()
+        },
+        extended=tuple(extended),
         n_boot=n_boot,
         seed=seed,
+        strata=items.units.stratum_names,
     )

@@ -1,7 +1,8 @@
 """The forget-side continual metrics and the ICU score (docs/metrics.md): pure-numpy functions.
 
 FE, HFP, rebound, collateral and over-forgetting read the forget-accuracy matrix, normalised against a base
-rate; the retain side (RU, stability, the worst stage) is :mod:`icu_tasks.continual.retention`. Conventions
+rate; the retain side (RU, RU_final, its largest drop) is :mod:`icu_tasks.continual.retention`, privacy and
+forget quality :mod:`icu_tasks.continual.privacy`. Conventions
 for every function here:
 
 * ``A`` is a forget-accuracy matrix of shape ``(T + 1, J)``: row ``k`` is the model after stage ``k``
@@ -41,6 +42,7 @@ __all__ = [
     "rebound",
     "collateral",
     "over_forgetting",
+    "icu_formula",
     "icu_score",
 ]
 
@@ -259,20 +261,35 @@ def over_forgetting(A: Matrix, base: float | None = None) -> MetricValue:
     return _mean(terms, skips, "no scored cell (k >= 1, j <= k)")
 
 
-def icu_score(fe: float, hfp: float, ru_final: float) -> MetricValue:
-    """The headline ICU score: the harmonic mean of FE, HFP and RU_final (each clipped to [0, 1]).
+def icu_formula(hfp: float, privacy: float) -> str:
+    """Which harmonic mean the headline is for these parts (HFP or privacy NaN = undefined / not scored)."""
+    parts = ["FE", "FE (for HFP)" if math.isnan(hfp) else "HFP", "RU_final"]
+    if not math.isnan(privacy):
+        parts.append("privacy")
+    return "H(" + ", ".join(parts) + ")"
 
-    Low for a method that forgets nothing (FE = 0) and for one that collapses (RU_final = 0): one weak part
-    pulls the harmonic mean down. Without HFP (a single stage, or HFP undefined) it is the harmonic mean of FE
-    and RU_final; NaN if FE or RU_final is NaN.
+
+def icu_score(fe: float, hfp: float, ru_final: float, privacy: float = math.nan) -> MetricValue:
+    """The headline ICU score: the harmonic mean of FE, HFP, RU_final and privacy (each clipped to [0, 1]).
+
+    Low for a method that forgets nothing (FE = 0), for one that collapses (RU_final = 0) and for one that
+    leaves the forgotten people identifiable (privacy = 0): one weak part pulls the harmonic mean down. Where
+    HFP is undefined (a single stage, or no scored earlier task) FE stands in for it, so the mean still has
+    a part for each of forgetting, keeping forgotten and retaining. Privacy (NaN = no membership-inference
+    AUC at a stage k >= 1) is left out with a note. NaN if FE or RU_final is NaN. :func:`icu_formula` names
+    the mean a run got.
     """
-    notes: tuple[str, ...] = ()
-    parts = [fe, hfp, ru_final]
+    notes: list[str] = []
     if math.isnan(hfp):
-        parts, notes = [fe, ru_final], ("HFP undefined: harmonic mean of FE and RU_final only",)
-    if any(math.isnan(p) for p in parts):
-        return MetricValue(math.nan, ("undefined: FE or RU_final is undefined",))
+        notes.append("HFP undefined: FE stands in for it")
+    if math.isnan(privacy):
+        notes.append(
+            "privacy undefined (no membership-inference AUC after a stage): left out of the headline"
+        )
+    if math.isnan(fe) or math.isnan(ru_final):
+        return MetricValue(math.nan, ("undefined: FE or RU_final is undefined", *notes))
+    parts = [fe, fe if math.isnan(hfp) else hfp, ru_final] + ([] if math.isnan(privacy) else [privacy])
     clipped = [min(1.0, max(0.0, p)) for p in parts]
     if min(clipped) == 0.0:
-        return MetricValue(0.0, notes)
-    return MetricValue(len(clipped) / sum(1.0 / p for p in clipped), notes)
+        return MetricValue(0.0, tuple(notes))
+    return MetricValue(len(clipped) / sum(1.0 / p for p in clipped), tuple(notes))

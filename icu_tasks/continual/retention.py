@@ -1,7 +1,10 @@
-"""The retain-side continual metrics: retained utility RU (per stage, mean, final) and stability.
+"""The retain-side continual metrics: retained utility RU (per stage, mean, final) and its largest drop.
 
 ``R`` and ``U`` are per-stage vectors of length ``T + 1`` (retain accuracy and utility, row 0 = the vanilla
 model). A stage that was not scored is NaN: it is skipped, never imputed, and named in the result's notes.
+A stage-0 value below :data:`MIN_BASELINE` (the vanilla model hardly answers that split) leaves its ratio out
+of RU, with a note, so no RU comes from a tiny denominator (as :data:`~icu_tasks.continual.metrics.MIN_MARGIN`
+does for the forget side).
 Every function returns a :class:`~icu_tasks.continual.metrics.MetricValue`; the forget-side metrics and the
 ICU score are in :mod:`icu_tasks.continual.metrics`.
 """
@@ -16,12 +19,15 @@ import numpy as np
 from icu_tasks.continual.metrics import MetricValue, join_ints
 
 __all__ = [
+    "MIN_BASELINE",
     "retained_utility_per_stage",
     "retained_utility",
     "retained_utility_final",
-    "stability",
-    "worst_stage",
+    "largest_drop",
 ]
+
+#: Smallest R[0] or U[0] whose ratio enters RU.
+MIN_BASELINE = 0.1
 
 
 def _as_vector(x: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
@@ -36,8 +42,11 @@ def _ratio(x: np.ndarray, name: str, notes: list[str]) -> np.ndarray | None:
     if math.isnan(base):
         notes.append(f"{name}[0] not scored: {name} left out of RU")
         return None
-    if base <= 0.0:
-        notes.append(f"{name}[0] = 0: {name} left out of RU (ratio undefined)")
+    if base < MIN_BASELINE:
+        notes.append(
+            f"{name}[0] = {base:.3f} < {MIN_BASELINE}: {name} left out of RU (the vanilla model hardly "
+            "answers it; a ratio to it would mostly be noise)"
+        )
         return None
     return x / base
 
@@ -60,7 +69,8 @@ def retained_utility_per_stage(
 ) -> np.ndarray:
     """RU_k = ½ (R[k]/R[0] + U[k]/U[0]) for k = 0..T (RU_0 = 1). NaN where stage k is not scored.
 
-    If R[0] or U[0] is 0 or NaN, that ratio is undefined and RU_k uses the other term alone.
+    If R[0] or U[0] is NaN or below :data:`MIN_BASELINE`, that ratio is left out and RU_k uses the other
+    term alone.
     """
     return _ru_and_notes(np.asarray(R, float), np.asarray(U, float))[0]
 
@@ -81,50 +91,28 @@ def retained_utility(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.nd
     return MetricValue(float(np.nanmean(stages)), tuple(notes))
 
 
-def _swings(R: np.ndarray, U: np.ndarray) -> tuple[dict[int, float], list[str]]:
-    """|RU_k − RU_{k−1}| for every k = 1..T where both stages are scored."""
-    ru, notes = _ru_and_notes(np.asarray(R, float), np.asarray(U, float))
-    if math.isnan(ru[0]):
-        return {}, ["neither R[0] nor U[0] is usable", *notes]
-    swings, skipped = {}, []
-    for k in range(1, ru.shape[0]):
-        if math.isnan(ru[k]) or math.isnan(ru[k - 1]):
-            skipped.append(k)
-        else:
-            swings[k] = abs(float(ru[k] - ru[k - 1]))
-    if skipped:
-        notes.append(
-            f"skipped the change into stage(s) {join_ints(skipped)}: that stage or the one before not scored"
-        )
-    return swings, notes
+def largest_drop(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:
+    """The largest fall of RU between consecutive *scored* stages: max over scored p < k, with no scored stage
+    between them, of max(0, RU_p − RU_k); ``stage`` = the k where it landed (ties → the earliest).
 
-
-def _worst_swing(R: np.ndarray, U: np.ndarray) -> tuple[dict[int, float], MetricValue]:
-    """The swings and the worst one (ties → the earliest stage); NaN with the reason when there is none."""
-    swings, notes = _swings(np.asarray(R, float), np.asarray(U, float))
-    if not swings:
-        return swings, MetricValue(
-            math.nan, ("undefined: no pair of scored consecutive stages",) + tuple(notes)
-        )
-    worst = max(swings, key=lambda k: (swings[k], -k))
-    return swings, MetricValue(swings[worst], tuple(notes), stage=worst)
-
-
-def stability(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:
-    """Stability = 1 − mean over k = 1..T of |RU_k − RU_{k−1}| (RU_0 = 1).
-
-    Only changes between two scored consecutive stages count. Not clipped: 1 = RU never moved; a run whose RU
-    swings by more than 1 per stage on average goes below 0. ``stage`` is the worst stage (largest swing).
+    0 = RU never fell; the value is in RU units and does not shrink as T grows. Under an evaluation schedule
+    that skips stages, the fall between two scored stages spans the stages between them (the note names the
+    pair). NaN with the reason when fewer than two stages are scored.
     """
-    swings, worst = _worst_swing(R, U)
-    if not swings:
-        return worst
-    return MetricValue(1.0 - float(np.mean(list(swings.values()))), worst.notes, stage=worst.stage)
-
-
-def worst_stage(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:
-    """The stage k with the largest |RU_k − RU_{k−1}| (``stage``) and that swing (``value``); ties → earliest."""
-    return _worst_swing(R, U)[1]
+    ru, notes = _ru_and_notes(np.asarray(R, float), np.asarray(U, float))
+    scored = [k for k in range(ru.shape[0]) if not math.isnan(ru[k])]
+    if len(scored) < 2:
+        return MetricValue(math.nan, ("undefined: fewer than two scored stages",) + tuple(notes))
+    best, where = 0.0, None
+    for p, k in zip(scored, scored[1:], strict=False):
+        fall = float(ru[p] - ru[k])
+        if fall > best:
+            best, where = fall, (p, k)
+    if where is None:
+        return MetricValue(0.0, tuple(notes))
+    if where[0] != where[1] - 1:
+        notes.append(f"largest fall from stage {where[0]} to stage {where[1]} (no scored stage between)")
+    return MetricValue(best, tuple(notes), stage=where[1])
 
 
 def retained_utility_final(R: Sequence[float] | np.ndarray, U: Sequence[float] | np.ndarray) -> MetricValue:

@@ -35,7 +35,7 @@ FORMAT_VERSIONS: dict[str, int] = {
     COST_JSON: 1,
     DEMO_JSON: 1,
     STAGE_JSON: 1,
-    REPORT_JSON: 1,
+    REPORT_JSON: 2,
     COMPARE_JSON: 1,
 }
 

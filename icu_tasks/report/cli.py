@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from icu_tasks.errors import ConfigError
-from icu_tasks.report.results import DEFAULT_METRIC, METRICS
+from icu_tasks.report.samples import DEFAULT_METRIC, METRICS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=1000,
         metavar="N",
-        help="bootstrap resamples for the 95%% intervals (items resampled within each cell; 0 = none)",
+        help="bootstrap resamples for the 95%% intervals (profiles resampled, one draw shared by every stage; "
+        "0 = none)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     p.add_argument(
@@ -69,6 +70,7 @@ def run_report(args: argparse.Namespace) -> int:
     Refused: a run with nothing scored with ``--metric`` (an all-n/a report), and a run whose stages or
     evaluations recorded another data hash than the run (:func:`icu_tasks.records.provenance.check_run_data`).
     """
+    from icu_tasks.continual.registry import OVERVIEW
     from icu_tasks.errors import StageError
     from icu_tasks.records.layout import report_dir
     from icu_tasks.records.provenance import check_run_data
@@ -95,7 +97,7 @@ def run_report(args: argparse.Namespace) -> int:
         m = s["metrics"]
         shown = ", ".join(
             f"{key}={'n/a' if m[key] is None or (isinstance(m[key], float) and math.isnan(m[key])) else f'{m[key]:.3f}'}"
-            for key in ("icu", "fe_vqa", "fe_qa", "hfp_vqa", "hfp_qa", "ru", "ru_final", "stability")
+            for key in (metric.name for metric in OVERVIEW)
         )
         missing = f" (missing stages: {s['missing_stages']})" if s["missing_stages"] else ""
         print(f"{s['name']} [{s['method']}]: {shown}{missing}")

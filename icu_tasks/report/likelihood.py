@@ -9,7 +9,8 @@ key ``mia_auc_loss``). Per stage k (0 = vanilla), per view (``vqa``, ``qa``) and
 * ``forget_truth_ratio[k][j-1]``: TOFU's forget statistic ``mean(min(R, 1/R))`` on task j (1 = the truth no
   more likely than wrong values);
 * ``mia_auc_loss[k][j-1]`` / ``mia_auc_zlib[k][j-1]``: AUC of telling task j's items from the holdout items
-  (all of the view's holdout docs) by LOSS / zlib score (1 = memorised, 0.5 = like never seen);
+  (all of the view's holdout docs) by LOSS / zlib score (1 = memorised, 0.5 = like never seen, near 0 = as
+  identifiable, by being less likely; privacy folds both sides, :mod:`icu_tasks.continual.privacy`);
 * ``retain_prob``, ``retain_truth_ratio`` (``mean(max(0, 1 - R))``), ``holdout_prob``, ``utility_prob`` and
   ``mia_auc_loss_all`` / ``mia_auc_zlib_all`` (every forget task pooled) per stage.
 
@@ -168,7 +169,9 @@ def likelihood_markdown(name: str, summary: dict[str, Any] | None, group: str = 
         "",
         "P = exp(−mean answer-token NLL), answer tokens + end-of-turn; TR = TOFU truth-ratio statistic "
         "(forget: mean min(R, 1/R), 1 = forgotten; retain: mean max(0, 1 − R), 1 = kept); AUC = forget items "
-        "vs never-seen holdout items (1 = memorised, 0.5 = like never seen, < 0.5 = over-forgotten).",
+        "vs never-seen holdout items (0.5 = like never seen; 1 = memorised; near 0 = marked by being *less* "
+        "likely than a stranger's answer, as identifiable as near 1). Point values per task; the per-stage "
+        "table above has the requested tasks' numbers with intervals.",
         "",
         "| k | " + " | ".join(h for _, h in MD_COLUMNS) + " |",
         "|---" * (len(MD_COLUMNS) + 1) + "|",

@@ -9,38 +9,41 @@ The base rate B[k] comes from the split ``holdout`` (tasks ``icu_holdout_vqa`` /
 ``_mc`` twins, part of the ``icu`` / ``icu_mc`` groups). Samples of the paraphrase tasks (``icu_*_para``,
 payload ``"phrasing": "paraphrase"``) are left out of every matrix here, so scoring them never changes A.
 Samples of the long-form tasks (``icu_longform_*``, metric keys ``longform_*``) carry no accuracy: they become
-the per-stage fluency (long-form entropy, 3-gram repetition) and leakage (forget / retain-eval) rows of
-``ContinualRun.longform``.
+the per-stage fluency (long-form entropy, 3-gram repetition) and leakage (requested / not yet requested forget
+profiles, retain-eval) rows of ``ContinualRun.longform``. Every scored item is kept with its profile
+(:mod:`icu_tasks.report.items`) in ``ContinualRun.items``; the matrices are the registry's point estimates of
+those items (:func:`icu_tasks.continual.bootstrap.estimate`), the same code the bootstrap resamples.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from icu_tasks.continual.bootstrap import Estimates, estimate
 from icu_tasks.continual.fluency import fluency as fluency_of
-from icu_tasks.continual.longform import LONGFORM_ROWS, longform_means
+from icu_tasks.continual.items import RunItems
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError, StageError
-from icu_tasks.harness import answer_metrics
 from icu_tasks.records import layout
 from icu_tasks.records.files import read_record
 from icu_tasks.records.schedule import EvalSchedule
+from icu_tasks.report.items import ItemRows
 from icu_tasks.report.samples import (
+    DEFAULT_METRIC,
+    METRICS,
     is_paraphrase,
     prediction,
-    score,
     stage_records,
 )
 
-#: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
-METRICS: tuple[str, ...] = (*sorted(answer_metrics.GENERATE_METRICS), "mc_accuracy")
-DEFAULT_METRIC = "contains"
+#: Rows of ``ContinualRun.longform``: registry series of the long-form items.
+LONGFORM_ROWS: tuple[str, ...] = ("fluency", "repetition", "leak_requested", "leak_pending", "leak_retain")
 
 RUN_FILE, STAGE_FILE, EVAL_DIR = layout.RUN_JSON, layout.STAGE_JSON, layout.EVAL_DIR
 
@@ -51,17 +54,16 @@ class ContinualRun:
 
     ``forget[view]`` has shape ``(T + 1, J)``: ``forget[view][k, j - 1]`` is A[k][j], the accuracy on forget
     task j after stage k, for every task seen in the samples (future tasks included). ``retain`` pools both
-    views of retain-eval, ``retain_by_view`` keeps them apart; ``utility`` is the utility split.
-    ``longform[row]`` (rows of :data:`LONGFORM_ROWS`) holds, per stage, the mean over the long-form samples of
-    the fluency (``entropy``: ROME's n-gram entropy in bits; ``repetition``: repeated 3-gram fraction; both
-    over forget and retain-eval summaries) and of the leakage (mean ROUGE-L recall of the private values) of
-    the forget and the retain-eval profiles. ``answer_entropy`` is the mean n-gram entropy of the short
-    generated answers: a length proxy kept for reference, NOT a fluency measure (1-6 token answers).
+    views of retain-eval, ``retain_by_view`` keeps them apart; ``utility`` is the utility split;
+    ``holdout[view]`` is B[k] (split ``holdout``: never-seen profiles; NaN where not scored).
+    ``longform[row]`` (rows of :data:`LONGFORM_ROWS`) holds, per stage, the long-form fluency (``fluency``:
+    ROME's n-gram entropy in bits; ``repetition``: repeated 3-gram fraction; both over forget and retain-eval
+    summaries) and the leakage (mean ROUGE-L recall of the private values) of the requested (j ≤ k) and not
+    yet requested (j > k) forget profiles and of the retain-eval profiles. ``answer_entropy`` is the mean
+    n-gram entropy of the short generated answers: a length proxy kept for reference, NOT a fluency measure.
 
-    The per-item scores behind every mean are kept for resampling (:mod:`icu_tasks.continual.bootstrap`):
-    ``forget_items[view][k][j - 1]``, ``retain_items[view][k]``, ``utility_items[k]`` and
-    ``holdout_items[view][k]`` (split ``holdout``: never-seen profiles, the base rate B[k]; empty arrays
-    where nothing was scored). ``holdout[view]`` is B[k] per stage (NaN where the split was not scored).
+    ``items`` holds every scored item with its profile (the bootstrap's unit) and ``estimates`` every
+    registered number as scored (:mod:`icu_tasks.continual.registry`); the arrays above are views of it.
     """
 
     root: Path
@@ -77,12 +79,10 @@ class ContinualRun:
     stage_methods: dict[int, str] = field(default_factory=dict)
     sources: dict[int, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    forget_items: dict[str, list[list[np.ndarray]]] = field(default_factory=dict)
-    retain_items: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    utility_items: list[np.ndarray] = field(default_factory=list)
-    holdout_items: dict[str, list[np.ndarray]] = field(default_factory=dict)
     holdout: dict[str, np.ndarray] = field(default_factory=dict)
     longform: dict[str, np.ndarray] = field(default_factory=dict)
+    items: RunItems | None = None
+    estimates: Estimates | None = None
     schedule: EvalSchedule = field(default_factory=EvalSchedule)
 
     @property
@@ -184,86 +184,47 @@ def _read_run_json(root: Path) -> dict:
     return read_record(root / RUN_FILE)
 
 
-Score = tuple[float, str, str, int]
-
-
-def _stage_scores(
+def _stage_items(
     root: Path, T: int, metric: str, notes: list[str], progress: bool
-) -> tuple[list[list[Score]], list[list[str]], dict[int, list[str]], dict[str, np.ndarray]]:
-    """Per stage 0..T: the (value, split, view, forget task) scores, the generated answers, the files used;
-    and the long-form rows (``ContinualRun.longform``)."""
+) -> tuple[ItemRows, list[int], list[list[str]], dict[int, list[str]]]:
+    """Every stage's items, how many carry ``metric``, the generated short answers and the files used."""
     from tqdm.auto import tqdm
 
     eval_stages = layout.stage_indices(root / EVAL_DIR)
-    per_stage: list[list[Score]] = []
-    preds: list[list[str]] = []
-    sources: dict[int, list[str]] = {}
-    longform = {row: np.full(T + 1, math.nan) for row, _, _ in LONGFORM_ROWS}
+    rows, n_samples, preds, sources = ItemRows(), [], [], {}
     # progress: a bar on a terminal only (tqdm disables itself on a pipe), so errors stay one line in logs
     for k in tqdm(
         range(T + 1), desc=f"reading {root.name}", unit="stage", disable=None if progress else True
     ):
-        scores, texts = [], []
+        n, texts = 0, []
         if k in eval_stages:
             records, used, stage_notes = stage_records(layout.eval_dir(root, k))
             records = [rec for rec in records if not is_paraphrase(rec)]
             notes.extend(stage_notes)
             sources[k] = used
-            scores = [s for rec in records if (s := score(rec, metric)) is not None]
+            n = rows.add_stage(k, records, metric)
             texts = [p for rec in records if (p := prediction(rec)) is not None]
-            for row, value in longform_means(records).items():
-                longform[row][k] = value
-        per_stage.append(scores)
+        n_samples.append(n)
         preds.append(texts)
-    return per_stage, preds, sources, longform
+    return rows, n_samples, preds, sources
 
 
-def _mean(values: list[float]) -> float:
-    return float(np.mean(values)) if values else math.nan
-
-
-def _matrices(per_stage: list[list[Score]], J: int, metric: str, notes: list[str]) -> dict[str, Any]:
-    """The ContinualRun fields holding scores (matrices, vectors, per-item arrays) from the per-stage scores."""
-    n, empty = len(per_stage), np.zeros(0)
-    out: dict[str, Any] = {
-        "forget": {view: np.full((n, J), math.nan) for view in VIEWS},
-        "retain": np.full(n, math.nan),
-        "retain_by_view": {view: np.full(n, math.nan) for view in VIEWS},
-        "utility": np.full(n, math.nan),
-        "holdout": {view: np.full(n, math.nan) for view in VIEWS},
-        "forget_items": {view: [[empty] * J for _ in range(n)] for view in VIEWS},
-        "retain_items": {view: [empty] * n for view in VIEWS},
-        "holdout_items": {view: [empty] * n for view in VIEWS},
-        "utility_items": [empty] * n,
-    }
-    for k, scores in enumerate(per_stage):
-        cells: dict[tuple[str, int], list[float]] = defaultdict(list)
-        by_split: dict[tuple[str, str], list[float]] = defaultdict(list)
-        util: list[float] = []
-        for value, split, view, task in scores:
-            if split == "forget" and task >= 1 and view in VIEWS:
-                cells[(view, task)].append(value)
-            elif split in ("retain_eval", "holdout"):
-                by_split[(split, view)].append(value)
-            elif split == "utility":
-                util.append(value)
-        for (view, task), values in cells.items():
-            out["forget_items"][view][k][task - 1] = np.asarray(values, dtype=float)
-            out["forget"][view][k, task - 1] = _mean(values)
-        pooled = [v for (split, _), values in by_split.items() if split == "retain_eval" for v in values]
-        out["retain"][k], out["utility"][k] = _mean(pooled), _mean(util)
-        out["utility_items"][k] = np.asarray(util, dtype=float)
-        for view in VIEWS:
-            for split, vec, items in (("retain_eval", "retain_by_view", "retain_items"),
-                                      ("holdout", "holdout", "holdout_items")):  # fmt: skip
-                values = by_split[(split, view)]
-                out[items][view][k] = np.asarray(values, dtype=float)
-                out[vec][view][k] = _mean(values)
-        if scores and not pooled:
+def _fields(est: Estimates, n_samples: list[int], metric: str, notes: list[str]) -> dict[str, Any]:
+    """The ContinualRun arrays (views of the point estimates) and notes on splits a stage lacked."""
+    s = est.series
+    for k, n in enumerate(n_samples):
+        if n and math.isnan(s["retain"][k]):
             notes.append(f"stage {k}: no retain-eval samples scored with {metric}")
-        if scores and not util:
+        if n and math.isnan(s["utility"][k]):
             notes.append(f"stage {k}: no utility samples scored with {metric}")
-    return out
+    return {
+        "forget": {view: est.forget[view] for view in VIEWS},
+        "retain": s["retain"],
+        "retain_by_view": {view: s[f"retain_{view}"] for view in VIEWS},
+        "utility": s["utility"],
+        "holdout": {view: s[f"holdout_{view}"] for view in VIEWS},
+        "longform": {row: s[row] for row in LONGFORM_ROWS},
+    }
 
 
 def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool = False) -> ContinualRun:
@@ -283,10 +244,11 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
         [_declared_stages(run_json), *layout.stage_indices(root), *layout.stage_indices(root / EVAL_DIR), 0]
     )
     notes: list[str] = []
-    per_stage, preds, sources, longform = _stage_scores(root, T, metric, notes, progress)
-    J = max([T, *(s[3] for scores in per_stage for s in scores if s[1] == "forget")])
-    fields = _matrices(per_stage, J, metric, notes)
-    n_samples = [len(s) for s in per_stage]
+    rows, n_samples, preds, sources = _stage_items(root, T, metric, notes, progress)
+    items, item_notes = rows.freeze(T)
+    notes.extend(item_notes)
+    est = estimate(items)
+    fields = _fields(est, n_samples, metric, notes)
     schedule = schedule_of(run_json)
     missing = [k for k, n in enumerate(n_samples) if n == 0]
     planned = [k for k in missing if not schedule.scored(k, T)]
@@ -312,6 +274,7 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
         sources=sources,
         notes=notes,
         schedule=schedule,
-        longform=longform,
+        items=items,
+        estimates=est,
         **fields,
     )

@@ -31,7 +31,20 @@ from typing import Any
 from icu_tasks.errors import StageError
 from icu_tasks.harness.hooks import GENERATE_METRICS
 
-__all__ = ["GENERATE_METRICS", "read_json", "stage_records", "score", "prediction", "is_paraphrase"]
+__all__ = [
+    "METRICS",
+    "DEFAULT_METRIC",
+    "GENERATE_METRICS",
+    "read_json",
+    "stage_records",
+    "score",
+    "prediction",
+    "is_paraphrase",
+]
+
+#: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
+METRICS: tuple[str, ...] = (*sorted(GENERATE_METRICS), "mc_accuracy")
+DEFAULT_METRIC = "contains"
 
 _RESULTS = re.compile(r"^(?P<date>.+)_results\.json$")
 _SAMPLES = re.compile(r"^(?P<date>.+?)_samples_(?P<task>.+)\.jsonl$")
@@ -135,8 +148,9 @@ def _payload(rec: dict, metrics: tuple[str, ...]) -> dict | None:
     return None
 
 
-def score(rec: dict, metric: str) -> tuple[float, str, str, int] | None:
-    """(value, split, view, forget_task) of a record for ``metric``, or None if it does not carry it."""
+def score(rec: dict, metric: str, with_meta: bool = False) -> tuple | None:
+    """(value, split, view, forget_task) of a record for ``metric``, or None if it does not carry it;
+    with ``with_meta``, (value, payload) instead (the payload holds split, view, forget_task, profile_id)."""
     if metric not in rec:
         return None
     value = rec[metric]
@@ -148,7 +162,9 @@ def score(rec: dict, metric: str) -> tuple[float, str, str, int] | None:
         split, view, task = str(meta["split"]), str(meta["view"]), int(meta.get("forget_task") or 0)
     except (KeyError, TypeError, ValueError):
         return None
-    return (score, split, view, task) if not math.isnan(score) else None
+    if math.isnan(score):
+        return None
+    return (score, meta) if with_meta else (score, split, view, task)
 
 
 def is_paraphrase(rec: dict) -> bool:

@@ -48,9 +48,9 @@ def _labels(runs: list[ContinualRun]) -> list[str]:
 
 def _figures(run: ContinualRun, label: str, out: Path) -> dict[str, str]:
     files = {}
-    base = bs.base_rates(run)
-    forget = {view: run.forget[view] for view in VIEWS} | {bs.POOLED: bs.pooled_forget(run)}
-    for view, A in forget.items():
+    est = run.estimates
+    assert est is not None, "a ContinualRun from load_run carries its estimates"
+    for view, A in est.forget.items():
         if view in VIEWS:
             name = f"{label}_forget_{view}.png"
             title = f"{run.name} ({run.method}): forget {view.upper()} accuracy ({run.metric})"
@@ -58,7 +58,8 @@ def _figures(run: ContinualRun, label: str, out: Path) -> dict[str, str]:
             files[f"forget_{view}"] = name
         name = f"{label}_collateral_{view}.png"
         title = f"{run.name} ({run.method}): normalised forgetting f, {view}, all tasks (j > k: collateral)"
-        f = im.normalised_forgetting(A, base[view])
+        b = float(est.series[f"holdout_{view}"][0])
+        f = im.normalised_forgetting(A, None if b != b else b)
         plots.forget_heatmap(f, out / name, title, full=True, label="normalised forgetting f")
         files[f"collateral_{view}"] = name
     name = f"{label}_retain_utility.png"
