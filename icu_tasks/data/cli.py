@@ -53,7 +53,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"  {summary['profiles']} profiles, {summary['forget_tasks']} forget tasks, {summary['rows']} QA rows"
     )
-    print(f"  by split: {splits}; images referenced: {summary['images_referenced']}")
+    print(
+        f"  by split: {splits}; images referenced: {summary['images_referenced']}, "
+        f"all {summary['images_decoded']} decode"
+    )
     print(f"  paraphrase rows: {summary['paraphrase_rows']} (held-out phrasing, not among the QA rows)")
     print(f"  data_hash {summary['data_hash']} ({hashed})")
     return 0

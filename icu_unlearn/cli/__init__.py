@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from icu_tasks.errors import IcuError, environment_message
 
@@ -26,9 +27,17 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error:`` line (exit 2), like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: PROG: MESSAGE (see PROG --help)`` and exit 2."""
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``icu-bench`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="icu-bench", description="ICU-Bench: continual unlearning benchmark for multimodal LLMs."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

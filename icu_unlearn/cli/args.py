@@ -12,11 +12,11 @@ from typing import Any
 
 from icu_tasks.errors import ConfigError
 
-DEVICE_HELP = "cpu, cuda, cuda:N (default: cuda when available)"
+DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default auto: cuda when available, else cpu)"
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    """``--device`` (default None: CUDA when available)."""
+    """``--device`` (default None, which means auto: CUDA when available)."""
     parser.add_argument("--device", default=None, help=DEVICE_HELP)
 
 

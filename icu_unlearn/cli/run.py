@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from icu_unlearn.cli.args import add_allow_data_mismatch, add_set, parse_sets
+from icu_unlearn.cli.args import add_allow_data_mismatch, add_device, add_set, parse_sets
 
 #: The demo's scale: big enough for the tiny model to show forgetting, small enough for ~10 min on 2 cores.
 DEMO_SCALE = {"profiles": 40, "tasks": 4, "profiles_per_task": 3, "image_size": 160}
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", help="comma-separated lmms-eval tasks/groups to score (default icu)")
     p.add_argument("--batch-size", type=int, dest="batch_size", help="evaluation batch size (default 16)")
     p.add_argument("--limit", type=int, help="score at most N docs per task (debugging)")
-    p.add_argument("--device", help="cpu or cuda (default cpu)")
+    add_device(p)
     p.add_argument("--eval-every", type=int, dest="eval_every", help=_help("eval_every") + " (default 1)")
     p.add_argument("--eval-window", type=int, dest="eval_window", help=_help("eval_window"))
     p.add_argument(
@@ -118,16 +118,28 @@ def _demo(args: argparse.Namespace) -> int:
     from icu_unlearn.pipeline.run import DEFAULT_TASKS, RunConfig, run
     from icu_unlearn.training.finetune import finetune
 
+    from icu_tasks.errors import ConfigError
+    from icu_tasks.records.layout import check_parents
+    from icu_unlearn.methods import get_method
+
+    if args.stages < 1 or args.stages > DEMO_SCALE["tasks"]:
+        raise ConfigError(f"--stages must be between 1 and {DEMO_SCALE['tasks']}, got {args.stages}")
+    args.method = get_method(args.method).name  # unknown name -> ConfigError with the closest name
     start = time.perf_counter()
     out = Path(args.out)
+    check_parents(out / "data")
     data, tiny, vanilla, run_dir = out / "data", out / "tiny", out / "vanilla", out / f"run_{args.method}"
 
-    phases: dict[str, float] = {}
+    phases: dict[str, float] = {}  # phase -> its wall time in seconds
+    names = ("data", "tiny_model", "finetune", "unlearn_and_score", "report")
+    began = [start]
 
     def step(n: int, text: str) -> None:
-        now = time.perf_counter() - start
-        phases[("data", "tiny_model", "finetune", "unlearn_and_score", "report")[n - 1]] = round(now, 1)
-        print(f"[{n}/5 {now:5.0f} s] {text}", flush=True)
+        now = time.perf_counter()
+        if n > 1:
+            phases[names[n - 2]] = round(now - began[0], 1)
+        began[0] = now
+        print(f"[{n}/5 {now - start:5.0f} s] {text}", flush=True)
 
     step(1, f"data: {DEMO_SCALE['profiles']} fictional profiles -> {data}")
     if not (data / "manifest.json").is_file():
@@ -150,6 +162,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(report_md.read_text(encoding="utf-8").split("\n## ")[0])
     print(f"report: {report_md} (heatmaps and curves: {report_md.parent}/*.png)")
     seconds = time.perf_counter() - start
+    phases[names[-1]] = round(time.perf_counter() - began[0], 1)
     record = {"seconds": round(seconds, 1), "phases": phases, "method": args.method, "stages": args.stages}
     if fresh or not (out / "demo.json").is_file():  # a re-run that reused the fine-tune keeps the first time
         atomic_write_json(out / "demo.json", record)  # read by benchmarks/run_all.py (demo <= 15 min)

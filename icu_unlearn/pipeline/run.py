@@ -49,7 +49,8 @@ class RunConfig:
         batch_size: evaluation batch size.
         max_new_tokens: generation cap for evaluation (None: the task's own).
         limit: score at most this many docs per task (debugging only; None = all).
-        device: ``cpu`` / ``cuda`` (None: CUDA when available).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; run.json records the device
+            it resolved to.
         name: a label for reports (default: the run dir's name).
         eval_every: score stages 0, N, 2N, … and always the last (1 = every stage).
         eval_window: at stage k score only forget tasks j <= k + W (None = every task); see
@@ -65,7 +66,7 @@ class RunConfig:
     batch_size: int = 16
     max_new_tokens: int | None = None
     limit: int | None = None
-    device: str | None = "cpu"
+    device: str | None = "auto"
     name: str | None = None
     eval_every: int = field(
         default=1,
@@ -81,6 +82,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         from icu_unlearn.methods import canonical_name, get_method
+        from icu_unlearn.models.loading import check_device_name
 
         if int(self.stages) < 1:
             raise ConfigError(f"stages must be >= 1, got {self.stages}")
@@ -95,6 +97,7 @@ class RunConfig:
         self.eval_every = int(self.eval_every)
         self.eval_window = None if self.eval_window is None else int(self.eval_window)
         EvalSchedule(self.eval_every, self.eval_window)  # bad values -> ConfigError
+        self.device = check_device_name(self.device)
         get_method(self.method)  # unknown name -> ConfigError with the closest name
         self.method = canonical_name(self.method)
         self.base, self.data = str(Path(self.base).resolve()), str(Path(self.data).resolve())
