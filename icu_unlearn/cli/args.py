@@ -11,13 +11,21 @@ import argparse
 from typing import Any
 
 from icu_tasks.errors import ConfigError
+from icu_unlearn.models.loading import check_device_name
 
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default auto: cuda when available, else cpu)"
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    """``--device`` (default None, which means auto: CUDA when available)."""
-    parser.add_argument("--device", default=None, help=DEVICE_HELP)
+    """``--device`` (default None, which means auto: CUDA when available), its spelling checked at parsing."""
+    parser.add_argument("--device", default=None, type=_device, help=DEVICE_HELP)
+
+
+def _device(text: str) -> str:
+    try:
+        return check_device_name(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_allow_data_mismatch(parser: argparse.ArgumentParser, base: str) -> None:

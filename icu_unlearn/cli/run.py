@@ -111,35 +111,50 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+class PhaseClock:
+    """The demo's progress lines (``[n/N elapsed s] text``) and the wall time of each phase."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.phases: dict[str, float] = {}
+        self.start = self._began = time.perf_counter()
+        self._current: str | None = None
+
+    def step(self, n: int, text: str) -> None:
+        """Phase ``n`` (1-based) begins: the one before it ends and its duration is recorded."""
+        now = time.perf_counter()
+        self._close(now)
+        self._current, self._began = self.names[n - 1], now
+        print(f"[{n}/{len(self.names)} {now - self.start:5.0f} s] {text}", flush=True)
+
+    def finish(self) -> dict[str, float]:
+        """End the last phase; returns phase name → seconds (rounded to 0.1 s), in order."""
+        self._close(time.perf_counter())
+        self._current = None
+        return dict(self.phases)
+
+    def _close(self, now: float) -> None:
+        if self._current is not None:
+            self.phases[self._current] = round(now - self._began, 1)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from icu_tasks.data.generate import generate
-    from icu_tasks.records.layout import atomic_write_json
+    from icu_tasks.errors import ConfigError
+    from icu_tasks.records.layout import atomic_write_json, check_parents
+    from icu_unlearn.methods import get_method
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
     from icu_unlearn.pipeline.run import DEFAULT_TASKS, RunConfig, run
     from icu_unlearn.training.finetune import finetune
 
-    from icu_tasks.errors import ConfigError
-    from icu_tasks.records.layout import check_parents
-    from icu_unlearn.methods import get_method
-
     if args.stages < 1 or args.stages > DEMO_SCALE["tasks"]:
         raise ConfigError(f"--stages must be between 1 and {DEMO_SCALE['tasks']}, got {args.stages}")
     args.method = get_method(args.method).name  # unknown name -> ConfigError with the closest name
-    start = time.perf_counter()
     out = Path(args.out)
     check_parents(out / "data")
     data, tiny, vanilla, run_dir = out / "data", out / "tiny", out / "vanilla", out / f"run_{args.method}"
-
-    phases: dict[str, float] = {}  # phase -> its wall time in seconds
-    names = ("data", "tiny_model", "finetune", "unlearn_and_score", "report")
-    began = [start]
-
-    def step(n: int, text: str) -> None:
-        now = time.perf_counter()
-        if n > 1:
-            phases[names[n - 2]] = round(now - began[0], 1)
-        began[0] = now
-        print(f"[{n}/5 {now - start:5.0f} s] {text}", flush=True)
+    clock = PhaseClock(("data", "tiny_model", "finetune", "unlearn_and_score", "report"))
+    step = clock.step
 
     step(1, f"data: {DEMO_SCALE['profiles']} fictional profiles -> {data}")
     if not (data / "manifest.json").is_file():
@@ -161,8 +176,8 @@ def _demo(args: argparse.Namespace) -> int:
     report_md = run_dir / "report" / "report.md"
     print(report_md.read_text(encoding="utf-8").split("\n## ")[0])
     print(f"report: {report_md} (heatmaps and curves: {report_md.parent}/*.png)")
-    seconds = time.perf_counter() - start
-    phases[names[-1]] = round(time.perf_counter() - began[0], 1)
+    phases = clock.finish()
+    seconds = time.perf_counter() - clock.start
     record = {"seconds": round(seconds, 1), "phases": phases, "method": args.method, "stages": args.stages}
     if fresh or not (out / "demo.json").is_file():  # a re-run that reused the fine-tune keeps the first time
         atomic_write_json(out / "demo.json", record)  # read by benchmarks/run_all.py (demo <= 15 min)
