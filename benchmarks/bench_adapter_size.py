@@ -85,7 +85,7 @@ def llava_ratio() -> dict[str, Any]:
     import torch
     from peft import get_peft_model
 
-    from icu_unlearn.training.loop import quiet_transformers
+    from icu_unlearn.models.loading import quiet_transformers
 
     with torch.device("meta"), quiet_transformers():
         from transformers import LlavaForConditionalGeneration
@@ -113,7 +113,7 @@ def tiny_ratio() -> dict[str, Any]:
     from peft import get_peft_model
 
     from icu_unlearn.models import build_tiny_model, load_base
-    from icu_unlearn.training.loop import quiet_transformers
+    from icu_unlearn.models.loading import quiet_transformers
 
     with tempfile.TemporaryDirectory(prefix="icu-bench-adapter-") as tmp:
         with quiet_transformers():

@@ -69,7 +69,8 @@ def _measure(args: argparse.Namespace, tmp: Path):
     """Collate the same batches both ways: (rows per epoch, plain batches, memo batches, plain s, memo s)."""
     from icu_tasks.data.dataset import open_data
     from icu_unlearn.models.loading import load_base
-    from icu_unlearn.training.data import Collator, encode_examples, finetune_examples
+    from icu_unlearn.training.data import Collator, finetune_examples
+    from icu_unlearn.training.row_encodings import encode_examples
 
     data_dir, model_dir = data_and_model(args.data, args.model, tmp, profiles=18)
     _, processor = load_base(model_dir, "cpu", "float32")

@@ -47,8 +47,9 @@ def test_teacher_forced_agrees_with_greedy_generation(vanilla_model_dir, small_d
     from icu_tasks.harness.answer_metrics import exact_match
     from icu_unlearn.models import load_base
     from icu_unlearn.models.inference import generate_texts
-    from icu_unlearn.training.data import Collator, examples_from_rows, load_image
+    from icu_unlearn.training.data import Collator, examples_from_rows
     from icu_unlearn.training.knowledge import answer_scores
+    from icu_unlearn.training.row_encodings import load_image
 
     model, processor = load_base(vanilla_model_dir, device="cpu")
     data = open_data(small_data_dir)

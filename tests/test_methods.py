@@ -224,7 +224,7 @@ def _reload(vanilla: Path, stage: Path):
     from peft import PeftModel
 
     from icu_unlearn.models import apply_masks, load_base, read_masks
-    from icu_unlearn.training.loop import quiet_transformers
+    from icu_unlearn.models.loading import quiet_transformers
 
     base, processor = load_base(vanilla, device="cpu")
     with quiet_transformers():  # PEFT calls a transformers API that warns about its own deprecation
@@ -320,7 +320,8 @@ class MethodTester:
 
         from icu_tasks.data.dataset import open_data
         from icu_unlearn.models.inference import generate_texts
-        from icu_unlearn.training.data import examples_from_rows, load_image
+        from icu_unlearn.training.data import examples_from_rows
+        from icu_unlearn.training.row_encodings import load_image
 
         result, _, _ = stage1
         reloaded, processor = _reload(vanilla_model_dir, result.path)

@@ -13,15 +13,8 @@ from safetensors.torch import load_file, save_file
 
 from icu_tasks.errors import ConfigError, StageError
 from icu_unlearn.models.encoding import encode
-from icu_unlearn.models.loading import (
-    apply_masks,
-    load_base,
-    load_stage,
-    read_masks,
-    remove_masks,
-    save_masks,
-    unload_stage,
-)
+from icu_unlearn.models.loading import load_base, load_stage, unload_stage
+from icu_unlearn.models.masks import apply_masks, read_masks, remove_masks, save_masks
 from icu_unlearn.models.tiny import TinyConfig, build_tiny_model, builtin_corpus
 from tests.fixtures_model import make_random_adapter
 

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from icu_unlearn.models.loading import load_base
-from icu_unlearn.training.data import Collator, Example, encode_examples, finetune_examples
-from icu_unlearn.training.row_encodings import RowEncodings
+from icu_unlearn.training.data import Collator, Example, finetune_examples
+from icu_unlearn.training.row_encodings import RowEncodings, encode_examples
 
 
 def _assert_same(got: dict, want: dict) -> None:

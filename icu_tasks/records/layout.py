@@ -1,15 +1,20 @@
 """The on-disk layout of models and runs, their JSON records, and the one way to write them atomically.
 
-Every reader and writer of these files goes through this module (``icu_unlearn`` writes, the continual report
-in :mod:`icu_tasks.continual` reads), so a file name or a record key exists once. Layout::
+Every reader and writer of these files goes through this module (``icu_unlearn`` writes, :mod:`icu_tasks.report`
+reads), so a file name or a record key exists once. Layout::
 
     MODEL/finetune.json       a vanilla model dir: weights + processor + the fine-tune record (FinetuneRecord)
     RUN/run.json              the run's config (RunRecord)
+    RUN/cost.json             the run's cost estimate and measured seconds per stage
+    RUN/demo.json             ``icu-bench demo`` only: what the demo ran and how long each phase took
     RUN/.lock                 held (flock) by the one process working on the run
     RUN/stage_K/              K >= 1: PEFT adapter, optional masks.safetensors and method artifacts,
                               README.md (model card) and stage.json (StageRecord)
     RUN/eval/stage_K/         lmms-eval output of stage K (K = 0: the vanilla model)
-    RUN/report/               icu-bench report output
+    RUN/report/               icu-bench report output (report.json, report.md, PNG figures)
+
+Every JSON record is read and written through :mod:`icu_tasks.records.files`, stamped with a
+``format_version``.
 
 A dir is written under a temporary sibling name ``.tmp-<name>-<pid>-…`` and renamed into place, so a dir that
 exists is complete. What the atomic writers leave behind has the modes a plain ``mkdir``/``open`` would give
@@ -36,6 +41,9 @@ from icu_tasks.errors import StageError, environment_message
 RUN_JSON = "run.json"
 STAGE_JSON = "stage.json"
 FINETUNE_JSON = "finetune.json"
+COST_JSON = "cost.json"
+DEMO_JSON = "demo.json"
+REPORT_JSON = "report.json"
 EVAL_DIR = "eval"
 REPORT_DIR = "report"
 LOCK_FILE = ".lock"

@@ -17,7 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import DataError
+from icu_tasks.errors import DataError, StageError
+from icu_tasks.records.files import FORMAT_VERSIONS, RecordVersionError, read_record
 
 #: The keys the hooks add to a task's lmms-eval ``metadata`` (and so to ``results.json``'s ``configs``).
 DATA_HASH_KEY = "data_hash"
@@ -83,11 +84,20 @@ def manifest_hash(data_dir: str | Path) -> str | None:
 
 
 def _json(path: Path) -> dict:
+    """A record for an identity check: ``{}`` when absent or unreadable (the caller then has no identity to
+    compare); a format version newer than this package reads is still an error."""
+    if path.name not in FORMAT_VERSIONS:
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
     try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        return read_record(path)
+    except RecordVersionError:
+        raise
+    except StageError:
         return {}
-    return loaded if isinstance(loaded, dict) else {}
 
 
 def eval_data(eval_dir: Path) -> list[tuple[str, str | None, Path]]:

@@ -28,11 +28,11 @@ from icu_tasks.continual.longform import LONGFORM_ROWS, longform_means
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.records import layout
+from icu_tasks.records.files import read_record
 from icu_tasks.records.schedule import EvalSchedule
 from icu_tasks.report.samples import (
     is_paraphrase,
     prediction,
-    read_json,
     score,
     stage_records,
 )
@@ -172,9 +172,7 @@ def _stage_meta(root: Path, k: int, notes: list[str]) -> str | None:
     path = layout.stage_dir(root, k) / STAGE_FILE
     if not path.is_file():
         return None
-    meta = read_json(path, "a stage.json")
-    if not isinstance(meta, dict):
-        return None
+    meta = read_record(path)
     tasks = meta.get("forget_tasks")  # written by icu_unlearn.training.stage_dir.stage_record
     if tasks is not None and tasks != [k]:
         notes.append(f"stage {k} forgot task(s) {tasks}; the metrics assume stage k forgets task k")
@@ -182,10 +180,7 @@ def _stage_meta(root: Path, k: int, notes: list[str]) -> str | None:
 
 
 def _read_run_json(root: Path) -> dict:
-    if not (root / RUN_FILE).is_file():
-        return {}
-    loaded = read_json(root / RUN_FILE, "run.json")
-    return loaded if isinstance(loaded, dict) else {}
+    return read_record(root / RUN_FILE)
 
 
 Score = tuple[float, str, str, int]

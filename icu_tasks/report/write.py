@@ -16,14 +16,14 @@ from typing import Any
 from icu_tasks.continual import bootstrap as bs
 from icu_tasks.continual import metrics as im
 from icu_tasks.data.schema import VIEWS
-from icu_tasks.records.layout import atomic_write_text
+from icu_tasks.records.files import stamped
+from icu_tasks.records.layout import REPORT_JSON, atomic_write_text
 from icu_tasks.report import plots
 from icu_tasks.report.markdown import report_markdown
 from icu_tasks.report.results import ContinualRun
 from icu_tasks.report.summary import run_summary
 
 REPORT_MD = "report.md"
-REPORT_JSON = "report.json"
 FIRST_TASK_PNG = "first_task.png"
 
 
@@ -93,7 +93,9 @@ def write_report(
         view: {f"{r.name} ({r.method})": r.forget[view][:, 0] for r in runs if r.tasks >= 1} for view in VIEWS
     }
     plots.first_task_curves(series, out / FIRST_TASK_PNG, f"Forget accuracy on the first task ({metric})")
-    report = {"metric": metric, "runs": summaries, "figures": {"first_task": FIRST_TASK_PNG}}
+    report = stamped(
+        REPORT_JSON, {"metric": metric, "runs": summaries, "figures": {"first_task": FIRST_TASK_PNG}}
+    )
     likelihood_md = _likelihood_sections(summaries, runs, out)
     atomic_write_text(
         out / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

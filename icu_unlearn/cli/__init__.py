@@ -52,8 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _register_method_paths(argv: list[str]) -> None:
+    """A ``--method module:Class`` names a method outside the registry: register it before the parser is
+    built, so that its hyper-parameter flags exist."""
+    values = [v for flag, v in zip(argv, argv[1:], strict=False) if flag == "--method"]
+    values += [a.split("=", 1)[1] for a in argv if a.startswith("--method=")]
+    if any(":" in v for v in values):
+        from icu_unlearn.methods import get_method
+
+        for value in values:
+            get_method(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``icu-bench`` console script; returns the process exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        _register_method_paths(argv)
+    except IcuError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
@@ -75,7 +93,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
     return int(status or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

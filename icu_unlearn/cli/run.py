@@ -141,7 +141,8 @@ class PhaseClock:
 def _demo(args: argparse.Namespace) -> int:
     from icu_tasks.data.generate import generate
     from icu_tasks.errors import ConfigError
-    from icu_tasks.records.layout import atomic_write_json, check_parents
+    from icu_tasks.records.files import write_record
+    from icu_tasks.records.layout import DEMO_JSON, check_parents
     from icu_unlearn.methods import get_method
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
     from icu_unlearn.pipeline.run import DEFAULT_TASKS, RunConfig, run
@@ -179,7 +180,7 @@ def _demo(args: argparse.Namespace) -> int:
     phases = clock.finish()
     seconds = time.perf_counter() - clock.start
     record = {"seconds": round(seconds, 1), "phases": phases, "method": args.method, "stages": args.stages}
-    if fresh or not (out / "demo.json").is_file():  # a re-run that reused the fine-tune keeps the first time
-        atomic_write_json(out / "demo.json", record)  # read by benchmarks/run_all.py (demo <= 15 min)
+    if fresh or not (out / DEMO_JSON).is_file():  # a re-run that reused the fine-tune keeps the first time
+        write_record(out / DEMO_JSON, record)  # read by benchmarks/run_all.py
     print(f"demo finished in {seconds:.0f} s")
     return 0

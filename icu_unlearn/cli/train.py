@@ -214,7 +214,7 @@ def _unlearn(args: argparse.Namespace) -> int:
     where = (args.base, args.data, args.stage, args.out)
     common = {"parent": args.parent, "allow_data_mismatch": args.allow_data_mismatch}
     if args.dry_run:
-        from icu_unlearn.scoring.preflight import check_stage_inputs
+        from icu_unlearn.training.stage_dir import check_stage_inputs
 
         inputs = check_stage_inputs(*where, **common, dry_run=True)
         print(f"ok: {cls.name} can forget task {inputs.k} of {inputs.data.root} from {inputs.base_dir}")

@@ -31,9 +31,9 @@ stays cheap; the heavy imports happen inside the hooks.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from icu_tasks.errors import ConfigError
 from icu_unlearn.methods.config import MethodConfig, RetainConfig
@@ -41,7 +41,35 @@ from icu_unlearn.methods.config import MethodConfig, RetainConfig
 if TYPE_CHECKING:
     import torch
 
-    from icu_unlearn.training.data import StageData
+
+class TrainingExample(Protocol):
+    """What a method may read of one training example (the training layer's rows satisfy it)."""
+
+    id: str
+    view: str
+    split: str
+    forget_task: int
+    field: str
+
+
+class StageRows(Protocol):
+    """What a stage gives a method: its forget rows, the retain-train rows and a way to batch them.
+
+    Attributes:
+        forget: the forget task(s) of this stage, both views.
+        retain: retain-train, both views (what a retain term may train on).
+        task_ids: the forget task ids of this stage.
+        data_hash: the data dir's content hash.
+    """
+
+    forget: Sequence[TrainingExample]
+    retain: Sequence[TrainingExample]
+    task_ids: list[int]
+    data_hash: str
+
+    def collate(self, examples: Sequence[TrainingExample]) -> dict[str, Any]:
+        """Examples → model inputs with answer-only ``labels`` (for a method's own passes: Fisher, MANU)."""
+        ...
 
 
 @dataclass
@@ -81,7 +109,7 @@ class UnlearningMethod:
             )
         self.config = config
 
-    def attach_adapter(self, model: Any, data: StageData, parent_dir: str | os.PathLike | None) -> Any:
+    def attach_adapter(self, model: Any, data: StageRows, parent_dir: str | os.PathLike | None) -> Any:
         """The stage's model: ``parent_dir``'s adapter continued (trainable when the method trains) or, at
         stage 1, a fresh LoRA adapter from the config's ``lora_*`` fields."""
         from icu_unlearn.models.adapters import continue_stage, lora_model
@@ -91,7 +119,7 @@ class UnlearningMethod:
         cfg = self.config
         return lora_model(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
 
-    def prepare(self, model: torch.nn.Module, data: StageData) -> None:
+    def prepare(self, model: torch.nn.Module, data: StageRows) -> None:
         """Called once before training on every process; default: nothing."""
 
     def forget_loss(self, model: torch.nn.Module, forget: dict[str, Any], ctx: StepContext) -> torch.Tensor:
@@ -106,11 +134,11 @@ class UnlearningMethod:
         """Called after clipping, before the optimizer step; default: nothing."""
 
     def output_masks(
-        self, model: torch.nn.Module, data: StageData, parent: dict[str, torch.Tensor]
+        self, model: torch.nn.Module, data: StageRows, parent: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Training-free methods: the stage's cumulative output-channel masks; default: the parent's.
 
-        A method that must prune something new checks it here (:func:`icu_unlearn.training.stage_dir.check_new_masks`).
+        A method that must prune something new checks it here (:func:`icu_unlearn.models.masks.check_new_masks`).
         """
         return dict(parent)
 

@@ -33,14 +33,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn.methods.base import UnlearningMethod
+from icu_unlearn.methods.base import StageRows, TrainingExample, UnlearningMethod
 from icu_unlearn.methods.config import LM_LORA_TARGETS, MethodConfig, non_negative, positive
 from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
     import torch
 
-    from icu_unlearn.training.data import Example, StageData
 
 VISION_MLP = re.compile(
     r"(?:^|\.)(?:vision_tower|visual|vision_model)\..*?(?:layers|blocks)\.(\d+)\.mlp\.(fc1|fc2|gate_proj|up_proj|down_proj)$"
@@ -166,7 +165,7 @@ class _Stats:
 def activation_stats(
     model: torch.nn.Module,
     modules: dict[str, Any],
-    examples: list[Example],
+    examples: list[TrainingExample],
     collate: Any,
     batch_size: int,
     n_batches: int,
@@ -207,7 +206,7 @@ def activation_stats(
 
 
 def neuron_scores(
-    model: torch.nn.Module, modules: dict[str, tuple[str, str, Any]], data: StageData, cfg: MANUConfig
+    model: torch.nn.Module, modules: dict[str, tuple[str, str, Any]], data: StageRows, cfg: MANUConfig
 ) -> dict[str, torch.Tensor]:
     """Score ``S`` (step 3) of every output channel of ``modules``: the vision tower's from the VQA view, the
     language model's from the QA view, forget vs retain over the same number of batches."""
@@ -270,7 +269,7 @@ class MANU(UnlearningMethod):
         super().__init__(config)
         self.info: dict[str, Any] = {}
 
-    def attach_adapter(self, model: Any, data: StageData, parent_dir: Any) -> Any:
+    def attach_adapter(self, model: Any, data: StageRows, parent_dir: Any) -> Any:
         """The parent's adapter (frozen), or at stage 1 an identity LoRA (rank 1, ``lora_B = 0``) on the language
         model, so that every stage dir holds an adapter and loads the same way."""
         from icu_unlearn.models.adapters import continue_stage, lora_model
@@ -280,7 +279,7 @@ class MANU(UnlearningMethod):
         return lora_model(model, 1, 1.0, 0.0, LM_LORA_TARGETS)
 
     def output_masks(
-        self, model: torch.nn.Module, data: StageData, parent: dict[str, torch.Tensor]
+        self, model: torch.nn.Module, data: StageRows, parent: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         cfg = self.config
         modules = mlp_modules(model, cfg.last_layers)
@@ -299,7 +298,7 @@ class MANU(UnlearningMethod):
             capped.append(at_cap)
         self.info["cap_reached"] = bool(capped) and all(capped)
         if not self.info["cap_reached"]:
-            from icu_unlearn.training.stage_dir import check_new_masks
+            from icu_unlearn.models.masks import check_new_masks
 
             check_new_masks(masks, parent)  # a stage that prunes nothing new would silently equal its parent
         return masks

@@ -31,15 +31,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from icu_tasks.errors import StageError
-from icu_unlearn.methods.base import StepContext
+from icu_unlearn.methods.base import StageRows, StepContext
 from icu_unlearn.methods.config import RetainConfig, new_default, non_negative, positive
 from icu_unlearn.methods.ga_diff import GADiff
 from icu_unlearn.methods.registry import register_method
 
 if TYPE_CHECKING:
     import torch
-
-    from icu_unlearn.training.data import StageData
 
 
 @dataclass
@@ -102,7 +100,7 @@ class MMUnlearner(GADiff):
         self.period = 2
         self.info: dict[str, Any] = {}
 
-    def attach_adapter(self, model: Any, data: StageData, parent_dir: str | os.PathLike | None) -> Any:
+    def attach_adapter(self, model: Any, data: StageRows, parent_dir: str | os.PathLike | None) -> Any:
         """Fisher saliency on the model as the parent left it, then a SHiRA adapter over the parent's entries
         plus this stage's most salient ones (see the module docstring)."""
         import torch
@@ -140,7 +138,7 @@ class MMUnlearner(GADiff):
         }
         return model
 
-    def prepare(self, model: torch.nn.Module, data: StageData) -> None:
+    def prepare(self, model: torch.nn.Module, data: StageRows) -> None:
         """Fix the interleaving: one forget step, then ``retain_steps_per_forget`` retain steps."""
         ratio = self.config.retain_steps_per_forget or max(1, round(len(data.retain) / len(data.forget)))
         self.period = 1 + ratio

@@ -6,18 +6,37 @@ with ``from icu_unlearn.methods.registry import register_method`` without import
 
 Names are lower case with underscores; lookups also accept the paper spellings (``"GA-Diff"``, ``"NPO Diff"``,
 ``"KL-Min"``). An unknown name raises :class:`icu_tasks.errors.ConfigError` naming the closest known one.
+
+Methods from outside this package register in one of two ways (the way lmms-eval finds models):
+
+- an entry point in the ``icu_unlearn.methods`` group of an installed distribution, naming a module (importing
+  it runs its ``@register_method``) or an :class:`UnlearningMethod` subclass, e.g. in its ``pyproject.toml``::
+
+      [project.entry-points."icu_unlearn.methods"]
+      simnpo = "icu_custom_method.simnpo:SimNPO"
+
+  Entry points are loaded once, the first time a method is looked up or listed; a plugin that fails to import
+  is one ``ConfigError`` naming it.
+- a ``module:Class`` path given where a method name is expected (``--method mypkg.methods:MyMethod``): the
+  module is imported and the class registered under its ``name``.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 
 from icu_tasks.errors import ConfigError, did_you_mean
 from icu_unlearn.methods.base import UnlearningMethod
 from icu_unlearn.methods.config import MethodConfig, TrainingMethodConfig
 
+#: Entry-point group through which other distributions add methods.
+ENTRY_POINT_GROUP = "icu_unlearn.methods"
+
 _REGISTRY: dict[str, type[UnlearningMethod]] = {}
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_plugins_loaded = False
 
 
 def canonical_name(name: str) -> str:
@@ -43,8 +62,44 @@ def register_method(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
     return cls
 
 
+def load_plugins() -> None:
+    """Register the methods installed distributions declare under :data:`ENTRY_POINT_GROUP` (once)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            if isinstance(obj, type):
+                register_method(obj)
+        except Exception as err:  # a third party's import error, or a class the registry refuses
+            raise ConfigError(
+                f"unlearning method plugin '{ep.name}' ({ep.value}) cannot be loaded: {type(err).__name__}: {err}"
+            ) from None
+
+
+def _from_path(spec: str) -> type[UnlearningMethod]:
+    """Import ``module:Class`` and register the class (it must be an :class:`UnlearningMethod` subclass)."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"method path '{spec}' cannot be imported: {type(err).__name__}: {err}") from None
+    try:
+        return register_method(cls)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"method path '{spec}': {err}") from None
+
+
 def get_method(name: str) -> type[UnlearningMethod]:
-    """The method class registered as ``name``; unknown → ConfigError with the closest name."""
+    """The method class registered as ``name`` (or imported from a ``module:Class`` path); unknown →
+    ConfigError with the closest name."""
+    if _PATH_RE.match(str(name)):
+        return _from_path(str(name))
+    load_plugins()
     key = canonical_name(name)
     if key in _REGISTRY:
         return _REGISTRY[key]
@@ -55,7 +110,8 @@ def get_method(name: str) -> type[UnlearningMethod]:
 
 
 def list_methods() -> list[str]:
-    """Registered method names, sorted."""
+    """Registered method names (built-in and plugins), sorted."""
+    load_plugins()
     return sorted(_REGISTRY)
 
 

@@ -26,11 +26,11 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from icu_tasks.errors import ConfigError
+from icu_unlearn.methods.base import TrainingExample
 
 if TYPE_CHECKING:
     import torch
 
-    from icu_unlearn.training.data import Example
 
 EPS = 1e-15
 #: ``ShiraConfig.mask_type`` of a saliency adapter (anything but "random" means "the caller's mask_fn").
@@ -59,7 +59,7 @@ def target_linears(model: Any, pattern: str) -> dict[str, Any]:
 def diagonal_fisher(
     model: Any,
     linears: dict[str, Any],
-    examples: list[Example],
+    examples: list[TrainingExample],
     collate: Any,
     batch_size: int,
     max_batches: int = 0,
@@ -142,7 +142,7 @@ def sparse_adapter(
     import torch
     from peft import ShiraConfig, get_peft_model
 
-    from icu_unlearn.training.loop import quiet_transformers
+    from icu_unlearn.models.loading import quiet_transformers
 
     linears = target_linears(model, pattern)
     masks = {}

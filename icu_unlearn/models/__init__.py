@@ -3,16 +3,8 @@
 Importing this package does not import torch or transformers; the functions do.
 """
 
-from icu_unlearn.models.loading import (
-    apply_masks,
-    check_adapter,
-    load_base,
-    load_stage,
-    read_masks,
-    remove_masks,
-    save_masks,
-    unload_stage,
-)
+from icu_unlearn.models.loading import check_adapter, load_base, load_stage, unload_stage
+from icu_unlearn.models.masks import apply_masks, read_masks, remove_masks, save_masks
 from icu_unlearn.models.tiny import TinyConfig, build_tiny_model, builtin_corpus, create_tiny_model
 
 __all__ = [

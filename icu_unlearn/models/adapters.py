@@ -17,8 +17,8 @@ def lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) -
     """Wrap ``model`` with a fresh LoRA adapter; a pattern that matches nothing is a ConfigError."""
     from peft import LoraConfig, get_peft_model
 
-    from icu_unlearn.training.loop import quiet_transformers
-    from icu_unlearn.training.stage_dir import check_lora_targets
+    from icu_unlearn.models.adapters import check_lora_targets
+    from icu_unlearn.models.loading import quiet_transformers
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
     try:
@@ -33,10 +33,25 @@ def lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) -
 def continue_stage(model: Any, parent_dir: str | os.PathLike, *, trainable: bool) -> Any:
     """The base ``model`` with the parent stage's adapter (and masks) applied; it must have an adapter."""
     from icu_unlearn.models import load_stage
-    from icu_unlearn.training.loop import quiet_transformers
+    from icu_unlearn.models.loading import quiet_transformers
 
     with quiet_transformers():
         model = load_stage(model, parent_dir, trainable=trainable)
     if not hasattr(model, "peft_config"):
         raise StageError(f"parent stage {parent_dir} has no PEFT adapter to continue")
     return model
+
+
+def lora_module_names(model: Any) -> list[str]:
+    """Names of the modules that carry a LoRA adapter (``lora_A`` children)."""
+    return sorted(n for n, m in model.named_modules() if hasattr(m, "lora_A") and len(m.lora_A) > 0)
+
+
+def check_lora_targets(model: Any, pattern: str) -> list[str]:
+    """The LoRA-wrapped modules; none → ConfigError naming the pattern (a silent no-op elsewhere)."""
+    names = lora_module_names(model)
+    if not names:
+        raise ConfigError(
+            f"LoRA target pattern {pattern!r} matched no module of the model; nothing would train"
+        )
+    return names

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError
+from icu_tasks.records.files import read_record
 from icu_tasks.records.layout import FINETUNE_JSON, STAGE_JSON
 from icu_tasks.records.provenance import check_same_data, short
 
@@ -71,17 +72,6 @@ def _stat_key(root: Path) -> tuple:
 @functools.lru_cache(maxsize=16)
 def _cached_model_id(key: tuple) -> str:
     return compute_model_id(Path(key[0]))
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """A JSON record (``finetune.json``, ``stage.json``); ``{}`` if absent; StageError if unreadable."""
-    if not path.is_file():
-        return {}
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise StageError(f"unreadable {path}: {err}") from err
-    return record if isinstance(record, dict) else {}
 
 
 def model_id(root: str | os.PathLike) -> str:

@@ -12,20 +12,22 @@ that do not fit, modules the base does not have, ``.bin`` weights instead of saf
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError
-from icu_tasks.records.layout import MASKS_FILE, atomic_write
+from icu_tasks.records.layout import MASKS_FILE
+from icu_unlearn.models.masks import apply_masks, base_of, read_masks, remove_masks
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_BIN = "adapter_model.bin"
 _PEFT_PREFIX = "base_model.model."
-_HOOKS_ATTR = "_icu_mask_hooks"
 _MAX_HEADER = 100_000_000  # safetensors' own limit on the header size
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
@@ -210,82 +212,6 @@ def _processor_without_video(name: str):
     return no_video(**extra)
 
 
-# ----------------------------------------------------------------------------------------------- masks
-
-
-def _base_of(model):
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
-
-
-def read_masks(stage_dir: str | os.PathLike) -> dict:
-    """The stage's masks (``{}`` when it has no ``masks.safetensors``), as float CPU tensors."""
-    from safetensors.torch import load_file
-
-    path = Path(stage_dir) / MASKS_FILE
-    if not path.is_file():
-        return {}
-    try:
-        masks = load_file(str(path))
-    except Exception as err:  # safetensors raises its own error types
-        raise StageError(f"unreadable masks file {path}: {err}") from err
-    for name, mask in masks.items():
-        if mask.ndim != 1 or not bool(((mask == 0) | (mask == 1)).all()):
-            raise StageError(f"mask {name!r} in {path} must be a 1-D tensor of 0/1 values")
-    return {name: mask.float() for name, mask in masks.items()}
-
-
-def save_masks(masks: dict, path: str | os.PathLike) -> None:
-    """Write masks (module name → 0/1 vector) as safetensors, atomically (temp file + rename)."""
-    from safetensors.torch import save_file
-
-    for name, mask in masks.items():
-        if mask.ndim != 1 or not bool(((mask == 0) | (mask == 1)).all()):
-            raise ConfigError(f"mask {name!r} must be a 1-D tensor of 0/1 values")
-    tensors = {k: v.detach().float().cpu().contiguous() for k, v in masks.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
-
-
-def _out_features(module) -> int | None:
-    for attr in ("out_features",):
-        if isinstance(getattr(module, attr, None), int):
-            return getattr(module, attr)
-    weight = getattr(module, "weight", None)
-    return int(weight.shape[0]) if weight is not None and weight.ndim >= 1 else None
-
-
-def apply_masks(model, masks: dict) -> list:
-    """Multiply each named module's output by its mask (forward hooks); returns the hook handles.
-
-    Names are the base model's module names; on a ``PeftModel`` they resolve inside its base model, so apply
-    masks *after* the adapter is attached. Hooks are also remembered on the model (see :func:`remove_masks`).
-    """
-    base = _base_of(model)
-    modules = dict(base.named_modules())
-    handles = []
-    for name, mask in masks.items():
-        module = modules.get(name)
-        if module is None:
-            raise StageError(f"mask names module {name!r}, which the model does not have")
-        width = _out_features(module)
-        if width is not None and width != mask.numel():
-            raise StageError(f"mask for {name!r} has {mask.numel()} entries, the module has {width} outputs")
-
-        def hook(_module, _inputs, output, _mask=mask):
-            return output * _mask.to(device=output.device, dtype=output.dtype)
-
-        handles.append(module.register_forward_hook(hook))
-    setattr(model, _HOOKS_ATTR, [*getattr(model, _HOOKS_ATTR, []), *handles])
-    return handles
-
-
-def remove_masks(model) -> None:
-    """Remove every mask hook :func:`apply_masks` put on ``model``."""
-    for handle in getattr(model, _HOOKS_ATTR, []):
-        handle.remove()
-    setattr(model, _HOOKS_ATTR, [])
-
-
 # ----------------------------------------------------------------------------------------------- adapters
 
 
@@ -364,7 +290,7 @@ def check_adapter(model, stage_dir: str | os.PathLike) -> dict:
     from safetensors import safe_open
 
     stage = Path(stage_dir)
-    base = _base_of(model)
+    base = base_of(model)
     actual = getattr(base, "name_or_path", "") or getattr(base.config, "_name_or_path", "")
     config = check_adapter_files(stage, actual)
     modules = dict(base.named_modules())
@@ -430,3 +356,20 @@ def unload_stage(model):
     remove_masks(model)
     unload = getattr(model, "unload", None)
     return unload() if callable(unload) else model
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Keep transformers' info/warning chatter off the progress screen during training."""
+    from transformers.utils import logging as hf_logging
+
+    old = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            # PEFT's SHiRA layer (MMUnlearner) builds a sparse tensor each forward; torch warns once about checks
+            warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+            yield
+    finally:
+        hf_logging.set_verbosity(old)

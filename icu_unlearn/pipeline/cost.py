@@ -27,7 +27,6 @@ from typing import Any
 from icu_tasks.records.schedule import EvalSchedule
 from icu_unlearn.scoring.evaluate import task_env
 
-COST_FILE = "cost.json"
 #: Family of a doc from its ``split`` column.
 FAMILIES: dict[str, str] = {
     "forget": "forget",
@@ -107,7 +106,8 @@ def plan_requests(config: Any) -> RequestPlan:
     from lmms_eval.tasks import get_task_dict
 
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.scoring.evaluate import check_tasks, task_manager
+    from icu_unlearn.scoring.evaluate import task_manager
+    from icu_unlearn.scoring.preflight import check_tasks
 
     check_tasks(config.tasks)
     n_forget = len(open_data(config.data).task_ids)

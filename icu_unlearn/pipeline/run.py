@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -26,8 +25,9 @@ from typing import Any
 
 import yaml
 
-from icu_tasks.errors import ConfigError
-from icu_tasks.records.layout import atomic_write_json
+from icu_tasks.errors import ConfigError, StageError
+from icu_tasks.records.files import read_record, write_record
+from icu_tasks.records.layout import COST_JSON
 from icu_tasks.records.schedule import EvalSchedule
 from icu_unlearn.pipeline.rundir import RunDir
 
@@ -222,19 +222,17 @@ class _CostLog:
     """``RUN/cost.json``: the estimate made at the start plus the measured seconds of every stage."""
 
     def __init__(self, rd: RunDir, record: dict[str, Any]) -> None:
-        from icu_unlearn.pipeline.cost import COST_FILE
 
-        self.path = rd.root / COST_FILE
+        self.path = rd.root / COST_JSON
         old = {}
-        if self.path.is_file():
-            with contextlib.suppress(OSError, ValueError):
-                old = json.loads(self.path.read_text(encoding="utf-8"))
+        with contextlib.suppress(StageError):  # an unreadable log starts afresh
+            old = read_record(self.path)
         self.record = record | {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        self.record["actual"] = old.get("actual", {}) if isinstance(old, dict) else {}
+        self.record["actual"] = old.get("actual", {})
 
     def add(self, k: int, key: str, seconds: float) -> None:
         self.record["actual"].setdefault(str(k), {})[key] = round(seconds, 3)
-        atomic_write_json(self.path, self.record)
+        write_record(self.path, self.record)
 
 
 def _start(config: RunConfig, rd: RunDir, measure_batches: int, allow: bool, log: Callable[[str], None]):
@@ -252,7 +250,7 @@ def _start(config: RunConfig, rd: RunDir, measure_batches: int, allow: bool, log
     for line in format_estimate(record):
         log(line)
     cost_log = _CostLog(rd, record)
-    atomic_write_json(cost_log.path, cost_log.record)
+    write_record(cost_log.path, cost_log.record)
     return lm, cost_log
 
 

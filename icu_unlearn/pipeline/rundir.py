@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 from icu_tasks.errors import DataError, StageError
 from icu_tasks.records import layout
+from icu_tasks.records.files import FORMAT_KEY, RecordVersionError, read_record, write_record
 from icu_tasks.records.provenance import mismatch_message
 
 #: run.json keys that say where things are, not what they are: ignored when identities are recorded.
@@ -79,12 +79,12 @@ class RunDir:
         """
         if self.config_path.exists():
             try:
-                old = json.loads(self.config_path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as err:
-                raise StageError(
-                    f"{self.config_path} is unreadable ({err}); use --overwrite to start over"
-                ) from err
-            old = old if isinstance(old, dict) else {}
+                old = read_record(self.config_path)
+            except RecordVersionError:
+                raise
+            except StageError as err:
+                raise StageError(f"{err}; use --overwrite to start over") from None
+            old.pop(FORMAT_KEY, None)
             diff = _differences(old, config)
             if not diff and old == config:
                 return
@@ -111,7 +111,7 @@ class RunDir:
         elif self.root.is_dir() and any(self.root.glob(f"{layout.STAGE_PREFIX}*")) and not overwrite:
             raise StageError(f"{self.root} holds stages but no run.json: not a run dir made by icu-bench run")
         if write:
-            layout.atomic_write_json(self.config_path, config)
+            write_record(self.config_path, config)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

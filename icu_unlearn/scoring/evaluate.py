@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import ConfigError, StageError, did_you_mean
-from icu_tasks.paths import DATA_ENV, task_names, task_yamls_dir
+from icu_tasks.errors import StageError
+from icu_tasks.paths import DATA_ENV, task_yamls_dir
 from icu_tasks.records.layout import atomic_dir
 from icu_tasks.records.schedule import FORGET_TASKS_ENV, format_tasks
+from icu_unlearn.scoring.preflight import check_tasks
 
 _TASK_MANAGER = None
 
@@ -45,21 +46,6 @@ def load_scorer(config: Any) -> tuple[Any, float]:
         model, processor, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens
     )
     return lm, time.perf_counter() - start
-
-
-def check_tasks(tasks: list[str]) -> list[str]:
-    """Refuse task names that ICU-Bench's YAMLs do not define (ConfigError with the closest name); returns them.
-
-    Call it before any expensive work: lmms-eval itself fails with a bare ``KeyError`` deep inside
-    ``simple_evaluate``, after the model is loaded. The names are what :func:`task_manager` indexes, read from
-    the YAMLs by lmms-eval's rules (:func:`icu_tasks.paths.task_names`) without importing lmms-eval.
-    """
-    known = task_names()
-    for name in tasks:
-        if name not in known:
-            hint = did_you_mean(name, known)
-            raise ConfigError(f"unknown lmms-eval task or group '{name}'{hint} (known: {', '.join(known)})")
-    return list(tasks)
 
 
 @contextmanager

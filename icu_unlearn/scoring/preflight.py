@@ -19,64 +19,11 @@ No torch import, except the last step of :func:`check_run_inputs`, which resolve
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import ConfigError, DataError, StageError
-
-
-@dataclass
-class StageInputs:
-    """The validated inputs of one unlearning stage."""
-
-    k: int
-    final: Path
-    base_dir: Path
-    data: Any
-    parent_dir: Path | None
-    parent_record: dict[str, Any] | None
-
-
-def check_stage_inputs(
-    base: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    stage: int,
-    run_dir: str | os.PathLike,
-    *,
-    parent: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    allow_data_mismatch: bool = False,
-    dry_run: bool = False,
-) -> StageInputs:
-    """Validate a stage's inputs; ``dry_run`` skips the output checks and a parent that does not exist yet."""
-    from icu_tasks.data.dataset import open_data
-    from icu_tasks.records.layout import check_writable, stage_dir
-    from icu_unlearn.models.identity import check_base_data
-    from icu_unlearn.models.loading import resolve_model_dir
-    from icu_unlearn.training.stage_dir import check_parent
-
-    k = int(stage)
-    if k < 1:
-        raise ConfigError(f"stage must be >= 1 (stage 0 is the vanilla model), got {stage}")
-    final = stage_dir(run_dir, k)
-    if final.parent.exists() and not final.parent.is_dir():
-        raise StageError(f"run dir {final.parent} is a file, not a directory")
-    if not dry_run:
-        check_writable(final, overwrite)
-    if k == 1 and parent is not None:
-        raise ConfigError("stage 1 starts from the vanilla model; --from is only for stages >= 2")
-    parent_dir = Path(parent) if parent is not None else (stage_dir(run_dir, k - 1) if k > 1 else None)
-    base_dir = resolve_model_dir(base)
-    data = open_data(data_dir)
-    if k not in {int(t) for t in data.task_ids}:
-        ids = sorted(int(t) for t in data.task_ids)
-        raise DataError(f"forget task {k} does not exist in {data.root} (it has tasks {ids[0]}..{ids[-1]})")
-    check_base_data(base_dir, data.data_hash, data.root, allow=allow_data_mismatch)
-    parent_record = None
-    if parent_dir is not None and not (dry_run and not parent_dir.exists()):
-        parent_record = check_parent(parent_dir, k, data.data_hash, str(base))
-    return StageInputs(k, final, base_dir, data, parent_dir, parent_record)
+from icu_tasks.errors import ConfigError, DataError, StageError, did_you_mean
+from icu_tasks.paths import task_names
 
 
 def check_scoring_inputs(
@@ -132,7 +79,6 @@ def check_run_inputs(
     from icu_unlearn.methods import build_method
     from icu_unlearn.models.identity import check_base_data, model_id
     from icu_unlearn.models.loading import resolve_device, resolve_model_dir
-    from icu_unlearn.scoring.evaluate import check_tasks
 
     base_dir = resolve_model_dir(config.base)
     data = open_data(config.data)
@@ -175,3 +121,18 @@ def _keep_older_record(record: dict, run_dir: Any) -> None:
         for key, implied in ADDED_RUN_KEYS.items():
             if key not in old and record.get(key) == implied:
                 record.pop(key, None)
+
+
+def check_tasks(tasks: list[str]) -> list[str]:
+    """Refuse task names that ICU-Bench's YAMLs do not define (ConfigError with the closest name); returns them.
+
+    Call it before any expensive work: lmms-eval itself fails with a bare ``KeyError`` deep inside
+    ``simple_evaluate``, after the model is loaded. The names are what :func:`task_manager` indexes, read from
+    the YAMLs by lmms-eval's rules (:func:`icu_tasks.paths.task_names`) without importing lmms-eval.
+    """
+    known = task_names()
+    for name in tasks:
+        if name not in known:
+            hint = did_you_mean(name, known)
+            raise ConfigError(f"unknown lmms-eval task or group '{name}'{hint} (known: {', '.join(known)})")
+    return list(tasks)

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from icu_tasks.errors import DataError
+from icu_unlearn.training.distributed import per_device_batch
+from icu_unlearn.training.row_encodings import RowEncodings, encode_examples, load_image
 
 if TYPE_CHECKING:
     from icu_tasks.data.dataset import IcuData
@@ -118,30 +120,6 @@ def finetune_examples(data: IcuData, vqa_repeat: int = 1, longform: bool = False
     return out
 
 
-@functools.lru_cache(maxsize=1024)
-def _load_rgb(path: str):
-    from icu_tasks.data.dataset import read_rgb
-
-    return read_rgb(path)
-
-
-def load_image(path: Path | None):
-    """The example's image as an RGB PIL image (cached per path), or ``None``; missing or unreadable →
-    :class:`DataError` (:func:`icu_tasks.data.dataset.read_rgb`)."""
-    if path is None:
-        return None
-    return _load_rgb(str(path))
-
-
-def encode_examples(processor: Any, examples: Sequence[Example]) -> dict[str, Any]:
-    """``examples`` → one right-padded batch of model inputs with answer-only ``labels``
-    (:func:`icu_unlearn.models.encoding.encode` on their questions, images and answers)."""
-    from icu_unlearn.models.encoding import encode
-
-    images = [load_image(e.image) for e in examples]
-    return dict(encode(processor, [e.question for e in examples], images, [e.answer for e in examples]))
-
-
 class Collator:
     """``list[Example]`` → model inputs with answer-only ``labels`` (through ``encoding.encode``).
 
@@ -154,8 +132,6 @@ class Collator:
     """
 
     def __init__(self, processor: Any, split_longform: bool = False) -> None:
-        from icu_unlearn.training.row_encodings import RowEncodings
-
         self.processor = processor
         self.split_longform = split_longform
         self._memo: RowEncodings | None = RowEncodings(processor)
@@ -279,7 +255,6 @@ def step_batches(data: StageData, cfg: Any, uses_retain: bool, processes: int = 
     ``retain_batch_size = 0`` (or a config without it) is as many retain as forget examples. A batch size above
     the forget task's size is the whole task.
     """
-    from icu_unlearn.training.loop import per_device_batch
 
     forget_global = cfg.batch_size or len(data.forget)
     forget_size = per_device_batch(cfg.batch_size) if cfg.batch_size else -(-len(data.forget) // processes)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from icu_tasks.errors import ConfigError
+
 
 def rank() -> int:
     """Global rank of this process (``RANK``); 0 when not distributed."""
@@ -22,3 +24,11 @@ def world_size() -> int:
 def is_main() -> bool:
     """Whether this is the main process (rank 0), the one that prints results and writes shared files."""
     return rank() == 0
+
+
+def per_device_batch(global_batch: int) -> int:
+    """Split the configured (global) batch over the processes, so results do not depend on their number."""
+    n = world_size()
+    if global_batch % n:
+        raise ConfigError(f"batch size {global_batch} is not divisible by the {n} processes")
+    return global_batch // n

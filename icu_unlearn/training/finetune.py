@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, TrainingError
+from icu_tasks.records.files import stamped
 from icu_tasks.records.layout import FINETUNE_JSON
 from icu_unlearn.methods.config import LM_LORA_TARGETS, check_scheduler, non_negative, positive
 from icu_unlearn.training.distributed import is_main, world_size
@@ -256,7 +257,6 @@ def _finetune_record(
     from icu_unlearn.training.stage_dir import versions
 
     return {
-        "format_version": 1,
         "base_model": str(Path(model_dir).resolve()),
         "data_dir": str(data.root),
         "data_hash": data.data_hash,
@@ -296,6 +296,6 @@ def _save_model_dir(out: Path, model: Any, processor: Any, record: dict, overwri
         model.save_pretrained(str(tmp))
         processor.save_pretrained(str(tmp))
         record[MODEL_ID_KEY] = compute_model_id(tmp)  # content identity (config + weights), computed once
-        write_json(tmp / FINETUNE_JSON, record)
+        write_json(tmp / FINETUNE_JSON, stamped(FINETUNE_JSON, record))
 
     write_dir_atomically(out, fill, overwrite=overwrite, required=FINETUNE_JSON)

@@ -15,8 +15,6 @@ the tqdm progress bar, logging — and delegates exactly two things to an *objec
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from typing import Any
 
 import torch
@@ -24,7 +22,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from icu_tasks.errors import ConfigError
 from icu_unlearn.methods.base import StepContext, forward_logits
-from icu_unlearn.training.distributed import world_size
+from icu_unlearn.training.distributed import per_device_batch
 
 
 class NLLObjective:
@@ -99,14 +97,6 @@ class IcuTrainer(Trainer):
             model.train(was_training)
 
 
-def per_device_batch(global_batch: int) -> int:
-    """Split the configured (global) batch over the processes, so results do not depend on their number."""
-    n = world_size()
-    if global_batch % n:
-        raise ConfigError(f"batch size {global_batch} is not divisible by the {n} processes")
-    return global_batch // n
-
-
 def training_arguments(
     out_dir: str,
     *,
@@ -153,23 +143,6 @@ def training_arguments(
         ddp_find_unused_parameters=find_unused_parameters,
         train_sampling_strategy=train_sampling_strategy,
     )
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """Keep transformers' info/warning chatter off the progress screen during training."""
-    from transformers.utils import logging as hf_logging
-
-    old = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            # PEFT's SHiRA layer (MMUnlearner) builds a sparse tensor each forward; torch warns once about checks
-            warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
-            yield
-    finally:
-        hf_logging.set_verbosity(old)
 
 
 def schedule_args(cfg: Any) -> dict[str, Any]:

@@ -59,7 +59,8 @@ def train_quietly(
     callbacks: list | None = None,
 ) -> Any:
     """Run the shared ``IcuTrainer`` loop quietly; returns the trainer (``history`` holds the logged losses)."""
-    from icu_unlearn.training.loop import IcuTrainer, quiet_transformers
+    from icu_unlearn.models.loading import quiet_transformers
+    from icu_unlearn.training.loop import IcuTrainer
 
     with quiet_transformers(), no_pin_memory_warning():
         trainer = IcuTrainer(

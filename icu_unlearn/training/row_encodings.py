@@ -3,7 +3,7 @@
 Training sees the same rows every epoch in new batch compositions, and the processor's image preprocessing
 (resize, rescale, normalise: a Python loop over PIL images with the slow processors this project uses on CPU)
 is most of the collation cost. :class:`RowEncodings` encodes each :class:`~icu_unlearn.training.data.Example`
-once (:func:`~icu_unlearn.training.data.encode_examples`, a batch of one: nothing padded), keeps the tensors in a
+once (:func:`encode_examples`, a batch of one: nothing padded), keeps the tensors in a
 byte-bounded LRU memo, and assembles a batch the way the processor itself would: sequence tensors (input ids,
 attention mask, labels, token-type ids…) right-padded to the longest row, per-image tensors (pixel values,
 ``image_grid_thw``, ``image_sizes``…) concatenated in row order. The result is the batch
@@ -15,24 +15,45 @@ encodes the batch directly.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from icu_unlearn.models.encoding import IGNORE_INDEX
-
-if TYPE_CHECKING:
-    from icu_unlearn.training.data import Example
+from icu_tasks.data.dataset import read_rgb
+from icu_unlearn.methods.base import TrainingExample
+from icu_unlearn.models.encoding import IGNORE_INDEX, encode
 
 #: Memo budget per processor: whole data sets of the tiny models fit; a real model's 336-px images
 #: (1.35 MB of pixel values each) keep the most recent few hundred rows.
 DEFAULT_MEMO_BYTES = 1 << 30
 
 
+@functools.lru_cache(maxsize=1024)
+def _load_rgb(path: str):
+    return read_rgb(path)
+
+
+def load_image(path: Path | None):
+    """The example's image as an RGB PIL image (cached per path), or ``None``; missing or unreadable →
+    :class:`DataError` (:func:`icu_tasks.data.dataset.read_rgb`)."""
+    if path is None:
+        return None
+    return _load_rgb(str(path))
+
+
+def encode_examples(processor: Any, examples: Sequence[TrainingExample]) -> dict[str, Any]:
+    """``examples`` → one right-padded batch of model inputs with answer-only ``labels``
+    (:func:`icu_unlearn.models.encoding.encode` on their questions, images and answers)."""
+    images = [load_image(e.image) for e in examples]
+    return dict(encode(processor, [e.question for e in examples], images, [e.answer for e in examples]))
+
+
 class RowEncodings:
-    """Per-row memo of :func:`~icu_unlearn.training.data.encode_examples` outputs (``labels`` included).
+    """Per-row memo of :func:`encode_examples` outputs (``labels`` included).
 
     Args:
         processor: the HF processor (or tokenizer) every row is encoded with.
@@ -42,17 +63,15 @@ class RowEncodings:
     def __init__(self, processor: Any, max_bytes: int = DEFAULT_MEMO_BYTES) -> None:
         self.processor = processor
         self.max_bytes = max_bytes
-        self._rows: OrderedDict[Example, dict[str, torch.Tensor]] = OrderedDict()
+        self._rows: OrderedDict[TrainingExample, dict[str, torch.Tensor]] = OrderedDict()
         self._bytes = 0
 
-    def row(self, example: Example) -> dict[str, torch.Tensor]:
+    def row(self, example: TrainingExample) -> dict[str, torch.Tensor]:
         """The encoding of one example (``[1, ...]`` sequence tensors), from the memo when it holds it."""
         hit = self._rows.get(example)
         if hit is not None:
             self._rows.move_to_end(example)
             return hit
-        from icu_unlearn.training.data import encode_examples
-
         encoded = encode_examples(self.processor, [example])
         size = _nbytes(encoded)
         if size <= self.max_bytes:

@@ -12,17 +12,16 @@ stage without trainable parameters, and trainable weights that did not change.
 
 from __future__ import annotations
 
-import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icu_tasks.errors import ConfigError, StageError
+from icu_tasks.errors import ConfigError, DataError, StageError
+from icu_tasks.records.files import read_record, stamped
 from icu_tasks.records.layout import MASKS_FILE, STAGE_JSON, write_dir_atomically, write_json
 from icu_unlearn.training.distributed import world_size
-
-FORMAT_VERSION = 1
 
 
 def read_stage(path: str | os.PathLike) -> dict[str, Any]:
@@ -33,10 +32,7 @@ def read_stage(path: str | os.PathLike) -> dict[str, Any]:
         raise StageError(f"stage dir not found: {path}")
     if not record.is_file():
         raise StageError(f"{path} is not a complete stage dir (no {STAGE_JSON})")
-    try:
-        return json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise StageError(f"unreadable {record}: {err}") from err
+    return read_record(record, required=True)
 
 
 def save_safetensors(tensors: dict[str, Any], path: Path) -> None:
@@ -44,31 +40,6 @@ def save_safetensors(tensors: dict[str, Any], path: Path) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
-
-
-def check_new_masks(masks: dict, parent: dict) -> None:
-    """A training-free stage must prune something new, or it silently equals its parent."""
-    zeros = sum(int((m == 0).sum()) for m in masks.values())
-    parent_zeros = sum(int((m == 0).sum()) for m in parent.values())
-    if zeros <= parent_zeros:
-        raise StageError(
-            "the stage pruned no new channel (the cap is reached or no candidate module was found)"
-        )
-
-
-def mask_summary(masks: dict, parent: dict) -> dict[str, Any]:
-    """Pruned channels in total, new in this stage, and per module (for stage.json)."""
-    if not masks:
-        return {}
-    per_module = {n: int((m == 0).sum()) for n, m in sorted(masks.items())}
-    parent_total = sum(int((m == 0).sum()) for m in parent.values())
-    total = sum(per_module.values())
-    return {
-        "file": MASKS_FILE,
-        "pruned_total": total,
-        "pruned_new": total - parent_total,
-        "pruned_per_module": per_module,
-    }
 
 
 def write_stage(
@@ -93,7 +64,7 @@ def write_stage(
         if record.get("method"):
             (tmp / "README.md").write_text(stage_card(record, final), encoding="utf-8")
         record["files"] = sorted(p.name for p in tmp.iterdir()) + [STAGE_JSON]
-        write_json(tmp / STAGE_JSON, record)
+        write_json(tmp / STAGE_JSON, stamped(STAGE_JSON, record))
 
     return write_dir_atomically(final, fill, overwrite=overwrite)
 
@@ -127,7 +98,6 @@ def stage_record(
             "stage_id": (parent_record or {}).get("stage_id"),
         }
     return {
-        "format_version": FORMAT_VERSION,
         "stage": k,
         "method": method.name,
         "config": method.config.to_dict(),
@@ -166,21 +136,6 @@ def adapter_summary(model: Any) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------- guards
-
-
-def lora_module_names(model: Any) -> list[str]:
-    """Names of the modules that carry a LoRA adapter (``lora_A`` children)."""
-    return sorted(n for n, m in model.named_modules() if hasattr(m, "lora_A") and len(m.lora_A) > 0)
-
-
-def check_lora_targets(model: Any, pattern: str) -> list[str]:
-    """The LoRA-wrapped modules; none → ConfigError naming the pattern (a silent no-op elsewhere)."""
-    names = lora_module_names(model)
-    if not names:
-        raise ConfigError(
-            f"LoRA target pattern {pattern!r} matched no module of the model; nothing would train"
-        )
-    return names
 
 
 def snapshot_trainable(model: Any) -> dict[str, Any]:
@@ -274,3 +229,55 @@ def check_parent(parent: Path, k: int, data_hash: str, base: str) -> dict[str, A
     if any((parent / name).is_file() for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_BIN)):
         check_adapter_files(parent, base)  # before any model is loaded: .bin weights, another base model
     return record
+
+
+@dataclass
+class StageInputs:
+    """The validated inputs of one unlearning stage."""
+
+    k: int
+    final: Path
+    base_dir: Path
+    data: Any
+    parent_dir: Path | None
+    parent_record: dict[str, Any] | None
+
+
+def check_stage_inputs(
+    base: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    stage: int,
+    run_dir: str | os.PathLike,
+    *,
+    parent: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    allow_data_mismatch: bool = False,
+    dry_run: bool = False,
+) -> StageInputs:
+    """Validate a stage's inputs; ``dry_run`` skips the output checks and a parent that does not exist yet."""
+    from icu_tasks.data.dataset import open_data
+    from icu_tasks.records.layout import check_writable, stage_dir
+    from icu_unlearn.models.identity import check_base_data
+    from icu_unlearn.models.loading import resolve_model_dir
+
+    k = int(stage)
+    if k < 1:
+        raise ConfigError(f"stage must be >= 1 (stage 0 is the vanilla model), got {stage}")
+    final = stage_dir(run_dir, k)
+    if final.parent.exists() and not final.parent.is_dir():
+        raise StageError(f"run dir {final.parent} is a file, not a directory")
+    if not dry_run:
+        check_writable(final, overwrite)
+    if k == 1 and parent is not None:
+        raise ConfigError("stage 1 starts from the vanilla model; --from is only for stages >= 2")
+    parent_dir = Path(parent) if parent is not None else (stage_dir(run_dir, k - 1) if k > 1 else None)
+    base_dir = resolve_model_dir(base)
+    data = open_data(data_dir)
+    if k not in {int(t) for t in data.task_ids}:
+        ids = sorted(int(t) for t in data.task_ids)
+        raise DataError(f"forget task {k} does not exist in {data.root} (it has tasks {ids[0]}..{ids[-1]})")
+    check_base_data(base_dir, data.data_hash, data.root, allow=allow_data_mismatch)
+    parent_record = None
+    if parent_dir is not None and not (dry_run and not parent_dir.exists()):
+        parent_record = check_parent(parent_dir, k, data.data_hash, str(base))
+    return StageInputs(k, final, base_dir, data, parent_dir, parent_record)

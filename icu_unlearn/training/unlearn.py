@@ -61,14 +61,15 @@ def run_stage(
         loaded: ``(model, processor)`` of ``base`` already in memory (``icu-bench sweep`` loads it once); the
             stage adapts the model in place, so pass a copy.
     """
-    from icu_unlearn.scoring.preflight import check_stage_inputs
+    from icu_unlearn.training.stage_dir import check_stage_inputs
 
     inputs = check_stage_inputs(
         base, data_dir, stage, run_dir, parent=parent, overwrite=overwrite, allow_data_mismatch=allow_data_mismatch
     )  # fmt: skip
     # Heavy imports only after the cheap checks: bad input fails in well under a second.
     from icu_unlearn.models import read_masks
-    from icu_unlearn.training.stage_dir import mask_summary, stage_record, write_stage
+    from icu_unlearn.models.masks import mask_summary
+    from icu_unlearn.training.stage_dir import stage_record, write_stage
 
     model, processor, sd = _load_stage_model(method, base, inputs, device, loaded)
     parent_masks = read_masks(inputs.parent_dir) if inputs.parent_dir is not None else {}
