@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"document side in px ({DEFAULT_IMAGE_SIZE})",
     )
     gen.add_argument("--overwrite", action="store_true", help="replace an existing data dir at --out")
-    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    gen.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     gen.set_defaults(func=_cmd_generate)
 
     val = sub.add_parser("validate", help="check a data dir", description="Check an ICU-Bench data dir.")
