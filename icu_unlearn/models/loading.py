@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError
+from icu_tasks.harness.torchvision_check import check_torchvision
 from icu_tasks.records.layout import MASKS_FILE
 from icu_unlearn.models.masks import apply_masks, base_of, read_masks, remove_masks
 
@@ -147,6 +148,7 @@ def load_base(pretrained: str | os.PathLike, device: str | None = "cpu", dtype: 
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     name = str(resolve_model_dir(pretrained))
+    check_torchvision()
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     try:
