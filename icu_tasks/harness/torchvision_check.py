@@ -7,7 +7,11 @@ to do in one line.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import re
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from icu_tasks.errors import ConfigError
 
@@ -34,11 +38,29 @@ def torchvision_clash(torch_version: str, torchvision_version: str) -> str | Non
     return None
 
 
+def built_version(package: str) -> str | None:
+    """The version an installed package was built as, build label included (``0.28.0+cu130``): its
+    ``version.py`` read as text (PyPI's wheel metadata drops the label), else its distribution's version;
+    None when it is not installed. Imports nothing."""
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        return None
+    for folder in spec.submodule_search_locations or ():
+        with contextlib.suppress(OSError):
+            text = (Path(folder) / "version.py").read_text(encoding="utf-8")
+            found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+            if found:
+                return found.group(1)
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def check_torchvision() -> None:
     """Refuse (one-line :class:`ConfigError`) an installed torchvision that does not fit the installed torch."""
-    try:
-        torch_version, torchvision_version = version("torch"), version("torchvision")
-    except PackageNotFoundError:
+    torch_version, torchvision_version = built_version("torch"), built_version("torchvision")
+    if torch_version is None or torchvision_version is None:
         return  # no torchvision: transformers uses the PIL image processors
     why = torchvision_clash(torch_version, torchvision_version)
     if why:
