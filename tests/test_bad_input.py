@@ -96,13 +96,13 @@ def _data_command(command: str, data: Path, base: Path, out: Path) -> list[str]:
     if command == "validate":
         return ["data", "validate", str(data)]
     if command == "unlearn":
-        return ["unlearn", "--method", "ga", "--base", str(base), "--data", str(data), "--stage", "1"] + [
+        return ["unlearn", "--method", "ga", "--model", str(base), "--data", str(data), "--stage", "1"] + [
             "--out",
             str(out),
             "--max-steps",
             "1",
         ]
-    return ["run", "--base", str(base), "--data", str(data), "--stages", "1", "--out", str(out)]
+    return ["run", "--model", str(base), "--data", str(data), "--stages", "1", "--out", str(out)]
 
 
 #: a damaged image is found by `data validate` (every image decoded); training reads only the images it uses
@@ -217,7 +217,7 @@ def test_good_parent_stage_is_accepted(
 
 
 def _unlearn(base: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["unlearn", "--base", str(base), "--data", str(data), "--stage", "1", "--out", str(out), *extra]
+    return ["unlearn", "--model", str(base), "--data", str(data), "--stage", "1", "--out", str(out), *extra]
 
 
 def _finetune(base: Path, data: Path, out: Path, *extra: str) -> list[str]:
@@ -225,7 +225,7 @@ def _finetune(base: Path, data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def _run(base: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", "--base", str(base), "--data", str(data), "--stages", "1", "--out", str(out), *extra]
+    return ["run", "--model", str(base), "--data", str(data), "--stages", "1", "--out", str(out), *extra]
 
 
 #: case id → (command builder, its extra flags, what the error line must say)
@@ -358,7 +358,7 @@ USER_CASES: dict[str, tuple[Callable[[Path, Path, Path], list], str]] = {
     ),
     "sweep_unknown_key": (
         lambda m, d, t: (
-            ["sweep", "--method", "ga", "--base", m, "--data", d, "--out", t / "s"]
+            ["sweep", "--method", "ga", "--model", m, "--data", d, "--out", t / "s"]
             + ["--grid", "learning_rat=1e-3"]
         ),
         "did you mean 'learning_rate'?",

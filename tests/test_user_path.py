@@ -115,3 +115,26 @@ def test_demo_records_durations_per_phase(monkeypatch: pytest.MonkeyPatch, capsy
     assert clock.finish() == {"data": 10.0, "tiny_model": 20.0, "finetune": 1.5}
     assert "[3/3    30 s] finetune" in capsys.readouterr().out
     assert json.dumps(clock.phases)
+
+
+def test_one_vocabulary_for_hyper_parameters_and_the_model_dir(tmp_path: Path) -> None:
+    """``--set`` takes the short names of the flags; ``--base`` (the older spelling of ``--model``) still works."""
+    from icu_unlearn.cli import build_parser
+    from icu_unlearn.cli.args import parse_sets
+
+    assert parse_sets(["lr=1e-3", "steps=5", "retain-weight=2"]) == {
+        "learning_rate": "1e-3",
+        "max_steps": 5,
+        "retain_weight": 2,
+    }
+    parser = build_parser()
+    for flag in ("--model", "--base"):
+        args = parser.parse_args(
+            ["unlearn", "--method", "ga", flag, "M", "--data", "D", "--stage", "1", "--out", "O"]
+        )
+        assert args.model == "M"
+    run = parser.parse_args(["run", "--out", "O", "--batch-size", "4", "--device", "auto", "-q"])
+    assert (run.batch_size, run.device, run.quiet) == (4, "auto", True)
+    assert parser.parse_args(["run", "--out", "O", "--eval-batch-size", "8"]).batch_size == 8
+    proc = call_cli(["unlearn", "--method", "ga", "--data", "D", "--stage", "1", "--out", "O"], cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr == "error: the model dir is required: pass --model DIR\n"

@@ -66,7 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command group."""
     from icu_tasks.data.defaults import IMAGE_SIZE as DEFAULT_IMAGE_SIZE
 
-    data = subparsers.add_parser("data", help="generate or validate the ICU-Bench data set")
+    data = subparsers.add_parser(
+        "data",
+        help="generate or validate the ICU-Bench data set",
+        description="Generate the ICU-Bench data set (fictional profiles, document images, QA parquet) or check "
+        "a data dir.",
+    )
     sub = data.add_subparsers(dest="data_command", metavar="{generate,validate}", required=True)
 
     gen = sub.add_parser(

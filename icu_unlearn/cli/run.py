@@ -6,7 +6,14 @@ import argparse
 import time
 from pathlib import Path
 
-from icu_unlearn.cli.args import add_allow_data_mismatch, add_device, add_set, parse_sets
+from icu_unlearn.cli.args import (
+    add_allow_data_mismatch,
+    add_device,
+    add_model,
+    add_set,
+    model_dir,
+    parse_sets,
+)
 
 #: The demo's scale: big enough for the tiny model to show forgetting, small enough for ~10 min on 2 cores.
 DEMO_SCALE = {"profiles": 40, "tasks": 4, "profiles_per_task": 3, "image_size": 160}
@@ -22,12 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="run dir (created; resumed if it exists)")
     p.add_argument("--config", help="YAML file with RunConfig fields (flags below override it)")
-    p.add_argument("--base", help="vanilla model dir (stage 0)")
+    add_model(p, "vanilla model dir (stage 0)")
     p.add_argument("--data", help="ICU-Bench data dir")
     p.add_argument("--method", help="unlearning method (default npo_diff)")
     p.add_argument("--stages", type=int, help="number of sequential forget tasks T (default 3)")
     p.add_argument("--tasks", help="comma-separated lmms-eval tasks/groups to score (default icu)")
-    p.add_argument("--batch-size", type=int, dest="batch_size", help="evaluation batch size (default 16)")
+    p.add_argument(
+        "--eval-batch-size", type=int, dest="batch_size", help="evaluation batch size (default 16)"
+    )
+    p.add_argument("--batch-size", type=int, dest="batch_size", help=argparse.SUPPRESS)
     p.add_argument("--limit", type=int, help="score at most N docs per task (debugging)")
     add_device(p)
     p.add_argument("--eval-every", type=int, dest="eval_every", help=_help("eval_every") + " (default 1)")
@@ -48,12 +58,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_set(p, "a method hyper-parameter, e.g. --set learning_rate=1e-3 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="discard a run dir made with another config")
-    add_allow_data_mismatch(p, "--base")
+    add_allow_data_mismatch(p, "--model")
     p.set_defaults(func=_run)
 
     d = subparsers.add_parser(
         "demo",
         help="the end-to-end demo: data -> tiny model -> fine-tune -> unlearning stages -> lmms-eval -> report",
+        description="Generate a small data set, build the tiny LLaVA model, fine-tune it into the vanilla model, "
+        "run the unlearning stages scored by lmms-eval and write the report, all under --out; OUT/demo.json "
+        "records the wall time of each phase. Run again, it reuses what is already there.",
     )
     d.add_argument("--out", default="runs/demo", help="demo dir (default runs/demo); reused on a second call")
     d.add_argument("--method", default="npo_diff", help="unlearning method (default npo_diff)")
@@ -77,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.measure_batches < 0:
         raise ConfigError(f"--measure-batches must be >= 0, got {args.measure_batches}")
     flags = {
-        "base": args.base,
+        "base": model_dir(args, required=False),
         "data": args.data,
         "method": args.method,
         "stages": args.stages,
@@ -93,8 +106,8 @@ def _run(args: argparse.Namespace) -> int:
         config = RunConfig.from_file(args.config, **flags)
         config.method_args.update(method_args)
     else:
-        if not (args.base and args.data):
-            raise ConfigError("icu-bench run needs --config, or --base and --data")
+        if not (args.model and args.data):
+            raise ConfigError("icu-bench run needs --config, or --model and --data")
         given = {k: v for k, v in flags.items() if v is not None}
         config = RunConfig.from_dict(given | {"method_args": method_args}, source="command line")
     start = time.perf_counter()
