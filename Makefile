@@ -6,7 +6,7 @@
 # tested on, a folder holding the CPU wheel): uv does not read pip's configuration, so the Makefile passes it
 # on. Bytecode is compiled at install time because nothing writes it later where PYTHONDONTWRITEBYTECODE is
 # set (as on those machines, and in every process the tests start): without it every process compiles torch
-# and transformers again. Users who install by hand use pip and the two-line constraints.txt (README).
+# and transformers again. Users who install by hand use pip and the two-line constraints.txt (docs/install.md).
 # torchvision is removed (lmms-eval pulls a CUDA build that breaks transformers' AutoProcessor on CPU torch).
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.icu-installed
 FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 
-.PHONY: install demo test lint lock
+.PHONY: install demo test test-fast lint lock
 
 $(STAMP): pyproject.toml constraints.txt constraints-lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The unit tier: no model built or trained, no process started (conftest.py enforces both).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not model and not slow and not subprocess"
 
 # Re-pin every package from the current .venv (after an upgrade that passed `make test`).
 lock: $(STAMP)

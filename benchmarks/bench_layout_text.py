@@ -4,7 +4,7 @@ Renders ``--profiles`` people per domain (seed 0) on both full layouts at ``--si
 set's default page, 448 px) and measures, inside every sensitive field's value box, the ink height: the number
 of pixel rows between the first and the last row holding a dark pixel (grey < 128). Prints min / median / max
 per layout, and the same scaled to each ``--input`` size (LLaVA-1.5 resizes a page to 336 px, the tiny test
-model to 64 px; Qwen2-VL reads the page at its own resolution). The README ("The two full layouts") quotes it.
+model to 64 px; Qwen2-VL reads the page at its own resolution). docs/data.md ("The two full layouts") quotes it.
 
     python benchmarks/bench_layout_text.py [--profiles 10] [--size 448] [--input 336 64]
 

@@ -103,3 +103,46 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(line)
     for key, value in FIXTURE_FACTS.items():
         terminalreporter.write_line(f"icu-bench fixture {key}: {value}")
+
+
+# ----------------------------------------------------------------------------------------------- test tiers
+
+#: Fixtures that build or train a model: a test that requests one (directly or through another fixture) is
+#: marked ``model`` at collection.
+MODEL_FIXTURES = frozenset({"tiny_model_dir", "vanilla_model_dir", "vanilla_knowledge", "qwen_dir"})
+#: Where the guard writes the tests that started a process instead of failing them (``ICU_RECORD_PROCESSES``).
+RECORD_ENV = "ICU_RECORD_PROCESSES"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``model`` every test that uses a model fixture; the rest of the unmarked tests form the unit tier."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+
+
+def _unit_tier(item: pytest.Item) -> bool:
+    return not any(item.get_closest_marker(m) for m in ("model", "slow", "subprocess"))
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit-tier test (no ``model``, ``slow`` or ``subprocess`` mark) that starts a process fails, so
+    ``make test-fast`` stays what it says; with ``$ICU_RECORD_PROCESSES`` set, the test ids are appended to that
+    file instead."""
+    if not _unit_tier(request.node):
+        return
+    import subprocess
+
+    original = subprocess.Popen.__init__
+    record = os.environ.get(RECORD_ENV)
+    nodeid = request.node.nodeid
+
+    def guarded(self, *args, **kwargs):
+        if not record:
+            raise AssertionError(f"{nodeid} starts a process: mark it @pytest.mark.subprocess")
+        with open(record, "a", encoding="utf-8") as fh:
+            fh.write(nodeid + "\n")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)

@@ -270,7 +270,7 @@ def test_bad_arguments_are_one_error_line(
 
 
 def test_numbers_written_as_text_are_accepted() -> None:
-    """``--set learning_rate=1e-3`` (the README's example) reaches the config as the string '1e-3' (YAML 1.1)."""
+    """``--set learning_rate=1e-3`` (the docs' example) reaches the config as the string '1e-3' (YAML 1.1)."""
     from icu_unlearn.methods import build_method
 
     cfg = build_method("npo_diff", learning_rate="1e-3", max_steps=1e2, retain_weight="3").config

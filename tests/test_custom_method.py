@@ -37,6 +37,7 @@ def _cli(args: list[str], cwd: Path, pythonpath: Path) -> subprocess.CompletedPr
     return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.subprocess
 def test_installed_plugin_is_listed_with_its_flags(plugin_dir, tmp_path):
     proc = _cli(["methods"], tmp_path, plugin_dir)
     assert proc.returncode == 0, proc.stderr
@@ -88,6 +89,7 @@ def test_installed_plugin_runs_one_stage(plugin_dir, tiny_model_dir, small_data_
     assert (run / "stage_1" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.subprocess
 def test_module_class_path_needs_no_install(tmp_path):
     """``--method module:Class`` imports and registers the class: its own flags exist, its checks run."""
     args = ["unlearn", "--method", "icu_custom_method.simnpo:SimNPO", "--stage", "1", "--gamma", "-1"]
@@ -97,6 +99,7 @@ def test_module_class_path_needs_no_install(tmp_path):
     assert_one_error(proc, "method path 'no_such_pkg.mod:Thing' cannot be imported")
 
 
+@pytest.mark.subprocess
 def test_broken_plugin_is_one_error_line(tmp_path):
     """An installed distribution whose entry point does not import: one line naming it, exit 2."""
     dist = tmp_path / "site" / "broken_plugin-0.1.dist-info"

@@ -370,6 +370,7 @@ def test_cli_generate_prints_summary(tmp_path, capsys):
     assert "not empty; pass --overwrite" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("case", ["missing_image", "overlapping_tasks"])
 def test_cli_subprocess_exit_2_one_line(case, copy):
     CORRUPTIONS[case][0](copy)

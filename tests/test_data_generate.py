@@ -326,6 +326,7 @@ def test_overwrite_replaces_a_data_dir_and_empty_dir_is_fine(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
+@pytest.mark.subprocess
 def test_hash_is_stable_across_processes(tmp_path):
     """A fresh interpreter with another string-hash salt (the CLI) reproduces an in-process generation."""
     scale = [

@@ -71,6 +71,7 @@ def _fill(tmp: Path) -> None:
     (tmp / "stage.json").write_text(json.dumps({"stage": 1}))
 
 
+@pytest.mark.subprocess
 def test_kill_during_adapter_saving_leaves_no_stage_dir(tmp_path: Path) -> None:
     from icu_unlearn.pipeline.rundir import RunDir
 
@@ -83,6 +84,7 @@ def test_kill_during_adapter_saving_leaves_no_stage_dir(tmp_path: Path) -> None:
     assert sorted(p.name for p in run.iterdir()) == []
 
 
+@pytest.mark.subprocess
 def test_next_write_removes_a_killed_writers_leftovers(tmp_path: Path) -> None:
     """The shell loop (``icu-bench unlearn``) has no run lock; the next write of the stage cleans up."""
     from icu_tasks.records.layout import write_dir_atomically
@@ -107,6 +109,7 @@ def test_temp_dirs_of_live_writers_are_kept(tmp_path: Path) -> None:
     assert all(p.is_dir() for p in (live, foreign, other_stage))
 
 
+@pytest.mark.subprocess
 def test_kill_right_after_the_rename_leaves_a_complete_stage_dir(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _kill_writer(run, "renamed")
@@ -205,6 +208,7 @@ def test_disk_full_while_generating_data(tmp_path: Path, monkeypatch: pytest.Mon
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.subprocess
 def test_disk_full_through_the_cli_is_one_line(tmp_path: Path) -> None:
     script = (
         "import errno, os, sys, pyarrow.parquet as pq\n"

@@ -193,6 +193,7 @@ def test_method_refuses_another_methods_config():
         get_method("npo")(get_method("ga").config_class())
 
 
+@pytest.mark.subprocess
 def test_registry_import_does_not_import_torch():
     code = "import sys, icu_unlearn.methods, icu_unlearn.cli.train; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -14,6 +14,9 @@ from icu_unlearn.cli import main
 from icu_unlearn.models.encoding import encode
 from icu_unlearn.models.tiny import TinyConfig, build_tiny_model, builtin_corpus, create_tiny_model
 
+#: Every test here builds a tiny model.
+pytestmark = pytest.mark.model
+
 
 def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

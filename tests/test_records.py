@@ -37,6 +37,7 @@ def test_absent_unversioned_and_newer_records(tmp_path):
         read_record(tmp_path / "other.json")
 
 
+@pytest.mark.subprocess
 def test_report_refuses_a_run_from_a_newer_icu_bench(tmp_path):
     """``icu-bench report`` on a run dir whose run.json has an unknown version: one error line, exit 2."""
     run = tmp_path / "run"

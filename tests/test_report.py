@@ -341,6 +341,7 @@ def _cli(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.subprocess
 def test_cli_report_default_out(runs, tmp_path):
     proc = _cli(tmp_path, "report", str(runs["full"]))
     assert proc.returncode == 0, proc.stderr
@@ -352,6 +353,7 @@ def test_cli_report_default_out(runs, tmp_path):
     )
 
 
+@pytest.mark.subprocess
 def test_cli_errors_are_one_line_and_write_nothing(runs, tmp_path):
     not_a_run = tmp_path / "empty"
     not_a_run.mkdir()

@@ -121,6 +121,7 @@ def test_lmms_eval_resolves_includes_hooks_and_stub_from_the_installed_folder(tm
     assert config["dataset_kwargs"]["data_files"]["test"] == str(folder / "_stub.jsonl")
 
 
+@pytest.mark.subprocess
 def test_cli_install_status_uninstall(tmp_path):
     cwd = tmp_path / "cwd"
     folder = tmp_path / inst.INSTALL_DIRNAME

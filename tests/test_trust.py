@@ -263,7 +263,7 @@ def test_run_json_is_compared_by_identity(tmp_path: Path) -> None:
     rd.check_config({"base": "/a/vanilla", "data": "/a/data", "name": "run"} | ids)
     moved = {"base": "/b/vanilla", "data": "/b/data", "name": "run2"} | ids
     rd.check_config(moved)  # moved: accepted, and run.json follows the new paths
-    assert json.loads(rd.config_path.read_text()) == moved
+    assert json.loads(rd.config_path.read_text()) == {"format_version": 1} | moved
     with pytest.raises(DataError, match=f"{'d' * 16}.*{'e' * 16}"):
         rd.check_config(moved | {"data_hash": "e" * 64})
     with pytest.raises(StageError, match="differs in: stages"):
@@ -277,6 +277,7 @@ def test_run_json_is_compared_by_identity(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------- fail before writing
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("command", ["unlearn", "run", "finetune"])
 def test_a_typo_in_the_base_is_instant_and_writes_nothing(
     command: str, small_data_dir: Path, tmp_path: Path
@@ -332,6 +333,7 @@ def test_shell_loop_rejects_a_bad_method_before_scoring(
     assert proc.returncode == 2 and not run.exists()  # no stage-0 evaluation, no eval dir
 
 
+@pytest.mark.subprocess
 def test_validate_checks_every_promised_image(small_data_dir: Path, tmp_path: Path) -> None:
     data = shutil.copytree(small_data_dir, tmp_path / "data")
     full = sorted((data / "images").rglob("full_0.png"))[0]

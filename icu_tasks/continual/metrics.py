@@ -1,4 +1,4 @@
-"""The forget-side continual metrics and the ICU score (README "Continual runs"): pure-numpy functions.
+"""The forget-side continual metrics and the ICU score (docs/metrics.md): pure-numpy functions.
 
 FE, HFP, rebound, collateral and over-forgetting read the forget-accuracy matrix, normalised against a base
 rate; the retain side (RU, stability, the worst stage) is :mod:`icu_tasks.continual.retention`. Conventions

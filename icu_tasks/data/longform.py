@@ -8,7 +8,7 @@ measures its length. The long-form row asks for the whole record and its answer 
 The answer's wording is one of :data:`TEMPLATES` per domain, picked from (seed, row id), so the data stays a
 pure function of the seed while the fine-tune does not see one fixed sentence frame. The rows are text-only:
 the two full document layouts print every value in clear text, so as the row's image they would let a model
-read the summary off the page instead of recalling it (README, "The two full layouts", for the measured text
+read the summary off the page instead of recalling it (docs/data.md, "The two full layouts", for the measured text
 sizes). They live in their own file (:data:`icu_tasks.data.schema.LONGFORM_FILE`), outside the core rows: no
 multiple-choice options, not part of the knowledge stopping rule (exact match on 30+ tokens is the wrong test
 of knowing a profile).

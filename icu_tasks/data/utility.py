@@ -1,4 +1,4 @@
-"""The utility split: knowledge the model must keep that is not about private people (see the README).
+"""The utility split: knowledge the model must keep that is not about private people (docs/data.md).
 
 Two kinds of rows, all with ``split == "utility"`` and ``forget_task == 0``:
 

@@ -72,7 +72,7 @@ class RunRecord(TypedDict, total=False):
 
 
 class StageRecord(TypedDict, total=False):
-    """``stage_K/stage.json``: one unlearning stage (README, "Reproducibility")."""
+    """``stage_K/stage.json``: one unlearning stage (docs/continual_runs.md, "Reproducibility")."""
 
     format_version: int
     stage: int  #: K >= 1

@@ -1,7 +1,7 @@
 """One run's continual metrics as a JSON-ready dict: the ``runs`` entries of ``report.json``.
 
-:func:`run_summary` turns a :class:`~icu_tasks.report.results.ContinualRun` into its metrics (defined in the
-README's "Continual runs", per forget view VQA/QA/pooled, normalised against the base rate, with bootstrap
+:func:`run_summary` turns a :class:`~icu_tasks.report.results.ContinualRun` into its metrics (defined in
+docs/metrics.md, per forget view VQA/QA/pooled, normalised against the base rate, with bootstrap
 intervals from :mod:`icu_tasks.continual.bootstrap`), its per-stage rows and its notes; NaN becomes None.
 """
 

@@ -19,6 +19,7 @@ from icu_tasks.data.schema import VIEWS
 from icu_tasks.records.files import stamped
 from icu_tasks.records.layout import REPORT_JSON, atomic_write_text
 from icu_tasks.report import plots
+from icu_tasks.report.likelihood import likelihood_curves, likelihood_markdown, likelihood_summary
 from icu_tasks.report.markdown import report_markdown
 from icu_tasks.report.results import ContinualRun
 from icu_tasks.report.summary import run_summary
@@ -108,7 +109,6 @@ def _likelihood_sections(summaries: list[dict[str, Any]], runs: list[ContinualRu
     """Add each run's ``icu_ll`` / ``icu_mia`` numbers (:mod:`icu_tasks.report.likelihood`) to its summary
     under ``likelihood`` (None when not scored), draw its curves, and return the report.md section ("" when
     no run has any)."""
-    from icu_tasks.report.likelihood import likelihood_curves, likelihood_markdown, likelihood_summary
 
     lines: list[str] = []
     for summary, run, label in zip(summaries, runs, _labels(runs), strict=True):

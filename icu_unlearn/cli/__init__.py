@@ -107,12 +107,12 @@ def _register_method_paths(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``icu-bench`` console script; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
+    try:  # the parser lists the methods: a method path or plugin that does not import fails here
         _register_method_paths(argv)
+        parser = build_parser()
     except IcuError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    parser = build_parser()
     args = parser.parse_args(argv)
     set_verbosity(bool(getattr(args, "quiet", False)), int(getattr(args, "verbose", 0)))
     func = getattr(args, "func", None)

@@ -185,7 +185,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _print_check(model_dir: Any, data_dir: str, device: str | None) -> None:
     from icu_tasks.data.dataset import open_data
-    from icu_tasks.data.schema import HOLDOUT, KNOWN_SPLITS
+    from icu_tasks.data.schema import HOLDOUT, KNOWN_SPLITS, VIEWS
     from icu_unlearn.models import load_base
     from icu_unlearn.training.data import examples_from_rows, quick_accuracy
 
@@ -193,7 +193,7 @@ def _print_check(model_dir: Any, data_dir: str, device: str | None) -> None:
     data = open_data(data_dir)
     print("exact match (greedy):")
     for split in (*KNOWN_SPLITS, HOLDOUT):
-        for view in ("vqa", "qa"):
+        for view in VIEWS:
             examples = examples_from_rows(data, data.rows(split=split, view=view))
             if examples:
                 acc = quick_accuracy(model, processor, examples)

@@ -8,7 +8,7 @@ Continual choice — the reference is the vanilla model M_0 (the stage's LoRA ad
 M_{k−1} at the start of stage k. Reasons: (1) retain behaviour should stay where the vanilla model had it;
 anchoring to M_{k−1} would let each stage's drift become the next stage's target, so damage accumulates
 without penalty over a long sequence of requests; (2) the vanilla model is what the continual metrics compare
-every stage with (README, "Continual runs"); (3) it costs no second model: the reference is the same weights
+every stage with (docs/metrics.md); (3) it costs no second model: the reference is the same weights
 with the adapter switched off.
 """
 

@@ -22,7 +22,7 @@ neuron's output row and bias exactly as weight surgery would, without touching t
 dir still carries the parent's adapter (or an identity rank-1 LoRA at stage 1) so it is complete on its own.
 
 On a 3.6 M-parameter model the facts live in few, shared neurons, so MANU barely separates forget from retain
-(see the README's measured results); that is a finding, not a bug.
+(docs/methods.md, "The methods at one amount of forgetting"); that is a finding, not a bug.
 """
 
 from __future__ import annotations

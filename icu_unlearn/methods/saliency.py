@@ -26,7 +26,8 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn.methods.base import TrainingExample
+from icu_unlearn.methods.base import TrainingExample, forward_logits
+from icu_unlearn.models.loading import quiet_transformers
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +69,6 @@ def diagonal_fisher(
     import torch
 
     from icu_unlearn.methods import losses
-    from icu_unlearn.methods.base import forward_logits
 
     batches = [examples[i : i + batch_size] for i in range(0, len(examples), batch_size)]
     batches = batches[:max_batches] if max_batches else batches
@@ -141,8 +141,6 @@ def sparse_adapter(
     indices, ``r·(m + n)`` each); entries listed in ``start`` (module → (flat indices, values)) begin there."""
     import torch
     from peft import ShiraConfig, get_peft_model
-
-    from icu_unlearn.models.loading import quiet_transformers
 
     linears = target_linears(model, pattern)
     masks = {}

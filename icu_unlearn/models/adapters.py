@@ -11,14 +11,13 @@ import os
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError
+from icu_unlearn.models import load_stage
+from icu_unlearn.models.loading import quiet_transformers
 
 
 def lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) -> Any:
     """Wrap ``model`` with a fresh LoRA adapter; a pattern that matches nothing is a ConfigError."""
     from peft import LoraConfig, get_peft_model
-
-    from icu_unlearn.models.adapters import check_lora_targets
-    from icu_unlearn.models.loading import quiet_transformers
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
     try:
@@ -32,8 +31,6 @@ def lora_model(model: Any, r: int, alpha: float, dropout: float, targets: str) -
 
 def continue_stage(model: Any, parent_dir: str | os.PathLike, *, trainable: bool) -> Any:
     """The base ``model`` with the parent stage's adapter (and masks) applied; it must have an adapter."""
-    from icu_unlearn.models import load_stage
-    from icu_unlearn.models.loading import quiet_transformers
 
     with quiet_transformers():
         model = load_stage(model, parent_dir, trainable=trainable)

@@ -5,7 +5,7 @@ No model can be downloaded here, so ICU-Bench builds its own vision-language mod
 byte-level BPE tokenizer trained with ``tokenizers`` on the benchmark's own text. The result is an ordinary
 Hugging Face model dir (safetensors weights, processor, chat template) that reloads offline with
 ``AutoModelForImageTextToText`` / ``AutoProcessor``. The recipe (sizes, the CLS/feature-count pitfall, why the
-slow image processor) is summarised in the README.
+slow image processor) is in :class:`TinyConfig` and the builders below.
 
 Same seed and same corpus → byte-identical weights and tokenizer.
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError
+from icu_tasks.harness.prompts import question_text
 from icu_tasks.records.layout import check_parents, follow_umask
 
 #: LLaVA-1.5-style conversation (``<s>USER: <image>\n{question}\nASSISTANT: {answer}</s>``) over content lists.
@@ -50,7 +51,7 @@ SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, IMAGE)
 
 @dataclass
 class TinyConfig:
-    """Sizes of the tiny model (defaults: the ~3.7 M-parameter recipe that memorises the demo's profiles; README)."""
+    """Sizes of the tiny model (defaults: the ~3.7 M-parameter recipe that memorises the demo's profiles)."""
 
     vocab_size: int = 1024
     image_size: int = 64
@@ -331,7 +332,6 @@ def corpus_from_data(data_dir: str | os.PathLike | None = None) -> list[str]:
 
     from icu_tasks.data.dataset import open_data
     from icu_tasks.data.schema import PROFILES_FILE
-    from icu_tasks.harness.prompts import question_text
 
     data = open_data(data_dir)
     texts: list[str] = []

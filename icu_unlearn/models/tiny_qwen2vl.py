@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from icu_unlearn.models.tiny import builtin_corpus, check_out_dir, save_atomically, train_tokenizer
+
 #: Qwen2-VL's chat template, reduced to what ICU-Bench sends (text and images; default system prompt).
 QWEN2VL_CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -54,8 +56,6 @@ def build_tiny_qwen2vl(
     import torch
     from transformers import Qwen2VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    from icu_unlearn.models.tiny import builtin_corpus, check_out_dir, save_atomically, train_tokenizer
 
     out = check_out_dir(out_dir, overwrite)
     corpus = list(texts) if texts is not None else builtin_corpus(seed)

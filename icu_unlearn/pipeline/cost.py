@@ -24,8 +24,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from icu_tasks.records.schedule import EvalSchedule
-from icu_unlearn.scoring.evaluate import task_env
+from icu_tasks.records.schedule import EvalSchedule, format_tasks
+from icu_unlearn.methods import build_method
+from icu_unlearn.scoring.evaluate import load_scorer, task_env, task_manager
+from icu_unlearn.scoring.preflight import check_tasks
+from icu_unlearn.training.unlearn import run_stage
 
 #: Family of a doc from its ``split`` column.
 FAMILIES: dict[str, str] = {
@@ -106,8 +109,6 @@ def plan_requests(config: Any) -> RequestPlan:
     from lmms_eval.tasks import get_task_dict
 
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.scoring.evaluate import task_manager
-    from icu_unlearn.scoring.preflight import check_tasks
 
     check_tasks(config.tasks)
     n_forget = len(open_data(config.data).task_ids)
@@ -172,8 +173,6 @@ def _untimed(lm: Any) -> None:
 def _evaluate(lm: Any, tasks: list[str], limit: int) -> None:
     from lmms_eval.evaluator import simple_evaluate
 
-    from icu_unlearn.scoring.evaluate import task_manager
-
     simple_evaluate(
         model=lm, tasks=tasks, task_manager=task_manager(), limit=limit, log_samples=False,
         random_seed=0, numpy_random_seed=1234, torch_random_seed=1234, fewshot_random_seed=1234,
@@ -211,8 +210,6 @@ def measure_training(config: Any, batches: int, costs: Costs, allow_data_mismatc
     errs high); fixed: the rest of the stage (loading, data, saving). A method that does not train (masks
     only) is timed as a whole stage.
     """
-    from icu_unlearn.methods import build_method
-    from icu_unlearn.training.unlearn import run_stage
 
     method = build_method(config.method, **config.method_args)
     steps = getattr(method.config, "max_steps", None) if method.trains else None
@@ -239,7 +236,6 @@ def measure(
     config: Any, plan: RequestPlan, batches: int, *, lm: Any = None, allow_data_mismatch: bool = False
 ) -> Costs:
     """Measure scoring and training costs on this machine (loads the base model unless ``lm`` is given)."""
-    from icu_unlearn.scoring.evaluate import load_scorer
 
     costs = Costs(batches=batches, device=str(config.device or "auto"), batch_size=config.batch_size)
     if lm is None:
@@ -304,7 +300,6 @@ def estimate(plan: RequestPlan, costs: Costs | None) -> dict[str, Any]:
 
 
 def _forget_label(plan: RequestPlan, k: int) -> str:
-    from icu_tasks.records.schedule import format_tasks
 
     if not plan.schedule.scored(k, plan.stages):
         return "-"

@@ -29,12 +29,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError
 from icu_tasks.records.layout import atomic_write_json, atomic_write_text
+from icu_unlearn.methods import build_method, canonical_name
+from icu_unlearn.models import load_base
+from icu_unlearn.training.unlearn import run_stage
 
 FORGET_MIN, RETAIN_RATIO = 0.9, 0.9
 BUDGET_KEYS = ("max_steps", "learning_rate", "prune_fraction")
-VIEWS = ("vqa", "qa")
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -89,7 +92,6 @@ def sweep(
 ) -> dict[str, Any]:
     """Run (or resume) the sweep and write its table; returns ``results.json``'s content."""
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.methods import canonical_name
     from icu_unlearn.models.loading import check_device_name, resolve_model_dir
 
     out = Path(out)
@@ -101,7 +103,6 @@ def sweep(
     spec["data_hash"] = data.data_hash
     _check_spec(out, spec)
     # torch and transformers only once every input is checked: a typo is refused in well under a second
-    from icu_unlearn.models import load_base
     from icu_unlearn.training.data import Collator
     from icu_unlearn.training.knowledge import group_accuracy
 
@@ -128,7 +129,6 @@ def _checked_points(
 ) -> tuple[list[Any], list[dict[str, Any]], dict[str, list[Any]], dict[str, Any]]:
     """Build (and so check) every point's method before any work: ``(methods, points, grid, fixed)`` with the
     values typed as the method's config holds them."""
-    from icu_unlearn.methods import build_method
 
     if not grid:
         raise ConfigError("the grid is empty: give at least one --grid KEY=V1,V2")
@@ -156,7 +156,6 @@ def _run_point(
 ) -> None:
     """Run stage 1 of one point from a copy of the loaded vanilla model, score it, write ``result.json``."""
     from icu_unlearn.training.knowledge import group_accuracy
-    from icu_unlearn.training.unlearn import run_stage
 
     model, processor = loaded
     start = time.perf_counter()
@@ -208,7 +207,7 @@ def select(rows: list[dict[str, Any]], vanilla: dict[str, float]) -> dict[str, A
         return {"pick": pick, "rule_met": True, "rule": _rule_text()}
 
     def tradeoff(r: dict[str, Any]) -> float:
-        return min(r["f_vqa"] or 0.0, r["f_qa"] or 0.0) * min(1.0, r["retain_ratio"] or 0.0)
+        return min(r[f"f_{v}"] or 0.0 for v in VIEWS) * min(1.0, r["retain_ratio"] or 0.0)
 
     pick = max(range(len(rows)), key=lambda i: tradeoff(rows[i])) if rows else None
     return {"pick": pick, "rule_met": False, "rule": _rule_text()}
@@ -218,7 +217,7 @@ def _rule_text() -> str:
     return (
         f"smallest budget ({', '.join(BUDGET_KEYS)}) with normalised forgetting >= {FORGET_MIN} on both views of "
         f"task 1 and retain-eval >= {RETAIN_RATIO} x vanilla; if none, the highest "
-        "min(f_vqa, f_qa) x min(1, retain / vanilla retain)"
+        f"min({', '.join(f'f_{v}' for v in VIEWS)}) x min(1, retain / vanilla retain)"
     )
 
 

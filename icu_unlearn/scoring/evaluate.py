@@ -19,6 +19,7 @@ from icu_tasks.errors import StageError
 from icu_tasks.paths import DATA_ENV, task_yamls_dir
 from icu_tasks.records.layout import atomic_dir
 from icu_tasks.records.schedule import FORGET_TASKS_ENV, format_tasks
+from icu_unlearn.models import load_base
 from icu_unlearn.scoring.preflight import check_tasks
 
 _TASK_MANAGER = None
@@ -37,7 +38,6 @@ def task_manager():
 def load_scorer(config: Any) -> tuple[Any, float]:
     """The ``icu_hf`` model of a run (``config.base`` on ``config.device``, its batch size and answer length),
     loaded once for every stage, and the seconds the load took."""
-    from icu_unlearn.models import load_base
     from icu_unlearn.scoring.icu_hf import IcuHF
 
     start = time.perf_counter()

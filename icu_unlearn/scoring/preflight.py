@@ -23,7 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, DataError, StageError, did_you_mean
-from icu_tasks.paths import task_names
+from icu_tasks.paths import default_data_dir, task_names
+from icu_tasks.records.provenance import ALLOW_FLAG, manifest_hash
+from icu_unlearn.methods import build_method
+from icu_unlearn.models.identity import check_base_data, check_stage_data, model_id, stage_matches_base
+from icu_unlearn.models.loading import ADAPTER_CONFIG, check_adapter_files, resolve_device, resolve_model_dir
 
 
 def check_scoring_inputs(
@@ -35,10 +39,6 @@ def check_scoring_inputs(
     builds them); without a readable manifest it is skipped, so an ``icu_hf`` run of other tasks needs no data.
     Returns the model dir.
     """
-    from icu_tasks.paths import default_data_dir
-    from icu_tasks.records.provenance import manifest_hash
-    from icu_unlearn.models.identity import check_base_data, check_stage_data, stage_matches_base
-    from icu_unlearn.models.loading import ADAPTER_CONFIG, check_adapter_files, resolve_model_dir
 
     model_dir = resolve_model_dir(pretrained)
     if adapter:
@@ -61,7 +61,6 @@ def check_scoring_inputs(
 
 def _check(check: Any, what: Any, actual: str, data_dir: Path, allow: bool, flag: str) -> None:
     """Run a data check and name the ``icu_hf`` model_arg (not the CLI flag) in its message."""
-    from icu_tasks.records.provenance import ALLOW_FLAG
 
     try:
         check(what, actual, data_dir, allow=allow)
@@ -76,9 +75,6 @@ def check_run_inputs(
 ) -> tuple[Any, dict]:
     """Validate an ``icu-bench run``; returns the opened data and the ``run.json`` record to write."""
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.methods import build_method
-    from icu_unlearn.models.identity import check_base_data, model_id
-    from icu_unlearn.models.loading import resolve_device, resolve_model_dir
 
     base_dir = resolve_model_dir(config.base)
     data = open_data(config.data)

@@ -28,7 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from icu_tasks.data.schema import HOLDOUT, KNOWN_SPLITS, LONGFORM
 from icu_tasks.errors import DataError
+from icu_tasks.harness.answer_metrics import exact_match
+from icu_tasks.harness.prompts import question_text
+from icu_unlearn.models.inference import generate_texts
 from icu_unlearn.training.distributed import per_device_batch
 from icu_unlearn.training.row_encodings import RowEncodings, encode_examples, load_image
 
@@ -53,7 +57,6 @@ class Example:
 
 def examples_from_rows(data: IcuData, rows: Sequence[dict[str, Any]]) -> list[Example]:
     """Examples for QA rows of ``data`` (question text via ``icu_tasks.harness.prompts.question_text``)."""
-    from icu_tasks.harness.prompts import question_text
 
     out = []
     for row in rows:
@@ -78,7 +81,6 @@ def check_trainable(examples: Sequence[Example], what: str, *, longform: bool = 
     """Raise :class:`DataError` if a training set holds a holdout or a paraphrase example (neither is ever
     trained: one is the never-seen base rate, the other the held-out phrasing), or a long-form example
     unless ``longform`` (only the fine-tune trains on those)."""
-    from icu_tasks.data.schema import HOLDOUT, LONGFORM
 
     allowed = ("core", LONGFORM) if longform else ("core",)
     for e in examples:
@@ -103,7 +105,6 @@ def finetune_examples(data: IcuData, vqa_repeat: int = 1, longform: bool = False
     """
     if vqa_repeat < 1:
         raise DataError(f"vqa_repeat must be >= 1, got {vqa_repeat}")
-    from icu_tasks.data.schema import KNOWN_SPLITS
 
     examples = examples_from_rows(data, [r for r in data.rows() if r["split"] in KNOWN_SPLITS])
     if not examples:
@@ -158,7 +159,6 @@ class Collator:
         apart: ``{"parts": [short rows, long-form rows]}``, or the plain encoding when there are none. The
         batch's composition and its loss (:func:`icu_unlearn.methods.losses.nll_loss_parts`) are those of the whole
         batch; only the padding, and so the compute, shrinks."""
-        from icu_tasks.data.schema import LONGFORM
 
         long = [e for e in examples if e.phrasing == LONGFORM]
         short = [e for e in examples if e.phrasing != LONGFORM]
@@ -323,8 +323,6 @@ def quick_accuracy(
 
     Decoding as the lmms-eval generate tasks do it: greedy, ``max_new_tokens`` 32, cut at the first newline.
     """
-    from icu_tasks.harness.answer_metrics import exact_match
-    from icu_unlearn.models.inference import generate_texts
 
     if not examples:
         return float("nan")

@@ -29,7 +29,7 @@ VISION_PARAMS = re.compile(r"(vision_tower|multi_modal_projector|visual|vision_m
 
 @dataclass
 class FinetuneConfig:
-    """Fine-tune hyper-parameters (defaults: the tiny-model recipe measured in the README).
+    """Fine-tune hyper-parameters (defaults: the tiny-model recipe measured in docs/methods.md).
 
     Attributes:
         mode: ``full`` (every weight; what a randomly initialised tiny model needs — LoRA cannot memorise on
@@ -43,7 +43,7 @@ class FinetuneConfig:
         vqa_repeat: how often each image (VQA) row appears in an epoch: the image view needs about twice the
             epochs of the text view (the portrait is its only cue of who is asked about).
         batch_size: global batch size; max_steps: optimizer steps (what the defaults reach on the demo's
-            data, and why the schedule is constant: README, "Fine-tune, then unlearn stage by stage").
+            data, and why the schedule is constant: docs/methods.md, "The vanilla model").
         warmup_steps, max_grad_norm.
         lr_scheduler: a transformers scheduler name (``linear``, ``cosine``, ``constant``…).
         lora_r, lora_alpha, lora_dropout, lora_target_modules: the adapter of ``lora`` mode.

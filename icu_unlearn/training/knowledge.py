@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
-from icu_tasks.data.schema import HOLDOUT, KNOWN_SPLITS
+from icu_tasks.data.schema import HOLDOUT, KNOWN_SPLITS, VIEWS
+from icu_tasks.errors import ConfigError
+from icu_unlearn.methods.base import forward_logits
 
 if TYPE_CHECKING:
     import torch
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 #: Splits × views the fine-tune is checked on (a group without rows is skipped): every split the fine-tune
 #: trains on. Never ``holdout`` — those profiles are not supposed to be known (they give the base rate).
 CHECK_SPLITS = KNOWN_SPLITS
-CHECK_VIEWS = ("vqa", "qa")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,6 @@ def answer_scores(
     """Teacher-forced correctness and answer NLL of every example (model in eval mode, no gradient)."""
     import torch
 
-    from icu_unlearn.methods.base import forward_logits
     from icu_unlearn.methods.losses import token_log_probs
 
     out: list[AnswerScore] = []
@@ -104,14 +104,13 @@ def check_groups(data: IcuData, splits: Sequence[str] = CHECK_SPLITS) -> dict[st
     fine-tune may also train on but which exact match is the wrong test of (they are scored by the
     ``icu_longform`` tasks), and never the paraphrase rows.
     """
-    from icu_tasks.errors import ConfigError
     from icu_unlearn.training.data import examples_from_rows
 
     if HOLDOUT in splits:
         raise ConfigError("the holdout split is never trained, so it cannot be a group of the stopping rule")
     groups: dict[str, list[Example]] = {}
     for split in splits:
-        for view in CHECK_VIEWS:
+        for view in VIEWS:
             examples = examples_from_rows(data, data.rows(split=split, view=view))
             if examples:
                 groups[f"{split}/{view}"] = examples

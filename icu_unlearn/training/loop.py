@@ -21,6 +21,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from icu_tasks.errors import ConfigError
+from icu_unlearn.methods import losses
 from icu_unlearn.methods.base import StepContext, forward_logits
 from icu_unlearn.training.distributed import per_device_batch
 
@@ -29,7 +30,6 @@ class NLLObjective:
     """The fine-tune's objective: answer-only mean token cross-entropy (L_NLL) on plain batches."""
 
     def compute_loss(self, model: torch.nn.Module, batch: dict[str, Any], ctx: StepContext) -> torch.Tensor:
-        from icu_unlearn.methods import losses
 
         if "parts" in batch:  # a batch padded in parts (Collator.encode_parts): the same token mean
             return losses.nll_loss_parts([(forward_logits(model, p), p["labels"]) for p in batch["parts"]])

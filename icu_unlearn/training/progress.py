@@ -17,6 +17,8 @@ from typing import Any
 
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from icu_unlearn.models.loading import quiet_transformers
+
 #: Log entries shown in the bar's postfix, in this order.
 SHOWN = ("loss", "grad_norm", "learning_rate")
 
@@ -59,7 +61,6 @@ def train_quietly(
     callbacks: list | None = None,
 ) -> Any:
     """Run the shared ``IcuTrainer`` loop quietly; returns the trainer (``history`` holds the logged losses)."""
-    from icu_unlearn.models.loading import quiet_transformers
     from icu_unlearn.training.loop import IcuTrainer
 
     with quiet_transformers(), no_pin_memory_warning():

@@ -20,7 +20,26 @@ from typing import Any
 
 from icu_tasks.errors import ConfigError, DataError, StageError
 from icu_tasks.records.files import read_record, stamped
-from icu_tasks.records.layout import MASKS_FILE, STAGE_JSON, write_dir_atomically, write_json
+from icu_tasks.records.layout import (
+    MASKS_FILE,
+    STAGE_JSON,
+    check_writable,
+    stage_dir,
+    write_dir_atomically,
+    write_json,
+)
+from icu_tasks.records.provenance import package_versions, short
+from icu_unlearn.models import save_masks
+from icu_unlearn.models.card import stage_card
+from icu_unlearn.models.identity import base_data, check_base_data, model_id, stage_id, stage_matches_base
+from icu_unlearn.models.loading import (
+    ADAPTER_BIN,
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    check_adapter_files,
+    resolve_model_dir,
+    same_base,
+)
 from icu_unlearn.training.distributed import world_size
 
 
@@ -50,9 +69,6 @@ def write_stage(
     ``record`` gains the stage's content identity (``stage_id``, :func:`icu_unlearn.models.identity.stage_id`); a real
     stage record (one naming its method) also gets a model card ``README.md`` in place of PEFT's placeholder.
     """
-    from icu_unlearn.models import save_masks
-    from icu_unlearn.models.card import stage_card
-    from icu_unlearn.models.identity import stage_id
 
     def fill(tmp: Path) -> None:
         model.save_pretrained(str(tmp))
@@ -84,10 +100,9 @@ def stage_record(
     seconds: float,
     history: list,
 ) -> dict[str, Any]:
-    """The ``stage.json`` record (README, "Reproducibility"): method and config, forget tasks, seed, data
+    """The ``stage.json`` record (docs/continual_runs.md, "Reproducibility"): method and config, forget tasks, seed, data
     hash, versions, parent stage, the adapter, which modules changed and by how much, masks, time and the
     loss log."""
-    from icu_unlearn.models.identity import base_data, model_id
 
     parent = None
     if parent_dir is not None:
@@ -190,7 +205,6 @@ def check_changed(changes: dict[str, dict[str, float]], what: str = "stage") -> 
 
 def versions() -> dict[str, str]:
     """Versions of the packages that determine a stage's result."""
-    from icu_tasks.records.provenance import package_versions
 
     return package_versions("icu-bench", "torch", "transformers", "peft", "accelerate")
 
@@ -203,15 +217,6 @@ def check_parent(parent: Path, k: int, data_hash: str, base: str) -> dict[str, A
     compared by content (``base_model_id``, so a copied run still matches); a record without it (written before
     the field existed) falls back to comparing paths.
     """
-    from icu_tasks.records.provenance import short
-    from icu_unlearn.models.identity import stage_matches_base
-    from icu_unlearn.models.loading import (
-        ADAPTER_BIN,
-        ADAPTER_CONFIG,
-        ADAPTER_WEIGHTS,
-        check_adapter_files,
-        same_base,
-    )
 
     record = read_stage(parent)
     if int(record.get("stage", -1)) != k - 1:
@@ -256,9 +261,6 @@ def check_stage_inputs(
 ) -> StageInputs:
     """Validate a stage's inputs; ``dry_run`` skips the output checks and a parent that does not exist yet."""
     from icu_tasks.data.dataset import open_data
-    from icu_tasks.records.layout import check_writable, stage_dir
-    from icu_unlearn.models.identity import check_base_data
-    from icu_unlearn.models.loading import resolve_model_dir
 
     k = int(stage)
     if k < 1:

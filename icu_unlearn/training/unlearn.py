@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from icu_unlearn.models import apply_masks, load_base, read_masks, remove_masks
+from icu_unlearn.models.masks import mask_summary
 from icu_unlearn.training.distributed import is_main, world_size
+from icu_unlearn.training.stage_dir import (
+    check_changed,
+    check_stage_inputs,
+    snapshot_trainable,
+    stage_record,
+    weight_changes,
+    write_stage,
+)
 
 # ----------------------------------------------------------------------------------------------- unlearning
 
@@ -61,15 +71,11 @@ def run_stage(
         loaded: ``(model, processor)`` of ``base`` already in memory (``icu-bench sweep`` loads it once); the
             stage adapts the model in place, so pass a copy.
     """
-    from icu_unlearn.training.stage_dir import check_stage_inputs
 
     inputs = check_stage_inputs(
         base, data_dir, stage, run_dir, parent=parent, overwrite=overwrite, allow_data_mismatch=allow_data_mismatch
     )  # fmt: skip
     # Heavy imports only after the cheap checks: bad input fails in well under a second.
-    from icu_unlearn.models import read_masks
-    from icu_unlearn.models.masks import mask_summary
-    from icu_unlearn.training.stage_dir import stage_record, write_stage
 
     model, processor, sd = _load_stage_model(method, base, inputs, device, loaded)
     parent_masks = read_masks(inputs.parent_dir) if inputs.parent_dir is not None else {}
@@ -95,7 +101,6 @@ def _load_stage_model(
     returns ``(model, processor, stage data)``."""
     from transformers import set_seed
 
-    from icu_unlearn.models import load_base
     from icu_unlearn.training.data import stage_data
 
     set_seed(method.config.seed)
@@ -116,7 +121,6 @@ def _apply_method(
 
 def _prune_stage(method: Any, model: Any, sd: Any, parent_masks: dict) -> dict:
     """A training-free stage: the method's cumulative masks, applied to ``model`` in place; returns them."""
-    from icu_unlearn.models import apply_masks, remove_masks
 
     model.eval()
     masks = method.output_masks(model, sd, parent_masks)
@@ -135,7 +139,6 @@ def _train_stage(
     from icu_unlearn.training.data import step_batches
     from icu_unlearn.training.loop import schedule_args, training_arguments
     from icu_unlearn.training.progress import train_quietly
-    from icu_unlearn.training.stage_dir import check_changed, snapshot_trainable, weight_changes
 
     cfg = method.config
     model.train()
