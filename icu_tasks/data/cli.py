@@ -62,6 +62,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_hf(args: argparse.Namespace) -> int:
+    from icu_tasks.data.export_hf import export_hf
+
+    counts = export_hf(args.data, args.out, overwrite=args.overwrite)
+    rows = ", ".join(f"{k} {v}" for k, v in counts.items())
+    print(f"wrote {os.path.abspath(args.out)}: {rows} (load it with datasets.load_dataset({args.out!r}))")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command group."""
     from icu_tasks.data.defaults import IMAGE_SIZE as DEFAULT_IMAGE_SIZE
@@ -72,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Generate the ICU-Bench data set (fictional profiles, document images, QA parquet) or check "
         "a data dir.",
     )
-    sub = data.add_subparsers(dest="data_command", metavar="{generate,validate}", required=True)
+    sub = data.add_subparsers(dest="data_command", metavar="{generate,validate,export-hf}", required=True)
 
     gen = sub.add_parser(
         "generate",
@@ -103,3 +112,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--hash", action="store_true", help="also recompute the content hash (reads every image)"
     )
     val.set_defaults(func=_cmd_validate)
+
+    exp = sub.add_parser(
+        "export-hf",
+        help="write the data set as a Hugging Face dataset (images inside), ready for push_to_hub",
+        description="Write the core QA rows of a data dir to OUT as a Hugging Face dataset: one parquet file "
+        "per split with the images in an Image() column, and a README.md card naming the splits; "
+        "datasets.load_dataset(OUT) returns a DatasetDict of the benchmark's splits.",
+    )
+    exp.add_argument("out", help="output dir (must not exist or be empty)")
+    exp.add_argument(
+        "--data", default=None, help="the data dir to export (default: $ICU_DATA_DIR or ./data/icu)"
+    )
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    exp.set_defaults(func=_cmd_export_hf)
