@@ -71,10 +71,10 @@ def check_row(row: dict) -> None:
     for col, allowed in (("domain", schema.DOMAINS), ("view", schema.VIEWS), ("split", schema.SPLITS)):
         if row[col] not in allowed:
             raise DataError(f"row {rid!r} has unknown {col} {row[col]!r} (expected one of {list(allowed)})")
-    if (row["view"] == "vqa") != (row["image"] is not None):
+    if (row["view"] in schema.IMAGE_VIEWS) != (row["image"] is not None):
         raise DataError(
             f"row {rid!r} ({row['view']} view) "
-            + ("has no image" if row["view"] == "vqa" else "has an image")
+            + ("has no image" if row["view"] in schema.IMAGE_VIEWS else "has an image")
         )
     if (row["split"] == "forget") != (row["forget_task"] >= 1) or row["forget_task"] < 0:
         raise DataError(f"row {rid!r} has split {row['split']!r} but forget_task {row['forget_task']}")

@@ -166,7 +166,7 @@ def profile_rows(
                     "question": question(profile, key, view),
                     "answer": answer,
                     "choices": choices_for(answer, pools[(profile.domain, key)], row_rng(seed, rid)),
-                    "image": image_of_field[field_name] if view == "vqa" else None,
+                    "image": image_of_field[field_name] if view in schema.IMAGE_VIEWS else None,
                     "forget_task": forget_task,
                     "split": split,
                 }

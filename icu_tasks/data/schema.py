@@ -49,7 +49,11 @@ QUESTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
+#: How a question reaches the model: ``vqa`` shows the document (the asked field masked) and asks about "the
+#: person in this document"; ``qa`` names the person in text only.
 VIEWS: tuple[str, ...] = ("vqa", "qa")
+#: The views whose rows carry an image (every other view's rows have none).
+IMAGE_VIEWS: frozenset[str] = frozenset({"vqa"})
 #: ``forget`` rows have ``forget_task`` >= 1; every other split has ``forget_task`` == 0.
 SPLITS: tuple[str, ...] = ("forget", "retain_train", "retain_eval", "holdout", "utility")
 #: Profiles the vanilla model never sees: its accuracy on them is the base rate B[0] of a model that never

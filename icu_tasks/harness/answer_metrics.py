@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import functools
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = [
+    "GENERATE_METRICS",
     "normalize_answer",
     "exact_match",
     "contains_match",
@@ -117,3 +118,14 @@ def mc_accuracy(loglikelihoods: Sequence[float], gold_index: int) -> float:
     if not 0 <= gold_index < len(loglikelihoods):
         raise ValueError(f"gold index {gold_index} is outside the {len(loglikelihoods)} choices")
     return float(mc_prediction(loglikelihoods) == gold_index)
+
+
+#: The per-sample metrics of the free-answer tasks, ``name -> metric(prediction, target)``, in the order the task
+#: template lists them. Each is computed for every sample, averaged by lmms-eval (``aggregate_<name>`` in
+#: :mod:`icu_tasks.harness.hooks`), listed in the generated ``_icu_generate_yaml`` and offered to
+#: ``icu-bench report --metric``: a new metric is one function and one line here (then regenerate the YAMLs).
+GENERATE_METRICS: dict[str, Callable[[str | None, str | None], float]] = {
+    "exact_match": exact_match,
+    "contains": contains_match,
+    "rougeL_recall": rouge_l_recall,
+}

@@ -74,12 +74,13 @@ from icu_tasks.data.schema import LONGFORM_FILE, MANIFEST_FILE, PARAPHRASE_FILE,
 from icu_tasks.errors import ConfigError, DataError
 from icu_tasks.harness import answer_metrics
 from icu_tasks.harness.prompts import question_text
+from icu_tasks.harness.task_table import TaskSpec, docs_hooks
 from icu_tasks.paths import DATA_ENV, default_data_dir
 from icu_tasks.records.provenance import DATA_DIR_KEY, DATA_HASH_KEY
 from icu_tasks.records.schedule import FORGET_TASKS_ENV, FORGET_TASKS_KEY, forget_task_filter, format_tasks
 
 #: Metric keys of the generate_until tasks and of the multiple-choice tasks, as named in the YAMLs.
-GENERATE_METRICS: tuple[str, ...] = ("exact_match", "contains", "rougeL_recall")
+GENERATE_METRICS: tuple[str, ...] = tuple(answer_metrics.GENERATE_METRICS)
 MC_METRICS: tuple[str, ...] = ("mc_accuracy",)
 _PAYLOAD_KEYS: tuple[str, ...] = ("id", "profile_id", "forget_task", "split", "view", "field")
 #: Where a payload carries its metric's per-doc value for lmms-eval's CLT standard error (the default
@@ -198,62 +199,20 @@ def _select(split: str, view: str | None, paraphrase: bool = False):
     return docs
 
 
-# process_docs: the stub dataset lmms-eval loaded is ignored; the real rows replace it.
+# process_docs: the stub dataset lmms-eval loaded is ignored; the real rows replace it. One hook per row of the
+# task table (``forget_vqa_docs``, ``retain_qa_para_docs``, ``utility_docs``, ...), made from the table.
 
 
-def forget_vqa_docs(dataset: Any = None):
-    """``icu_forget_vqa``: every forget task's image+question rows."""
-    return _select("forget", "vqa")
+def _docs(spec: TaskSpec) -> Callable[..., Any]:
+    paraphrase = spec.phrasing == "paraphrase"
+
+    def process_docs(dataset: Any = None):
+        return _select(spec.data_split, spec.view, paraphrase=paraphrase)
+
+    return process_docs
 
 
-def forget_qa_docs(dataset: Any = None):
-    """``icu_forget_qa``: every forget task's text-only rows."""
-    return _select("forget", "qa")
-
-
-def retain_vqa_docs(dataset: Any = None):
-    """``icu_retain_vqa``: the held-out half of the retain profiles (``retain_eval``), image view."""
-    return _select("retain_eval", "vqa")
-
-
-def retain_qa_docs(dataset: Any = None):
-    """``icu_retain_qa``: ``retain_eval``, text-only view."""
-    return _select("retain_eval", "qa")
-
-
-def utility_docs(dataset: Any = None):
-    """``icu_utility``: the utility split, both views."""
-    return _select("utility", None)
-
-
-def holdout_vqa_docs(dataset: Any = None):
-    """``icu_holdout_vqa``: profiles the vanilla model never saw (``holdout``; the base rate), image view."""
-    return _select("holdout", "vqa")
-
-
-def holdout_qa_docs(dataset: Any = None):
-    """``icu_holdout_qa``: ``holdout``, text-only view."""
-    return _select("holdout", "qa")
-
-
-def forget_vqa_para_docs(dataset: Any = None):
-    """``icu_forget_vqa_para``: every forget task's image rows asked in the held-out (never trained) phrasing."""
-    return _select("forget", "vqa", paraphrase=True)
-
-
-def forget_qa_para_docs(dataset: Any = None):
-    """``icu_forget_qa_para``: every forget task's text-only rows in the held-out phrasing."""
-    return _select("forget", "qa", paraphrase=True)
-
-
-def retain_vqa_para_docs(dataset: Any = None):
-    """``icu_retain_vqa_para``: ``retain_eval`` image rows in the held-out phrasing."""
-    return _select("retain_eval", "vqa", paraphrase=True)
-
-
-def retain_qa_para_docs(dataset: Any = None):
-    """``icu_retain_qa_para``: ``retain_eval`` text-only rows in the held-out phrasing."""
-    return _select("retain_eval", "qa", paraphrase=True)
+globals().update(docs_hooks(__name__, _docs))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -320,9 +279,8 @@ def process_results(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str,
     prediction = "" if prediction is None else str(prediction)
     target = doc["answer"]
     payload = _payload(doc, prediction)
-    payload["exact_match"] = answer_metrics.exact_match(prediction, target)
-    payload["contains"] = answer_metrics.contains_match(prediction, target)
-    payload["rougeL_recall"] = answer_metrics.rouge_l_recall(prediction, target)
+    for name, metric in answer_metrics.GENERATE_METRICS.items():
+        payload[name] = metric(prediction, target)
     return per_metric(payload, {key: payload[key] for key in GENERATE_METRICS})
 
 
@@ -374,7 +332,6 @@ def _mean_of(key: str) -> Callable[[Sequence[Mapping[str, Any]]], float]:
     return aggregate
 
 
-aggregate_exact_match = _mean_of("exact_match")
-aggregate_contains = _mean_of("contains")
-aggregate_rougeL_recall = _mean_of("rougeL_recall")
+# ``aggregate_<name>`` of every per-sample metric (the ``aggregation`` the task templates name).
+globals().update({f"aggregate_{name}": _mean_of(name) for name in GENERATE_METRICS})
 aggregate_mc_accuracy = _mean_of("mc_accuracy")

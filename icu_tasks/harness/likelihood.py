@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from icu_tasks.harness import answer_metrics
@@ -55,6 +55,7 @@ from icu_tasks.harness.hooks import (
     open_task_data,
     per_metric,
 )
+from icu_tasks.harness.task_table import TaskSpec, docs_hooks
 
 #: Doc column that asks ``icu_hf`` for ``(loglikelihood, is_greedy, n_tokens)`` responses.
 TOKEN_COUNT_KEY = "icu_token_count"
@@ -108,39 +109,16 @@ def as_dataset(rows: list[dict[str, Any]]):
     return Dataset.from_list(rows)
 
 
-def forget_vqa_docs(dataset: Any = None):
-    """``icu_ll_forget_vqa``: every forget task's image+question rows."""
-    return as_dataset(split_rows("forget", "vqa"))
+def _docs(spec: TaskSpec) -> Callable[..., Any]:
+    def process_docs(dataset: Any = None):
+        split = HOLDOUT_SPLIT if spec.data_split == "holdout" else spec.data_split  # read at call time
+        return as_dataset(split_rows(split, spec.view))
+
+    return process_docs
 
 
-def forget_qa_docs(dataset: Any = None):
-    """``icu_ll_forget_qa``: every forget task's text-only rows."""
-    return as_dataset(split_rows("forget", "qa"))
-
-
-def retain_vqa_docs(dataset: Any = None):
-    """``icu_ll_retain_vqa``: ``retain_eval``, image view."""
-    return as_dataset(split_rows("retain_eval", "vqa"))
-
-
-def retain_qa_docs(dataset: Any = None):
-    """``icu_ll_retain_qa``: ``retain_eval``, text-only view."""
-    return as_dataset(split_rows("retain_eval", "qa"))
-
-
-def holdout_vqa_docs(dataset: Any = None):
-    """``icu_ll_holdout_vqa``: the never-fine-tuned profiles, image view."""
-    return as_dataset(split_rows(HOLDOUT_SPLIT, "vqa"))
-
-
-def holdout_qa_docs(dataset: Any = None):
-    """``icu_ll_holdout_qa``: the never-fine-tuned profiles, text-only view."""
-    return as_dataset(split_rows(HOLDOUT_SPLIT, "qa"))
-
-
-def utility_docs(dataset: Any = None):
-    """``icu_ll_utility``: the utility split, both views (the payload's ``view`` tells them apart)."""
-    return as_dataset(split_rows("utility", None))
+# One ``process_docs`` hook per ``icu_ll_*`` row of the task table (``forget_vqa_docs``, ``utility_docs``, ...).
+globals().update(docs_hooks(__name__, _docs))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import zip_longest
 from typing import Any
 
@@ -42,6 +42,7 @@ import numpy as np
 
 from icu_tasks.harness.hooks import _payload
 from icu_tasks.harness.likelihood import HOLDOUT_SPLIT, as_dataset, scored_response, split_rows
+from icu_tasks.harness.task_table import TaskSpec, docs_hooks
 
 #: Metric keys of the ``icu_mia_*`` tasks, as named in the YAMLs.
 MIA_METRICS: tuple[str, ...] = ("mia_auc_loss", "mia_auc_zlib", "mia_gap_loss", "mia_gap_zlib")
@@ -61,14 +62,15 @@ def membership_rows(view: str) -> list[dict[str, Any]]:
     return [r for pair in zip_longest(members, others) for r in pair if r is not None]
 
 
-def mia_vqa_docs(dataset: Any = None):
-    """``icu_mia_vqa``: forget + holdout rows, image view."""
-    return as_dataset(membership_rows("vqa"))
+def _docs(spec: TaskSpec) -> Callable[..., Any]:
+    def process_docs(dataset: Any = None):
+        return as_dataset(membership_rows(spec.view))
+
+    return process_docs
 
 
-def mia_qa_docs(dataset: Any = None):
-    """``icu_mia_qa``: forget + holdout rows, text-only view."""
-    return as_dataset(membership_rows("qa"))
+# ``mia_vqa_docs``, ``mia_qa_docs``: one ``process_docs`` hook per ``icu_mia_*`` row of the task table.
+globals().update(docs_hooks(__name__, _docs))
 
 
 def process_results(doc: Mapping[str, Any], results: Sequence[Any]) -> dict[str, dict[str, Any]]:

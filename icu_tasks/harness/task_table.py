@@ -21,9 +21,11 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError
+from icu_tasks.harness.answer_metrics import GENERATE_METRICS
 from icu_tasks.paths import task_yamls_dir
 
 #: ``metadata.version`` of every task and of every group (see CHANGELOG.md for what each bump changed).
@@ -91,6 +93,8 @@ SPLIT_TEXT: dict[str, str] = {
     "holdout": "Holdout profiles (never trained by the fine-tune or any method: the base rate B[0])",
     "utility": "Utility: non-private questions (visible fields, public facts)",
 }
+#: The data's split behind a table split, where the names differ.
+DATA_SPLITS: dict[str, str] = {"retain": "retain_eval"}
 #: What each view shows the model; ``None``: both views (utility) or text only (long-form).
 VIEW_TEXT: dict[str | None, str] = {
     "vqa": "image view (the masked document + a question about the person in it)",
@@ -132,6 +136,11 @@ class TaskSpec:
         return f"{kind.module}.{kind.docs.format(split=self.split, view=self.view, stem=self.stem)}"
 
     @property
+    def data_split(self) -> str:
+        """The data's ``split`` value the task scores (the table's ``retain`` is ``retain_eval``)."""
+        return DATA_SPLITS.get(self.split, self.split)
+
+    @property
     def description(self) -> str:
         """The comment line of the task's YAML."""
         subject = "Membership inference" if self.kind == "mia" else SPLIT_TEXT[self.split]
@@ -155,6 +164,22 @@ TASKS: tuple[TaskSpec, ...] = (
     *(TaskSpec("forget", view, "core", "mia") for view in VIEWS),
     *(TaskSpec(split, None, "longform", "longform") for split in ("forget", "retain")),
 )
+
+
+def docs_hooks(module: str, make: Callable[[TaskSpec], Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """The ``process_docs`` hooks that the rows of :data:`TASKS` name in ``module``: hook name → ``make(spec)``,
+    named and documented after its task. A hook module calls this once, so a new row needs no new function."""
+    hooks: dict[str, Callable[..., Any]] = {}
+    for spec in TASKS:
+        owner, _, name = spec.process_docs.rpartition(".")
+        if owner != module or name in hooks:
+            continue
+        hook = make(spec)
+        hook.__name__ = hook.__qualname__ = name
+        hook.__module__ = module
+        hook.__doc__ = f"``process_docs`` of ``{spec.name}``: {spec.description}"
+        hooks[name] = hook
+    return hooks
 
 
 @dataclass(frozen=True)
@@ -236,12 +261,47 @@ def group_yaml(group: GroupSpec) -> str:
     )
 
 
+#: The free-answer template's fixed part; its metric list comes from the per-sample metric registry.
+GENERATE_TEMPLATE = "_icu_generate_yaml"
+_GENERATE_BODY = """\
+include: _icu_common_yaml
+output_type: generate_until
+doc_to_target: !function icu_tasks.harness.hooks.doc_to_target
+generation_kwargs:
+  max_new_tokens: 32
+  temperature: 0
+  do_sample: false
+  num_beams: 1
+  until:
+    - "\\n"
+process_results: !function icu_tasks.harness.hooks.process_results
+"""
+
+
+def generate_template() -> str:
+    """The text of :data:`GENERATE_TEMPLATE`: one ``metric_list`` entry per metric of
+    :data:`icu_tasks.harness.answer_metrics.GENERATE_METRICS` (mean over samples, higher is better)."""
+    names = list(GENERATE_METRICS)
+    metrics = "".join(
+        f"  - metric: {name}\n    aggregation: !function icu_tasks.harness.hooks.aggregate_{name}\n"
+        "    higher_is_better: true\n"
+        for name in names
+    )
+    text = (
+        "Free-answer tasks: greedy decoding of a short answer, scored per sample by "
+        + ", ".join(names)
+        + " (icu_tasks.harness.answer_metrics.GENERATE_METRICS)."
+    )
+    return f"{HEADER}\n{_comment(text)}{_GENERATE_BODY}metric_list:\n{metrics}"
+
+
 def render() -> dict[str, str]:
-    """Every generated file: ``{file name: text}`` (tasks, then groups)."""
+    """Every generated file: ``{file name: text}`` (tasks, groups, the free-answer template)."""
     files = {f"{spec.name}.yaml": task_yaml(spec) for spec in TASKS}
     files.update({f"{group.name}.yaml": group_yaml(group) for group in GROUPS})
     if len(files) != len(TASKS) + len(GROUPS):
         raise ConfigError("two rows of the task table give the same task or group name")
+    files[GENERATE_TEMPLATE] = generate_template()
     return files
 
 

@@ -27,6 +27,7 @@ from icu_tasks.continual.fluency import fluency as fluency_of
 from icu_tasks.continual.longform import LONGFORM_ROWS, longform_means
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.errors import ConfigError, StageError
+from icu_tasks.harness import answer_metrics
 from icu_tasks.records import layout
 from icu_tasks.records.files import read_record
 from icu_tasks.records.schedule import EvalSchedule
@@ -38,7 +39,7 @@ from icu_tasks.report.samples import (
 )
 
 #: Scores selectable for A, R and U; ``mc_accuracy`` reads the multiple-choice (``_mc``) tasks.
-METRICS: tuple[str, ...] = ("contains", "exact_match", "rougeL_recall", "mc_accuracy")
+METRICS: tuple[str, ...] = (*sorted(answer_metrics.GENERATE_METRICS), "mc_accuracy")
 DEFAULT_METRIC = "contains"
 
 RUN_FILE, STAGE_FILE, EVAL_DIR = layout.RUN_JSON, layout.STAGE_JSON, layout.EVAL_DIR
