@@ -1,8 +1,11 @@
-"""Helpers of the CLI failure tests: run ``icu-bench`` in a subprocess, check its one error line, snapshot dirs."""
+"""Helpers of the CLI failure tests: run ``icu-bench`` (in a subprocess or in this process), check its one error
+line, snapshot dirs."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -34,6 +37,29 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Comp
     return subprocess.run(
         [*CLI, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
     )
+
+
+def call_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``icu-bench ARGS`` in this process (``icu_unlearn.cli.main``) in ``cwd``, stdout and stderr captured;
+    the result reads like :func:`run_cli`'s (an uncaught exception propagates: a traceback fails the test).
+
+    Much cheaper than a subprocess (no interpreter start, no imports); the session's environment is already
+    hermetic (``conftest.py``)."""
+    from icu_unlearn.cli import main
+
+    cwd.mkdir(parents=True, exist_ok=True)
+    out, err = io.StringIO(), io.StringIO()
+    before = Path.cwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exc:  # argparse: --help, usage errors
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess([*CLI, *args], code, out.getvalue(), err.getvalue())
 
 
 def assert_one_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:

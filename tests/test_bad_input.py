@@ -1,15 +1,18 @@
-"""Bad input through the real ``icu-bench`` CLI (issue 8): one ``error:`` line, a non-zero exit, nothing written.
+"""Bad input through the real ``icu-bench`` CLI: one ``error:`` line, exit 2, nothing written.
 
-Every case runs the CLI in a subprocess and compares a snapshot (relative path → size, mtime, sha256) of every
-dir the command touches — the data dir, the base model, the parent stage, the output and the working dir —
-before and after. Data corruptions are made on copies of the shared small data set; parent stages are cheap
-one-step GA stages on the *untrained* tiny model (enough for error paths).
+Every case runs the CLI's ``main`` in this process (:func:`tests.cli_helpers.call_cli`, output captured) and
+compares a snapshot (relative path → size, mtime, sha256) of every dir the command touches — the data dir, the
+base model, the parent stage, the output and the working dir — before and after. Data corruptions are made on
+copies of the shared small data set; parent stages are cheap one-step GA stages on the *untrained* tiny model
+(enough for error paths). That a refusal costs no torch import (so well under 2 s from a cold start) is checked
+once, in a subprocess, at the end.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from tests.cli_helpers import assert_one_error, run_cli, snapshot
+from tests.cli_helpers import CLI, assert_one_error, call_cli, cli_env, snapshot
 
 # ----------------------------------------------------------------------------------------------- data copies
 
@@ -52,6 +55,14 @@ def _overlapping_tasks(d: Path) -> None:
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), d / "qa.parquet")
 
 
+def _damaged_png(d: Path) -> None:
+    """Zero the second half of a referenced image (its header stays: only decoding notices)."""
+    rows = pq.read_table(d / "qa.parquet").to_pylist()
+    path = d / next(r["image"] for r in rows if r["image"])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+
+
 def _data_is_file(d: Path) -> None:
     shutil.rmtree(d)
     d.write_text("not a data dir\n")
@@ -65,6 +76,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
     "empty_forget_task": (_empty_forget_task, "forget task 2 has no rows"),
     "overlapping_forget_tasks": (_overlapping_tasks, "forget tasks 1 and 2 overlap"),
     "data_dir_is_a_file": (_data_is_file, "is a file, not a directory"),
+    "damaged_png": (_damaged_png, "is not a readable PNG"),
 }
 
 
@@ -84,16 +96,19 @@ def _data_command(command: str, data: Path, base: Path, out: Path) -> list[str]:
     if command == "validate":
         return ["data", "validate", str(data)]
     if command == "unlearn":
-        return ["unlearn", "--method", "ga", "--base", str(base), "--data", str(data), "--stage", "1"] + [
+        return ["unlearn", "--method", "ga", "--model", str(base), "--data", str(data), "--stage", "1"] + [
             "--out",
             str(out),
             "--max-steps",
             "1",
         ]
-    return ["run", "--base", str(base), "--data", str(data), "--stages", "1", "--out", str(out)]
+    return ["run", "--model", str(base), "--data", str(data), "--stages", "1", "--out", str(out)]
 
 
-DATA_CASES = [(c, cmd) for c in CORRUPTIONS for cmd in ("validate", "unlearn")]
+#: a damaged image is found by `data validate` (every image decoded); training reads only the images it uses
+DATA_CASES = [
+    (c, cmd) for c in CORRUPTIONS for cmd in ("validate", "unlearn") if (c, cmd) != ("damaged_png", "unlearn")
+]
 DATA_CASES += [("missing_image", "run"), ("data_dir_is_a_file", "run")]
 
 
@@ -104,7 +119,7 @@ def test_bad_data_is_one_error_line(
     data = broken_data[corruption]
     roots = [tmp_path, data, tiny_model_dir]
     before = snapshot(*roots)
-    proc = run_cli(_data_command(command, data, tiny_model_dir, tmp_path / "run"), cwd=tmp_path)
+    proc = call_cli(_data_command(command, data, tiny_model_dir, tmp_path / "run"), cwd=tmp_path)
     assert_one_error(proc, CORRUPTIONS[corruption][1])
     assert snapshot(*roots) == before
 
@@ -183,7 +198,7 @@ def test_bad_parent_stage_is_one_error_line(
     before = snapshot(*roots)
     args = ["unlearn", "--method", "ga", "--base", str(tiny_model_dir), "--data", str(small_data_dir)]
     args += ["--stage", "2", "--from", str(parent), "--out", str(tmp_path / "run"), "--max-steps", "1"]
-    assert_one_error(run_cli(args, cwd=tmp_path), PARENT_CASES[case])
+    assert_one_error(call_cli(args, cwd=tmp_path), PARENT_CASES[case])
     assert snapshot(*roots) == before
 
 
@@ -202,7 +217,7 @@ def test_good_parent_stage_is_accepted(
 
 
 def _unlearn(base: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["unlearn", "--base", str(base), "--data", str(data), "--stage", "1", "--out", str(out), *extra]
+    return ["unlearn", "--model", str(base), "--data", str(data), "--stage", "1", "--out", str(out), *extra]
 
 
 def _finetune(base: Path, data: Path, out: Path, *extra: str) -> list[str]:
@@ -210,7 +225,7 @@ def _finetune(base: Path, data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def _run(base: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", "--base", str(base), "--data", str(data), "--stages", "1", "--out", str(out), *extra]
+    return ["run", "--model", str(base), "--data", str(data), "--stages", "1", "--out", str(out), *extra]
 
 
 #: case id → (command builder, its extra flags, what the error line must say)
@@ -249,7 +264,7 @@ def test_bad_arguments_are_one_error_line(
     roots = [tmp_path, tiny_model_dir, small_data_dir]
     before = snapshot(*roots)
     assert_one_error(
-        run_cli(build(tiny_model_dir, small_data_dir, tmp_path / "run", *extra), cwd=tmp_path), message
+        call_cli(build(tiny_model_dir, small_data_dir, tmp_path / "run", *extra), cwd=tmp_path), message
     )
     assert snapshot(*roots) == before
 
@@ -266,7 +281,9 @@ def test_out_dir_that_is_a_file(tiny_model_dir: Path, small_data_dir: Path, tmp_
     (tmp_path / "run").write_text("a file\n")
     roots = [tmp_path, tiny_model_dir, small_data_dir]
     before = snapshot(*roots)
-    proc = run_cli(_unlearn(tiny_model_dir, small_data_dir, tmp_path / "run", "--method", "ga"), cwd=tmp_path)
+    proc = call_cli(
+        _unlearn(tiny_model_dir, small_data_dir, tmp_path / "run", "--method", "ga"), cwd=tmp_path
+    )
     assert_one_error(proc, "is a file, not a directory")
     assert snapshot(*roots) == before
 
@@ -276,7 +293,7 @@ def test_unknown_task_is_refused_before_any_work(
 ) -> None:
     roots = [tmp_path, tiny_model_dir, small_data_dir]
     before = snapshot(*roots)
-    proc = run_cli(
+    proc = call_cli(
         _run(
             tiny_model_dir, small_data_dir, tmp_path / "run", "--tasks", "icu,icu_forget_vq", "--limit", "1"
         ),
@@ -284,3 +301,108 @@ def test_unknown_task_is_refused_before_any_work(
     )
     assert_one_error(proc, "unknown lmms-eval task or group 'icu_forget_vq'; did you mean 'icu_forget_vqa'?")
     assert snapshot(*roots) == before
+
+
+# ----------------------------------------------------------------------------------------------- the user's path
+
+
+def _model_copy(tiny: Path, tmp_path: Path, change: str) -> Path:
+    """A copy of the tiny model with ``config.json`` emptied to ``{}`` or its weights removed."""
+    model = shutil.copytree(tiny, tmp_path / f"model_{change}")
+    if change == "empty_config":
+        (model / "config.json").write_text("{}\n")
+    else:
+        (model / "model.safetensors").unlink()
+    return model
+
+
+def _a_file(tmp_path: Path) -> Path:
+    (tmp_path / "a_file").write_text("not a dir\n")
+    return tmp_path / "a_file"
+
+
+#: case id → (args from (tiny model, data, tmp dir), what the error line must say)
+USER_CASES: dict[str, tuple[Callable[[Path, Path, Path], list], str]] = {
+    "demo_zero_stages": (lambda m, d, t: ["demo", "--stages", "0", "--out", t / "demo"], "--stages must be"),
+    "demo_unknown_method": (
+        lambda m, d, t: ["demo", "--method", "npo_dif", "--out", t / "demo"],
+        "did you mean 'npo_diff'?",
+    ),
+    "generate_under_a_file": (
+        lambda m, d, t: ["data", "generate", "--out", _a_file(t) / "x", "--profiles", "12", "--tasks", "2"],
+        "a_file is a file, not a directory",
+    ),
+    "unlearn_dry_run_empty_config": (
+        lambda m, d, t: _unlearn(
+            _model_copy(m, t, "empty_config"), d, t / "run", "--method", "ga", "--dry-run"
+        ),
+        "config.json names no model_type",
+    ),
+    "unlearn_dry_run_no_weights": (
+        lambda m, d, t: _unlearn(
+            _model_copy(m, t, "no_weights"), d, t / "run", "--method", "ga", "--dry-run"
+        ),
+        "has no weights",
+    ),
+    "run_dry_run_unknown_device": (
+        lambda m, d, t: _run(m, d, t / "run", "--dry-run", "--device", "gpu"),
+        "unknown device 'gpu'",
+    ),
+    "unlearn_unknown_device": (
+        lambda m, d, t: _unlearn(m, d, t / "run", "--method", "ga", "--device", "gpu"),
+        "unknown device 'gpu'",
+    ),
+    "report_negative_bootstrap": (
+        lambda m, d, t: ["report", t / "run", "--bootstrap", "-5"],
+        "--bootstrap must be >= 0",
+    ),
+    "sweep_unknown_key": (
+        lambda m, d, t: (
+            ["sweep", "--method", "ga", "--model", m, "--data", d, "--out", t / "s"]
+            + ["--grid", "learning_rat=1e-3"]
+        ),
+        "did you mean 'learning_rate'?",
+    ),
+    "missing_required_flag": (lambda m, d, t: ["unlearn", "--method", "ga"], "arguments are required"),
+}
+
+
+@pytest.mark.parametrize("case", list(USER_CASES), ids=list(USER_CASES))
+def test_user_path_holes_are_one_error_line(
+    case: str, tiny_model_dir: Path, small_data_dir: Path, tmp_path: Path
+) -> None:
+    build, message = USER_CASES[case]
+    args = build(tiny_model_dir, small_data_dir, tmp_path)  # makes the case's inputs first
+    roots = [tmp_path, tiny_model_dir, small_data_dir]
+    before = snapshot(*roots)
+    proc = call_cli(args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert_one_error(proc, message)
+    assert snapshot(*roots) == before
+
+
+#: refusals that must cost no torch import (the last one imports lmms-eval's task list, not torch)
+FAST_CASES = (
+    "demo_zero_stages",
+    "run_dry_run_unknown_device",
+    "sweep_unknown_key",
+    "report_negative_bootstrap",
+)
+
+
+def test_refusals_import_no_torch(tiny_model_dir: Path, small_data_dir: Path, tmp_path: Path) -> None:
+    """A fresh interpreter refuses each of :data:`FAST_CASES` without importing torch (< 2 s from cold)."""
+    calls = [[str(a) for a in USER_CASES[c][0](tiny_model_dir, small_data_dir, tmp_path)] for c in FAST_CASES]
+    script = (
+        "import json, sys\nfrom icu_unlearn.cli import main\n"
+        "def call(args):\n    try:\n        return main(args)\n    except SystemExit as exc:\n        return exc.code\n"
+        f"codes = [call(a) for a in {calls!r}]\n"
+        "print(json.dumps([codes, 'torch' in sys.modules]))\n"
+    )
+    proc = subprocess.run(
+        [CLI[0], "-c", script], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120
+    )
+    codes, torch_imported = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert codes == [2] * len(FAST_CASES), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == len(FAST_CASES), proc.stderr
+    assert not torch_imported

@@ -8,7 +8,15 @@ import json
 import pytest
 
 from icu_tasks.errors import StageError
-from icu_tasks.records.files import FORMAT_KEY, FORMAT_VERSIONS, RecordVersionError, read_record, write_record
+from icu_tasks.records.files import (
+    FORMAT_KEY,
+    FORMAT_VERSIONS,
+    WRITER_KEY,
+    RecordVersionError,
+    icu_bench_version,
+    read_record,
+    write_record,
+)
 from icu_tasks.records.layout import REPORT_JSON, RUN_JSON, STAGE_JSON
 from tests.cli_helpers import assert_one_error, run_cli
 
@@ -16,7 +24,8 @@ from tests.cli_helpers import assert_one_error, run_cli
 def test_write_stamps_the_version_and_read_returns_it(tmp_path):
     path = write_record(tmp_path / RUN_JSON, {"method": "ga", FORMAT_KEY: 99})
     on_disk = json.loads(path.read_text())
-    assert on_disk == {FORMAT_KEY: FORMAT_VERSIONS[RUN_JSON], "method": "ga"}
+    stamp = {FORMAT_KEY: FORMAT_VERSIONS[RUN_JSON], WRITER_KEY: icu_bench_version()}
+    assert on_disk == stamp | {"method": "ga"}
     assert read_record(path) == on_disk
     assert not list(tmp_path.glob(".tmp-*")), "the atomic writer left a temp file"
 

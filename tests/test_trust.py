@@ -20,6 +20,7 @@ import pytest
 
 from icu_tasks.data.dataset import open_data
 from icu_tasks.errors import DataError, StageError
+from icu_tasks.records.files import icu_bench_version
 from icu_tasks.records.provenance import short
 from tests.cli_helpers import assert_one_error, cli_env, run_cli, snapshot
 
@@ -263,7 +264,8 @@ def test_run_json_is_compared_by_identity(tmp_path: Path) -> None:
     rd.check_config({"base": "/a/vanilla", "data": "/a/data", "name": "run"} | ids)
     moved = {"base": "/b/vanilla", "data": "/b/data", "name": "run2"} | ids
     rd.check_config(moved)  # moved: accepted, and run.json follows the new paths
-    assert json.loads(rd.config_path.read_text()) == {"format_version": 1} | moved
+    stamp = {"format_version": 1, "icu_bench_version": icu_bench_version()}
+    assert json.loads(rd.config_path.read_text()) == stamp | moved
     with pytest.raises(DataError, match=f"{'d' * 16}.*{'e' * 16}"):
         rd.check_config(moved | {"data_hash": "e" * 64})
     with pytest.raises(StageError, match="differs in: stages"):

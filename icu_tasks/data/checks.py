@@ -121,6 +121,22 @@ def check_images(root: Path, rows: list[dict]) -> int:
     return len(images)
 
 
+def check_image_files(root: Path) -> int:
+    """Every PNG under ``root/images`` must decode (PIL's ``verify``: chunk structure and CRCs, no pixels
+    kept); a truncated or damaged file is a :class:`DataError` naming it. Returns the number checked."""
+    from PIL import Image, UnidentifiedImageError
+
+    paths = sorted((root / schema.IMAGES_DIR).rglob("*.png"))
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                img.verify()
+        except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as err:
+            rel = path.relative_to(root).as_posix()
+            raise DataError(f"image file {rel} in {root} is not a readable PNG ({first_line(err)})") from None
+    return len(paths)
+
+
 def check_promised_images(root: Path, profiles: pa.Table, manifest: dict) -> None:
     """Every image ``profiles.parquet`` lists (full layouts and utility specimens too) must exist.
 

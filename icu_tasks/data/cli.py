@@ -53,9 +53,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"  {summary['profiles']} profiles, {summary['forget_tasks']} forget tasks, {summary['rows']} QA rows"
     )
-    print(f"  by split: {splits}; images referenced: {summary['images_referenced']}")
+    print(
+        f"  by split: {splits}; images referenced: {summary['images_referenced']}, "
+        f"all {summary['images_decoded']} decode"
+    )
     print(f"  paraphrase rows: {summary['paraphrase_rows']} (held-out phrasing, not among the QA rows)")
     print(f"  data_hash {summary['data_hash']} ({hashed})")
+    return 0
+
+
+def _cmd_export_hf(args: argparse.Namespace) -> int:
+    from icu_tasks.data.export_hf import export_hf
+
+    counts = export_hf(args.data, args.out, overwrite=args.overwrite)
+    rows = ", ".join(f"{k} {v}" for k, v in counts.items())
+    print(f"wrote {os.path.abspath(args.out)}: {rows} (load it with datasets.load_dataset({args.out!r}))")
     return 0
 
 
@@ -63,8 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command group."""
     from icu_tasks.data.defaults import IMAGE_SIZE as DEFAULT_IMAGE_SIZE
 
-    data = subparsers.add_parser("data", help="generate or validate the ICU-Bench data set")
-    sub = data.add_subparsers(dest="data_command", metavar="{generate,validate}", required=True)
+    data = subparsers.add_parser(
+        "data",
+        help="generate or validate the ICU-Bench data set",
+        description="Generate the ICU-Bench data set (fictional profiles, document images, QA parquet) or check "
+        "a data dir.",
+    )
+    sub = data.add_subparsers(dest="data_command", metavar="{generate,validate,export-hf}", required=True)
 
     gen = sub.add_parser(
         "generate",
@@ -86,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"document side in px ({DEFAULT_IMAGE_SIZE})",
     )
     gen.add_argument("--overwrite", action="store_true", help="replace an existing data dir at --out")
-    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    gen.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     gen.set_defaults(func=_cmd_generate)
 
     val = sub.add_parser("validate", help="check a data dir", description="Check an ICU-Bench data dir.")
@@ -95,3 +112,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--hash", action="store_true", help="also recompute the content hash (reads every image)"
     )
     val.set_defaults(func=_cmd_validate)
+
+    exp = sub.add_parser(
+        "export-hf",
+        help="write the data set as a Hugging Face dataset (images inside), ready for push_to_hub",
+        description="Write the core QA rows of a data dir to OUT as a Hugging Face dataset: one parquet file "
+        "per split with the images in an Image() column, and a README.md card naming the splits; "
+        "datasets.load_dataset(OUT) returns a DatasetDict of the benchmark's splits.",
+    )
+    exp.add_argument("out", help="output dir (must not exist or be empty)")
+    exp.add_argument(
+        "--data", default=None, help="the data dir to export (default: $ICU_DATA_DIR or ./data/icu)"
+    )
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    exp.set_defaults(func=_cmd_export_hf)

@@ -125,9 +125,13 @@ def _load(root: Path, check_hash: bool) -> tuple[dict, pa.Table, list[dict], dic
 def validate(data_dir: str | os.PathLike | None = None, *, check_hash: bool = False) -> dict[str, Any]:
     """Check a data dir and return a summary dict; raise :class:`DataError` (one line) on the first problem.
 
+    Beyond what :func:`open_data` checks, every image must decode (:func:`checks.check_image_files`).
     ``check_hash`` also recomputes the content hash over the parquet files and every image (slower).
     """
-    return _load(_resolve(data_dir), check_hash)[3]
+    root = _resolve(data_dir)
+    summary = _load(root, check_hash)[3]
+    summary["images_decoded"] = checks.check_image_files(root)
+    return summary
 
 
 class IcuData:

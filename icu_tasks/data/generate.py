@@ -27,7 +27,7 @@ from icu_tasks.data.profiles import SYNTHETIC_NOTICE, Profile, make_profiles
 from icu_tasks.data.questions import ChoicePools, paraphrase_rows, profile_rows
 from icu_tasks.data.render import RenderJob, profile_images, render_all
 from icu_tasks.errors import ConfigError
-from icu_tasks.records.layout import write_json
+from icu_tasks.records.layout import check_parents, follow_umask, write_json
 from icu_tasks.records.provenance import package_versions
 
 FORMAT_VERSION = 3  # 2: holdout split, paraphrase file; 3: long-form file
@@ -213,6 +213,7 @@ def _manifest(
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
+    check_parents(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
@@ -272,6 +273,7 @@ def generate(
     try:
         manifest = _build(tmp, cfg, workers, progress)
         write_json(tmp / schema.MANIFEST_FILE, manifest)
+        follow_umask(tmp)
         _install(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

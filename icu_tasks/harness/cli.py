@@ -14,14 +14,25 @@ lmms-eval's own task folder (:mod:`icu_tasks.harness.install`); ``uninstall`` re
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from icu_tasks.errors import ConfigError
 from icu_tasks.harness import install as installer
+from icu_tasks.harness.torchvision_check import check_torchvision
 from icu_tasks.paths import task_yamls_dir
 
 
+def _warn_torchvision() -> None:
+    """One ``warning:`` line on stderr when torchvision does not fit torch: lmms-eval would stop on import."""
+    try:
+        check_torchvision()
+    except ConfigError as err:
+        print(f"warning: lmms-eval will fail to import: {err}", file=sys.stderr)
+
+
 def _tasks_path(args: argparse.Namespace) -> int:
+    _warn_torchvision()
     path = task_yamls_dir()
     if not path.is_dir():
         raise ConfigError(
@@ -41,6 +52,7 @@ def _target(args: argparse.Namespace) -> Path | None:
 
 
 def _install(args: argparse.Namespace) -> int:
+    _warn_torchvision()
     print(installer.install(_target(args)))
     return 0
 

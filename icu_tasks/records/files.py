@@ -2,8 +2,8 @@
 
 Records: ``finetune.json`` (a vanilla model dir), ``run.json``, ``cost.json``, ``demo.json``,
 ``stage_K/stage.json``, ``report/report.json`` and a comparison dir's ``compare.json`` — their fields are the TypedDicts of
-:mod:`icu_tasks.records.layout`. :func:`write_record` stamps the file's current format version;
-:func:`read_record` accepts a record without one (the first format) or with a version this package knows, and
+:mod:`icu_tasks.records.layout`. :func:`write_record` stamps the file's current format version and the icu-bench version that
+wrote it; :func:`read_record` accepts a record without one (the first format) or with a version this package knows, and
 stops with one line naming the file for a version written by a newer ``icu-bench``.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from icu_tasks.records.layout import (
 
 #: The key every record carries.
 FORMAT_KEY = "format_version"
+#: The key naming the icu-bench release that wrote the record (informative: never compared on resume).
+WRITER_KEY = "icu_bench_version"
 #: The format version this package writes (and the newest it reads), per record file name.
 FORMAT_VERSIONS: dict[str, int] = {
     FINETUNE_JSON: 1,
@@ -44,6 +47,14 @@ class RecordVersionError(StageError):
     """A record written by a newer ``icu-bench`` (a format version this package does not know)."""
 
 
+def icu_bench_version() -> str:
+    """The installed icu-bench version (``icu-bench --version``, every record's ``icu_bench_version``)."""
+    try:
+        return version("icu-bench")
+    except PackageNotFoundError:  # pragma: no cover - imported from a source tree that was never installed
+        return "not installed"
+
+
 def _version_of(path: Path) -> int:
     try:
         return FORMAT_VERSIONS[path.name]
@@ -52,9 +63,9 @@ def _version_of(path: Path) -> int:
 
 
 def stamped(path: str | os.PathLike, payload: dict[str, Any]) -> dict[str, Any]:
-    """``payload`` with the record's ``format_version`` first (a copy)."""
-    rest = {k: v for k, v in payload.items() if k != FORMAT_KEY}
-    return {FORMAT_KEY: _version_of(Path(path)), **rest}
+    """``payload`` with the record's ``format_version`` and the writer's ``icu_bench_version`` first (a copy)."""
+    rest = {k: v for k, v in payload.items() if k not in (FORMAT_KEY, WRITER_KEY)}
+    return {FORMAT_KEY: _version_of(Path(path)), WRITER_KEY: icu_bench_version(), **rest}
 
 
 def write_record(path: str | os.PathLike, payload: dict[str, Any]) -> Path:

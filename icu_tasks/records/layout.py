@@ -19,8 +19,10 @@ Every JSON record is read and written through :mod:`icu_tasks.records.files`, st
 ``format_version``.
 
 A dir is written under a temporary sibling name ``.tmp-<name>-<pid>-…`` and renamed into place, so a dir that
-exists is complete. Temp dirs of killed writers are removed by the next writer of the same dir
-(:func:`clean_stale`) or, under the run's lock, all at once (:func:`clean_partial`).
+exists is complete. What the atomic writers leave behind has the modes a plain ``mkdir``/``open`` would give
+under the process's umask (:func:`follow_umask`; ``tempfile`` alone makes 0700 dirs and 0600 files). Temp
+dirs of killed writers are removed by the next writer of the same dir (:func:`clean_stale`) or, under the
+run's lock, all at once (:func:`clean_partial`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -178,6 +181,38 @@ def json_text(payload: Any) -> str:
     return json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (from ``/proc/self/status`` where it exists, else set and restored)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(root: str | os.PathLike) -> None:
+    """Give ``root`` and everything under it the mode a plain ``mkdir``/``open`` makes under the umask.
+
+    Dirs get ``0o777 & ~umask``; files ``0o666 & ~umask`` plus the execute bits they already have (so 0755 /
+    0644 under umask 022). Symlinks are left alone. Used on what ``tempfile`` (and libraries that write through
+    it) created private before it is renamed into place.
+    """
+    mask = current_umask()
+    root = Path(root)
+    paths = [root, *root.rglob("*")] if root.is_dir() and not root.is_symlink() else [root]
+    for path in paths:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            continue
+        base = 0o777 if stat.S_ISDIR(st.st_mode) else 0o666 | (st.st_mode & 0o111)
+        mode = base & ~mask
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(path, mode)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Create ``path`` through ``write(tmp)`` on a temp file in the same dir, then ``os.replace``; returns it.
 
@@ -189,6 +224,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     os.close(fd)
     try:
         write(Path(tmp))
+        follow_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -215,11 +251,19 @@ def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
 
 
 def check_writable(final: Path, overwrite: bool) -> None:
-    """Refuse early (before any work) if ``final`` exists and ``overwrite`` is off."""
+    """Refuse early (before any work) if ``final`` exists and ``overwrite`` is off, or cannot be made."""
     if final.exists() and not overwrite:
         raise StageError(f"{final} already exists; pass --overwrite to replace it")
-    if final.parent.exists() and not final.parent.is_dir():
-        raise StageError(f"{final.parent} is a file, not a directory")
+    check_parents(final)
+
+
+def check_parents(path: str | os.PathLike) -> None:
+    """Refuse a ``path`` that cannot be created because one of its parents is a file (a one-line error)."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise StageError(f"{parent} is a file, not a directory")
+            return
 
 
 @contextlib.contextmanager
@@ -245,6 +289,7 @@ def atomic_dir(final: Path, *, overwrite: bool = False, required: str | None = N
         yield tmp
         if required is not None and not (tmp / required).is_file():
             raise StageError(f"internal error: no {required} written for {final}")
+        follow_umask(tmp)
         if final.exists():
             if not overwrite:
                 raise StageError(f"{final} appeared while it was being written; refusing to overwrite it")

@@ -77,6 +77,8 @@ def run_report(args: argparse.Namespace) -> int:
     from icu_tasks.report.results import load_run
     from icu_tasks.report.write import REPORT_MD, write_report
 
+    if args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be >= 0 (0 = no intervals), got {args.bootstrap}")
     if args.leaderboard is not None:
         return _add_to_leaderboard(args)
     if len(args.run_dirs) > 1 and args.out is None:
@@ -92,7 +94,7 @@ def run_report(args: argparse.Namespace) -> int:
                 f"{d / 'eval'}/stage_K/ (score the stages first, or pick another --metric)"
             )
         check_run_data(d, allow=args.allow_data_mismatch)
-    report = write_report(runs, out, n_boot=max(0, args.bootstrap), seed=args.seed)
+    report = write_report(runs, out, n_boot=args.bootstrap, seed=args.seed)
     for s in report["runs"]:
         m = s["metrics"]
         shown = ", ".join(

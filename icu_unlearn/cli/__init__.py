@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
+from typing import NoReturn
 
 from icu_tasks.errors import IcuError, environment_message
+from icu_tasks.records.files import icu_bench_version
 
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -28,11 +32,20 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error:`` line (exit 2), like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: PROG: MESSAGE (see PROG --help)`` and exit 2."""
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full ``icu-bench`` argument parser."""
-    parser = argparse.ArgumentParser(
+    """The full ``icu-bench`` argument parser (``-q``/``-v`` accepted before or after the command)."""
+    parser = OneLineParser(
         prog="icu-bench", description="ICU-Bench: continual unlearning benchmark for multimodal LLMs."
     )
+    parser.add_argument("--version", action="version", version=f"icu-bench {icu_bench_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -42,7 +55,43 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    _add_verbosity(parser, top=True)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """``-q/--quiet`` and ``-v/--verbose`` on ``parser`` and every sub-command under it."""
+    default = 0 if top else argparse.SUPPRESS  # a sub-command's flag must not reset the top-level one
+    if "--quiet" not in parser._option_string_actions:
+        parser.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            default=default,
+            help="warnings and errors only; no progress bars",
+        )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=default, help="debug logging (lmms-eval, transformers)"
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_verbosity(child)
+
+
+def set_verbosity(quiet: bool, verbose: int) -> None:
+    """Set the log levels of lmms-eval (loguru), transformers and datasets, and tqdm's bars, through their
+    environment variables (read when those libraries are imported, i.e. after this): INFO by default (no
+    DEBUG lines), WARNING and no progress bars with ``quiet``, DEBUG with ``verbose``."""
+    level = "DEBUG" if verbose else "WARNING" if quiet else "INFO"
+    os.environ["LOGURU_LEVEL"] = level
+    os.environ["TRANSFORMERS_VERBOSITY"] = {"DEBUG": "info", "WARNING": "error", "INFO": "warning"}[level]
+    os.environ["DATASETS_VERBOSITY"] = {"DEBUG": "info", "WARNING": "error", "INFO": "warning"}[level]
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    if quiet and not verbose:
+        os.environ["TQDM_DISABLE"] = "1"
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
 
 
 def _register_method_paths(argv: list[str]) -> None:
@@ -67,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    set_verbosity(bool(getattr(args, "quiet", False)), int(getattr(args, "verbose", 0)))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

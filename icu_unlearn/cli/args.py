@@ -1,7 +1,7 @@
 """Arguments that several ``icu-bench`` commands share, declared once and parsed by one rule.
 
 ``--set KEY=VALUE`` (``run``, ``sweep``) and ``--grid KEY=V1,V2`` (``sweep``) name a method hyper-parameter:
-the key's dashes become underscores and every value is read as YAML (``25`` → 25, ``{abs: 2}`` → a dict,
+the key's dashes become underscores, the short names of the flags are accepted (``lr``, ``steps``) and every value is read as YAML (``25`` → 25, ``{abs: 2}`` → a dict,
 ``1e-3`` stays text); the method config converts each value to its field's type and checks it.
 """
 
@@ -11,13 +11,39 @@ import argparse
 from typing import Any
 
 from icu_tasks.errors import ConfigError
+from icu_unlearn.models.loading import check_device_name
 
-DEVICE_HELP = "cpu, cuda, cuda:N (default: cuda when available)"
+DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default auto: cuda when available, else cpu)"
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    """``--device`` (default None: CUDA when available)."""
-    parser.add_argument("--device", default=None, help=DEVICE_HELP)
+    """``--device`` (default None, which means auto: CUDA when available), its spelling checked at parsing."""
+    parser.add_argument("--device", default=None, type=_device, help=DEVICE_HELP)
+
+
+def _device(text: str) -> str:
+    try:
+        return check_device_name(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_model(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--model DIR``: the model dir, spelt the same in every command (``--base`` stays as a hidden alias);
+    read it with :func:`model_dir`."""
+    parser.add_argument("--model", dest="model", metavar="DIR", default=None, help=help)
+    parser.add_argument("--base", dest="model", default=None, help=argparse.SUPPRESS)
+
+
+def model_dir(args: argparse.Namespace, required: bool = True) -> str | None:
+    """The ``--model`` value; a one-line ConfigError when ``required`` and missing."""
+    if required and not args.model:
+        raise ConfigError("the model dir is required: pass --model DIR")
+    return args.model
+
+
+#: Short names of method hyper-parameters, as flags (``--lr``) and as ``--set`` keys (``--set lr=1e-3``).
+HP_ALIASES = {"lr": "learning_rate", "steps": "max_steps"}
 
 
 def add_allow_data_mismatch(parser: argparse.ArgumentParser, base: str) -> None:
@@ -81,7 +107,8 @@ def _split(text: str, flag: str, form: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip() or not value.strip():
         raise ConfigError(f"{flag}: expected {form}, got {text!r}")
-    return key.strip().replace("-", "_"), value.strip()
+    key = key.strip().replace("-", "_")
+    return HP_ALIASES.get(key, key), value.strip()
 
 
 def _value(text: str) -> Any:

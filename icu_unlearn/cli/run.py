@@ -6,7 +6,15 @@ import argparse
 import time
 from pathlib import Path
 
-from icu_unlearn.cli.args import add_allow_data_mismatch, add_set, add_until_forgotten, parse_sets
+from icu_unlearn.cli.args import (
+    add_allow_data_mismatch,
+    add_device,
+    add_model,
+    add_set,
+    add_until_forgotten,
+    model_dir,
+    parse_sets,
+)
 
 #: The demo's scale: big enough for the tiny model to show forgetting, small enough for 2 CPU cores.
 DEMO_SCALE = {"profiles": 40, "tasks": 4, "profiles_per_task": 3, "image_size": 160}
@@ -32,14 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="run dir (created; resumed if it exists)")
     p.add_argument("--config", help="YAML file with RunConfig fields (flags below override it)")
-    p.add_argument("--base", help="vanilla model dir (stage 0)")
+    add_model(p, "vanilla model dir (stage 0)")
     p.add_argument("--data", help="ICU-Bench data dir")
     p.add_argument("--method", help="unlearning method (default npo_diff)")
     p.add_argument("--stages", type=int, help="number of sequential forget tasks T (default 3)")
     p.add_argument("--tasks", help="comma-separated lmms-eval tasks/groups to score (default icu)")
-    p.add_argument("--batch-size", type=int, dest="batch_size", help="evaluation batch size (default 16)")
+    p.add_argument(
+        "--eval-batch-size", type=int, dest="batch_size", help="evaluation batch size (default 16)"
+    )
+    p.add_argument("--batch-size", type=int, dest="batch_size", help=argparse.SUPPRESS)
     p.add_argument("--limit", type=int, help="score at most N docs per task (debugging)")
-    p.add_argument("--device", help="cpu or cuda (default cpu)")
+    add_device(p)
     p.add_argument("--eval-every", type=int, dest="eval_every", help=_help("eval_every") + " (default 1)")
     p.add_argument("--eval-window", type=int, dest="eval_window", help=_help("eval_window"))
     add_until_forgotten(p, None)
@@ -60,12 +71,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_set(p, "a method hyper-parameter, e.g. --set learning_rate=1e-3 (repeatable)")
     _add_probe_flags(p)
     p.add_argument("--overwrite", action="store_true", help="discard a run dir made with another config")
-    add_allow_data_mismatch(p, "--base")
+    add_allow_data_mismatch(p, "--model")
     p.set_defaults(func=_run)
 
     d = subparsers.add_parser(
         "demo",
         help="the end-to-end demo: data -> tiny model -> fine-tune -> unlearning stages -> lmms-eval -> report",
+        description="Generate a small data set, build the tiny LLaVA model, fine-tune it into the vanilla model, "
+        "run the unlearning stages scored by lmms-eval and write the report, all under --out; OUT/demo.json "
+        "records the wall time of each phase. Run again, it reuses what is already there.",
     )
     d.add_argument("--out", default="runs/demo", help="demo dir (default runs/demo); reused on a second call")
     d.add_argument("--method", default="npo_diff", help="unlearning method (default npo_diff)")
@@ -119,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.measure_batches < 0:
         raise ConfigError(f"--measure-batches must be >= 0, got {args.measure_batches}")
     flags = {
-        "base": args.base,
+        "base": model_dir(args, required=False),
         "data": args.data,
         "method": args.method,
         "stages": args.stages,
@@ -137,8 +151,8 @@ def _run(args: argparse.Namespace) -> int:
         config = RunConfig.from_file(args.config, **flags)
         config.method_args.update(method_args)
     else:
-        if not (args.base and args.data):
-            raise ConfigError("icu-bench run needs --config, or --base and --data")
+        if not (args.model and args.data):
+            raise ConfigError("icu-bench run needs --config, or --model and --data")
         given = {k: v for k, v in flags.items() if v is not None}
         config = RunConfig.from_dict(given | {"method_args": method_args}, source="command line")
     start = time.perf_counter()
@@ -172,24 +186,51 @@ def _probes(args: argparse.Namespace) -> tuple[list[int], object]:
     return stages, ProbeConfig(attack, device=args.device or "cpu")
 
 
+class PhaseClock:
+    """The demo's progress lines (``[n/N elapsed s] text``) and the wall time of each phase."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.phases: dict[str, float] = {}
+        self.start = self._began = time.perf_counter()
+        self._current: str | None = None
+
+    def step(self, n: int, text: str) -> None:
+        """Phase ``n`` (1-based) begins: the one before it ends and its duration is recorded."""
+        now = time.perf_counter()
+        self._close(now)
+        self._current, self._began = self.names[n - 1], now
+        print(f"[{n}/{len(self.names)} {now - self.start:5.0f} s] {text}", flush=True)
+
+    def finish(self) -> dict[str, float]:
+        """End the last phase; returns phase name → seconds (rounded to 0.1 s), in order."""
+        self._close(time.perf_counter())
+        self._current = None
+        return dict(self.phases)
+
+    def _close(self, now: float) -> None:
+        if self._current is not None:
+            self.phases[self._current] = round(now - self._began, 1)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from icu_tasks.data.generate import generate
+    from icu_tasks.errors import ConfigError
     from icu_tasks.records.files import write_record
-    from icu_tasks.records.layout import DEMO_JSON
+    from icu_tasks.records.layout import DEMO_JSON, check_parents
+    from icu_unlearn.methods import get_method
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
     from icu_unlearn.pipeline.run import DEFAULT_TASKS, RunConfig, run
     from icu_unlearn.training.finetune import finetune
 
-    start = time.perf_counter()
+    if args.stages < 1 or args.stages > DEMO_SCALE["tasks"]:
+        raise ConfigError(f"--stages must be between 1 and {DEMO_SCALE['tasks']}, got {args.stages}")
+    args.method = get_method(args.method).name  # unknown name -> ConfigError with the closest name
     out = Path(args.out)
+    check_parents(out / "data")
     data, tiny, vanilla, run_dir = out / "data", out / "tiny", out / "vanilla", out / f"run_{args.method}"
-
-    phases: dict[str, float] = {}
-
-    def step(n: int, text: str) -> None:
-        now = time.perf_counter() - start
-        phases[("data", "tiny_model", "finetune", "unlearn_and_score", "report")[n - 1]] = round(now, 1)
-        print(f"[{n}/5 {now:5.0f} s] {text}", flush=True)
+    clock = PhaseClock(("data", "tiny_model", "finetune", "unlearn_and_score", "report"))
+    step = clock.step
 
     scale = DEMO_SCALE | {k: getattr(args, k) for k in ("profiles", "tasks", "profiles_per_task")}
     step(1, f"data: {scale['profiles']} fictional profiles -> {data}")
@@ -215,7 +256,8 @@ def _demo(args: argparse.Namespace) -> int:
     report_md = run_dir / "report" / "report.md"
     print(report_md.read_text(encoding="utf-8").split("\n## ")[0])
     print(f"report: {report_md} (heatmaps and curves: {report_md.parent}/*.png)")
-    seconds = time.perf_counter() - start
+    phases = clock.finish()
+    seconds = time.perf_counter() - clock.start
     record = {"seconds": round(seconds, 1), "phases": phases, "method": args.method, "stages": args.stages}
     if fresh or not (out / DEMO_JSON).is_file():  # a re-run that reused the fine-tune keeps the first time
         write_record(out / DEMO_JSON, record)  # read by benchmarks/run_all.py

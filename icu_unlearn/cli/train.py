@@ -13,12 +13,19 @@ import json
 from typing import Any
 
 from icu_tasks.errors import ConfigError
-from icu_unlearn.cli.args import add_allow_data_mismatch, add_device, add_until_forgotten
+from icu_unlearn.cli.args import (
+    HP_ALIASES,
+    add_allow_data_mismatch,
+    add_device,
+    add_model,
+    add_until_forgotten,
+    model_dir,
+)
 from icu_unlearn.training.distributed import is_main
 from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY, ForgettingTarget
 
-#: Short aliases for the most used hyper-parameters.
-ALIASES = {"learning_rate": ["--lr"], "max_steps": ["--steps"]}
+#: Short flags of the most used hyper-parameters (the same names ``--set`` accepts).
+ALIASES = {name: [f"--{short}"] for short, name in HP_ALIASES.items()}
 
 
 def _flag(name: str) -> str:
@@ -96,7 +103,7 @@ def _unlearn_arguments(un: argparse.ArgumentParser, methods: list[str] | None = 
         "-h", "--help", action=_MethodHelp, help="show this help; after --method M, only M's hyper-parameters"
     )
     un.add_argument("--method", required=True, help=f"one of: {', '.join(list_methods())}")
-    un.add_argument("--base", required=True, help="the vanilla model dir (from `icu-bench finetune`)")
+    add_model(un, "the vanilla model dir (from `icu-bench finetune`); required")
     un.add_argument("--data", required=True, help="ICU-Bench data dir the vanilla model was trained on")
     un.add_argument("--stage", required=True, type=int, help="K >= 1: forgets forget task K")
     un.add_argument(
@@ -106,11 +113,11 @@ def _unlearn_arguments(un: argparse.ArgumentParser, methods: list[str] | None = 
     add_device(un)
     add_until_forgotten(un, DEFAULT_CHECK_EVERY)
     un.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR/stage_K")
-    add_allow_data_mismatch(un, "BASE")
+    add_allow_data_mismatch(un, "--model")
     un.add_argument(
         "--dry-run",
         action="store_true",
-        help="only validate the inputs (method, hyper-parameters, BASE, DATA and its hash, the forget task, "
+        help="only validate the inputs (method, hyper-parameters, the model, DATA and its hash, the forget task, "
         "the parent stage if it exists) and exit; writes nothing",
     )
     title = (
@@ -132,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune MODEL on the QA rows of DATA (both views, every split but holdout) and save "
         "the merged vanilla model to OUT. Works under `accelerate launch --num_processes N`.",
     )
-    ft.add_argument("--model", required=True, help="base model dir (e.g. from `icu-bench model build-tiny`)")
+    add_model(ft, "the model dir to fine-tune (e.g. from `icu-bench model build-tiny`); required")
     ft.add_argument("--data", required=True, help="ICU-Bench data dir")
     ft.add_argument("--out", required=True, help="output model dir")
     from icu_unlearn.training.finetune import FinetuneConfig
@@ -152,14 +159,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "unlearn",
         add_help=False,
         help="run one unlearning stage: forget task K starting from stage K-1",
-        description="Forget forget task K of DATA with METHOD, starting from stage K-1 (the vanilla model BASE "
+        description="Forget forget task K of DATA with METHOD, starting from stage K-1 (the vanilla model "
         "for K = 1), and write RUN_DIR/stage_K (adapter, masks, stage.json). Works under "
         "`accelerate launch --num_processes N`.",
     )
     _unlearn_arguments(un)
     un.set_defaults(func=_unlearn)
 
-    me = subparsers.add_parser("methods", help="list the unlearning methods and their hyper-parameters")
+    me = subparsers.add_parser(
+        "methods",
+        help="list the unlearning methods and their hyper-parameters",
+        description="List every registered unlearning method (one line on what it does) and its "
+        "hyper-parameters with their defaults (flags of `icu-bench unlearn`, keys of --set).",
+    )
     me.set_defaults(func=_methods)
 
 
@@ -171,7 +183,7 @@ def _finetune(args: argparse.Namespace) -> int:
     from icu_unlearn.training.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(**_hyper_parameters(args))
-    out = finetune(args.model, args.data, args.out, config, overwrite=args.overwrite, device=args.device)
+    out = finetune(model_dir(args), args.data, args.out, config, overwrite=args.overwrite, device=args.device)
     if not is_main():
         return 0
     print(f"vanilla model: {out}")
@@ -218,7 +230,7 @@ def _unlearn(args: argparse.Namespace) -> int:
         if args.until_forgotten is None:
             raise ConfigError("--check-every needs --until-forgotten")
         until = ForgettingTarget(args.until_forgotten, args.check_every)
-    where = (args.base, args.data, args.stage, args.out)
+    where = (model_dir(args), args.data, args.stage, args.out)
     common = {"parent": args.parent, "allow_data_mismatch": args.allow_data_mismatch}
     if args.dry_run:
         from icu_unlearn.training.stage_dir import check_stage_inputs

@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, StageError
+from icu_tasks.harness.torchvision_check import check_torchvision
 from icu_tasks.records.layout import MASKS_FILE
 from icu_unlearn.models.masks import apply_masks, base_of, read_masks, remove_masks
 
@@ -33,17 +35,28 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf1
 _DTYPES |= {"float16": "float16", "fp16": "float16", "half": "float16"}
 
 
+_DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(device: str | None) -> str:
+    """The spelling of a device, checked without torch: ``auto`` (also for None/""), ``cpu``, ``cuda``,
+    ``cuda:N`` or ``mps``; anything else is a one-line :class:`ConfigError`."""
+    if device in (None, ""):
+        return "auto"
+    if not _DEVICE_NAME.match(str(device)):
+        raise ConfigError(f"unknown device {device!r} (expected auto, cpu, cuda, cuda:N or mps)")
+    return str(device)
+
+
 def resolve_device(device: str | None) -> str:
     """``None``/``"auto"`` → ``cuda`` when available else ``cpu``; a CUDA device without CUDA is an error."""
+    device = check_device_name(device)
     import torch
 
-    if device in (None, "", "auto"):
+    if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    device = str(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available (use device=cpu)")
-    if not (device == "cpu" or device.startswith(("cuda", "mps"))):
-        raise ConfigError(f"unknown device {device!r} (expected cpu, cuda, cuda:N or auto)")
+        raise ConfigError(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
     return device
 
 
@@ -75,7 +88,7 @@ def resolve_model_dir(pretrained: str | os.PathLike) -> Path:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"not a model dir (no config.json): {path}")
-        return path
+        return check_model_files(path)
     if path.exists():
         raise ConfigError(f"model dir not found: {pretrained} is a file, not a directory")
     cached = _hub_cache_dir(name)
@@ -84,7 +97,32 @@ def resolve_model_dir(pretrained: str | os.PathLike) -> Path:
             f"model dir not found: {pretrained} (no such dir, and not a model id in the local HF cache; "
             "ICU-Bench never downloads: fetch hub models first with `hf download ID`)"
         )
-    return cached
+    return check_model_files(cached)
+
+
+#: Files one of which holds a transformers model's weights (a single file or a sharded index).
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def check_model_files(path: Path) -> Path:
+    """``path`` if its ``config.json`` is a transformers config (a JSON object naming its ``model_type``) and
+    a weights file is there (:data:`WEIGHT_FILES`); else a one-line :class:`ConfigError`. No torch import."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"not a model dir: {path / 'config.json'} is not readable JSON ({err})") from None
+    if not isinstance(config, dict) or not config.get("model_type"):
+        raise ConfigError(
+            f"not a model dir: {path / 'config.json'} names no model_type (not a transformers model config)"
+        )
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise ConfigError(f"not a model dir: {path} has no weights ({' or '.join(WEIGHT_FILES[::2])})")
+    return path
 
 
 def _hub_cache_dir(name: str) -> Path | None:
@@ -110,6 +148,7 @@ def load_base(pretrained: str | os.PathLike, device: str | None = "cpu", dtype: 
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     name = str(resolve_model_dir(pretrained))
+    check_torchvision()
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     try:

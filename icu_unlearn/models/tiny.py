@@ -24,6 +24,7 @@ from typing import Any
 
 from icu_tasks.errors import ConfigError
 from icu_tasks.harness.prompts import question_text
+from icu_tasks.records.layout import check_parents, follow_umask
 
 #: LLaVA-1.5-style conversation (``<s>USER: <image>\n{question}\nASSISTANT: {answer}</s>``) over content lists.
 #: The answer turn ends with EOS so a fine-tuned model learns to stop. String contents are accepted too.
@@ -289,6 +290,7 @@ def build_tiny_model(
 def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
     """``out_dir`` as a Path; an existing non-empty dir is an error unless ``overwrite``."""
     out = Path(out_dir)
+    check_parents(out)
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(
             f"output dir already exists and is not empty: {out} (pass --overwrite to replace it)"
@@ -313,6 +315,7 @@ def save_atomically(
         (tmp / "tiny_model.json").write_text(json.dumps(info, indent=2) + "\n")
         if finish is not None:
             finish(tmp)
+        follow_umask(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -51,7 +51,8 @@ class RunConfig:
         batch_size: evaluation batch size.
         max_new_tokens: generation cap for evaluation (None: the task's own).
         limit: score at most this many docs per task (debugging only; None = all).
-        device: ``cpu`` / ``cuda`` (None: CUDA when available).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; run.json records the device
+            it resolved to.
         name: a label for reports (default: the run dir's name).
         eval_every: score stages 0, N, 2N, … and always the last (1 = every stage).
         eval_window: at stage k score only forget tasks j <= k + W (None = every task); see
@@ -71,7 +72,7 @@ class RunConfig:
     batch_size: int = 16
     max_new_tokens: int | None = None
     limit: int | None = None
-    device: str | None = "cpu"
+    device: str | None = "auto"
     name: str | None = None
     eval_every: int = field(
         default=1,
@@ -98,6 +99,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         from icu_unlearn.methods import canonical_name, get_method
+        from icu_unlearn.models.loading import check_device_name
 
         if int(self.stages) < 1:
             raise ConfigError(f"stages must be >= 1, got {self.stages}")
@@ -115,6 +117,7 @@ class RunConfig:
         if self.until_forgotten is not None:
             self.until_forgotten = float(self.forgetting_target.target)
         ForgettingTarget(1.0, self.check_every)  # a bad check_every -> ConfigError, with or without the rule
+        self.device = check_device_name(self.device)
         get_method(self.method)  # unknown name -> ConfigError with the closest name
         self.method = canonical_name(self.method)
         self.base, self.data = str(Path(self.base).resolve()), str(Path(self.data).resolve())

@@ -16,7 +16,7 @@ from typing import Any
 
 from icu_tasks.errors import DataError, StageError
 from icu_tasks.records import layout
-from icu_tasks.records.files import FORMAT_KEY, RecordVersionError, read_record, write_record
+from icu_tasks.records.files import FORMAT_KEY, WRITER_KEY, RecordVersionError, read_record, write_record
 from icu_tasks.records.provenance import mismatch_message
 
 #: run.json keys that say where things are, not what they are: ignored when identities are recorded.
@@ -85,6 +85,7 @@ class RunDir:
             except StageError as err:
                 raise StageError(f"{err}; use --overwrite to start over") from None
             old.pop(FORMAT_KEY, None)
+            old.pop(WRITER_KEY, None)
             diff = _differences(old, config)
             if not diff and old == config:
                 return

@@ -92,15 +92,20 @@ def sweep(
 ) -> dict[str, Any]:
     """Run (or resume) the sweep and write its table; returns ``results.json``'s content."""
     from icu_tasks.data.dataset import open_data
-    from icu_unlearn.training.data import Collator
-    from icu_unlearn.training.knowledge import group_accuracy
+    from icu_unlearn.models.loading import check_device_name, resolve_model_dir
 
     out = Path(out)
     methods, points, grid, fixed = _checked_points(method, grid, dict(fixed or {}))
+    check_device_name(device)
+    resolve_model_dir(base)
     data = open_data(data_dir)
     spec = {"method": canonical_name(method), "grid": grid, "fixed": fixed, "base": str(Path(base).resolve())}
     spec["data_hash"] = data.data_hash
     _check_spec(out, spec)
+    # torch and transformers only once every input is checked: a typo is refused in well under a second
+    from icu_unlearn.training.data import Collator
+    from icu_unlearn.training.knowledge import group_accuracy
+
     model, processor = load_base(base, device=device)
     groups, collator = score_groups(data), Collator(processor)
     vanilla_path = out / "vanilla.json"

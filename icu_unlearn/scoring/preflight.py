@@ -10,9 +10,10 @@ call and leaves no run dir, lock, eval dir or stage behind. What is checked:
   stage / the scored stage was trained on (``stage.json``) and the one the run was started with
   (``run.json``) — unless the mismatch is explicitly allowed;
 * a parent or scored stage is complete, safetensors, and was trained on this base model (by content);
-* the run dir's config (method, stages, hyper-parameters, tasks, base model id, data hash) is the recorded one.
+* the run dir's config (method, stages, hyper-parameters, tasks, base model id, data hash, device) is the
+  recorded one.
 
-No torch import.
+No torch import, except the last step of :func:`check_run_inputs`, which resolves the device ``auto``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from icu_tasks.paths import default_data_dir, task_names
 from icu_tasks.records.provenance import ALLOW_FLAG, manifest_hash
 from icu_unlearn.methods import build_method
 from icu_unlearn.models.identity import check_base_data, check_stage_data, model_id, stage_matches_base
-from icu_unlearn.models.loading import ADAPTER_CONFIG, check_adapter_files, resolve_model_dir
+from icu_unlearn.models.loading import ADAPTER_CONFIG, check_adapter_files, resolve_device, resolve_model_dir
 from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY
 
 
@@ -85,10 +86,12 @@ def check_run_inputs(
     check_base_data(base_dir, data.data_hash, data.root, allow=allow_data_mismatch)
     build_method(config.method, **config.method_args)
     check_tasks(config.tasks)
+    device = resolve_device(config.device)  # the one torch import here, after every other check
     record = config.to_dict() | {
         "name": config.name or run_dir.root.name,
         "base_model_id": model_id(base_dir),
         "data_hash": data.data_hash,
+        "device": device,
     }
     _keep_older_record(record, run_dir)
     run_dir.check_config(record, overwrite=overwrite, write=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -294,8 +295,37 @@ def _save_model_dir(out: Path, model: Any, processor: Any, record: dict, overwri
     def fill(tmp: Path) -> None:
         model.eval()
         model.save_pretrained(str(tmp))
-        processor.save_pretrained(str(tmp))
+        save_processor(processor, record["base_model"], tmp)
         record[MODEL_ID_KEY] = compute_model_id(tmp)  # content identity (config + weights), computed once
         write_json(tmp / FINETUNE_JSON, stamped(FINETUNE_JSON, record))
 
     write_dir_atomically(out, fill, overwrite=overwrite, required=FINETUNE_JSON)
+
+
+#: The files of a model dir that are not its weights or model config: tokenizer, processor, chat template.
+PROCESSOR_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+
+
+def save_processor(processor: Any, source_dir: str | os.PathLike, out_dir: str | os.PathLike) -> None:
+    """Save ``processor`` next to a model saved in ``out_dir``. One built without its video part (no
+    torchvision, ``icu_unlearn.models.loading._processor_without_video``) cannot save itself: its files are copied from the model dir
+    it was loaded from (``source_dir``), which it left unchanged."""
+    if getattr(processor, "video_processor", "absent") is not None:
+        processor.save_pretrained(str(out_dir))
+        return
+    for name in PROCESSOR_FILES:
+        if (Path(source_dir) / name).is_file():
+            shutil.copyfile(Path(source_dir) / name, Path(out_dir) / name)
