@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -29,9 +29,11 @@ from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.records.files import read_record, write_record
 from icu_tasks.records.layout import COST_JSON
 from icu_tasks.records.schedule import EvalSchedule
-from icu_unlearn.pipeline.probes import ProbeConfig, check_probe_stages, probe_stage
 from icu_unlearn.pipeline.rundir import RunDir
 from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY, ForgettingTarget
+
+if TYPE_CHECKING:
+    from icu_unlearn.pipeline.probes import ProbeConfig
 
 #: The `icu` group includes the holdout tasks, so every run scores B[0] (the base rate) with stage 0.
 DEFAULT_TASKS: tuple[str, ...] = ("icu",)
@@ -206,6 +208,9 @@ def run(
     rd = RunDir(run_dir)
     # Every input is validated before the lock is taken: bad input writes nothing (no run dir, no lock).
     _, record = check_run_inputs(config, rd, overwrite=overwrite, allow_data_mismatch=allow_data_mismatch)
+    # the probes train models (torch): imported here so that building the CLI parser never imports them
+    from icu_unlearn.pipeline.probes import ProbeConfig, check_probe_stages
+
     probes = (
         check_probe_stages(probe_stages, config.stages),
         probe_config or ProbeConfig(device=config.device),
@@ -362,6 +367,8 @@ def _run_locked(
         log(
             f"stage {k}/{config.stages}: scored {', '.join(config.tasks)} in {time.perf_counter() - t0:.1f} s"
         )
+    from icu_unlearn.pipeline.probes import probe_stage  # torch: see run()
+
     for k in probes[0]:
         probe_stage(rd.root, k, probes[1], log=log, lock=False)
     return write_report([load_run(rd.root)], rd.report_dir)
