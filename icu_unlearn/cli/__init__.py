@@ -79,6 +79,16 @@ def _add_verbosity(parser: argparse.ArgumentParser, top: bool = False) -> None:
                 _add_verbosity(child)
 
 
+#: The environment variables :func:`set_verbosity` sets (restored when :func:`main` returns).
+VERBOSITY_ENV = (
+    "LOGURU_LEVEL",
+    "TRANSFORMERS_VERBOSITY",
+    "DATASETS_VERBOSITY",
+    "TQDM_DISABLE",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS",
+)
+
+
 def set_verbosity(quiet: bool, verbose: int) -> None:
     """Set the log levels of lmms-eval (loguru), transformers and datasets, and tqdm's bars, through their
     environment variables (read when those libraries are imported, i.e. after this): INFO by default (no
@@ -116,12 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    set_verbosity(bool(getattr(args, "quiet", False)), int(getattr(args, "verbose", 0)))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return 2
+    saved = {key: os.environ.get(key) for key in VERBOSITY_ENV}
     try:
+        set_verbosity(bool(getattr(args, "quiet", False)), int(getattr(args, "verbose", 0)))
         status = func(args)
     except IcuError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -135,4 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 2
+    finally:  # main() called in-process (a pipeline, the tests) leaves the caller's environment as it was
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return int(status or 0)
