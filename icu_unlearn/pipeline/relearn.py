@@ -32,12 +32,12 @@ from icu_tasks.records.layout import ATTACK_PROBES, check_writable
 from icu_unlearn.methods.config import TrainingMethodConfig
 from icu_unlearn.models import load_base, load_stage, read_masks
 from icu_unlearn.models.adapters import continue_stage, lora_model
-from icu_unlearn.models.identity import base_data, model_id
 from icu_unlearn.models.loading import ADAPTER_CONFIG
 from icu_unlearn.training.data import Collator, check_trainable, examples_from_rows
 from icu_unlearn.training.stage_dir import (
     adapter_summary,
     check_changed,
+    data_and_base,
     read_stage,
     snapshot_trainable,
     versions,
@@ -253,11 +253,7 @@ def _attack_record(
         "stage": int(stage),
         "attack": attack,
         "forget_tasks": [int(k) for k in split if k.isdigit()],
-        "data_dir": str(data.root),
-        "data_hash": data.data_hash,
-        "base_model": str(Path(base).resolve()),
-        "base_model_id": model_id(base),
-        "base_data_hash": base_data(base)[0],
+        **data_and_base(data, base),
         "parent": parent,
         "adapter": adapter_summary(trainer.model),
         "train_seconds": round(seconds, 2),

@@ -85,6 +85,17 @@ def write_stage(
     return write_dir_atomically(final, fill, overwrite=overwrite)
 
 
+def data_and_base(data: Any, base: str | os.PathLike) -> dict[str, Any]:
+    """The data and base-model identity every stage-like record carries (a stage, an attacked stage)."""
+    return {
+        "data_dir": str(data.root),
+        "data_hash": data.data_hash,
+        "base_model": str(Path(base).resolve()),
+        "base_model_id": model_id(base),
+        "base_data_hash": base_data(base)[0],
+    }
+
+
 def stage_record(
     method: Any,
     k: int,
@@ -118,11 +129,7 @@ def stage_record(
         "config": method.config.to_dict(),
         "forget_tasks": list(sd.task_ids),
         "seed": method.config.seed,
-        "data_dir": str(data.root),
-        "data_hash": data.data_hash,
-        "base_model": str(Path(base).resolve()),
-        "base_model_id": model_id(base),
-        "base_data_hash": base_data(base)[0],
+        **data_and_base(data, base),
         "parent": parent,
         "adapter": adapter_summary(model),
         "examples": {"forget": len(sd.forget), "retain": len(sd.retain) if method.uses_retain else 0},
