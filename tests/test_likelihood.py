@@ -79,6 +79,7 @@ def test_auc_by_hand_with_ties():
     items = _items([1.0, 2.0, 3.0], [2.0, 4.0])
     assert mia.aggregate_mia_auc_loss(items) == pytest.approx(0.75)
     assert mia.aggregate_mia_gap_loss(items) == pytest.approx(0.25)
+    assert mia.aggregate_mia_privacy_loss(items) == pytest.approx(0.5)  # 1 - 2 * |0.75 - 0.5|
     assert mia.auc_lower_is_member([1.0, 1.0], [1.0]) == pytest.approx(0.5)  # all tied
     assert mia.auc_lower_is_member([0.1, 0.2], [0.3, 0.4]) == 1.0  # members always more familiar
     assert mia.auc_lower_is_member([0.3, 0.4], [0.1, 0.2]) == 0.0  # over-forgetting
@@ -86,6 +87,9 @@ def test_auc_by_hand_with_ties():
     zlib_items = _items([0.05, 0.2], [0.1], key="zlib_loss")  # pairs: (0.05, 0.1) 1, (0.2, 0.1) 0
     assert mia.aggregate_mia_auc_zlib(zlib_items) == pytest.approx(0.5)
     assert mia.aggregate_mia_gap_zlib(zlib_items) == pytest.approx(0.0)
+    assert mia.aggregate_mia_privacy_zlib(zlib_items) == pytest.approx(1.0)
+    over_forgotten = _items([0.3, 0.4], [0.1, 0.2])  # AUC 0: identifiable, privacy 0
+    assert mia.aggregate_mia_privacy_loss(over_forgotten) == pytest.approx(0.0)
 
 
 def test_auc_matches_sklearn_on_random_scores():
@@ -286,6 +290,9 @@ def test_aggregates_equal_the_logged_items(ll_run):
         expected = sklearn_metrics.roc_auc_score([1 - i["member"] for i in items], [i[key] for i in items])
         assert results["icu_mia_qa"][f"mia_auc_{score},none"] == pytest.approx(expected)
         assert results["icu_mia_qa"][f"mia_gap_{score},none"] == pytest.approx(expected - 0.5)
+        assert results["icu_mia_qa"][f"mia_privacy_{score},none"] == pytest.approx(
+            1 - 2 * abs(expected - 0.5)
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -171,7 +171,10 @@ def test_table_and_results_cover_every_task(cli_run, small_data_dir):
     for task, (split, view) in SELECTION.items():
         expected = sum(n for (s, v), n in counts.items() if s == split and view in (None, v))
         assert results["n-samples"][task]["effective"] == expected > 0, task
-        assert results["versions"][task] == 1.1
+        assert results["versions"][task] == 1.2
+        assert results["higher_is_better"][task]["exact_match" if task != MC_TASK else "mc_accuracy"] is {
+            "forget": False, "retain_eval": True, "utility": True, "holdout": None
+        }[split], task  # fmt: skip
         # lmms-eval's aggregate = the mean of the per-sample scores recomputed by hand from the logged answers
         records = samples[task]
         if task == MC_TASK:

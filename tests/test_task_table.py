@@ -55,3 +55,48 @@ def test_a_folder_that_is_not_one_fails_with_one_line(tmp_path, capsys, check):
     err = capsys.readouterr().err
     assert err == f"error: {target} is not a directory\n"
     assert not target.exists()
+
+
+#: Hand-picked directions (``higher_is_better``) that lmms-eval reads for a task, include resolved.
+EXPECTED_DIRECTIONS = {
+    "icu_forget_vqa": {"exact_match": False, "contains": False, "rougeL_recall": False},
+    "icu_retain_qa_para": {"exact_match": True, "rougeL_recall": True},
+    "icu_holdout_qa": {"exact_match": None},
+    "icu_utility_mc": {"mc_accuracy": True},
+    "icu_forget_vqa_mc": {"mc_accuracy": False},
+    "icu_ll_forget_qa": {"answer_prob": False, "truth_ratio": True, "truth_ratio_mean": True},
+    "icu_ll_retain_vqa": {"answer_prob": True, "truth_ratio": True, "truth_ratio_mean": False},
+    "icu_ll_holdout_vqa": {"answer_prob": None, "truth_ratio": None},
+    "icu_mia_qa": {
+        "mia_privacy_loss": True,
+        "mia_privacy_zlib": True,
+        "mia_auc_loss": None,
+        "mia_gap_zlib": None,
+    },
+    "icu_longform_forget": {
+        "longform_leakage": False,
+        "longform_entropy": True,
+        "longform_repetition": False,
+    },
+    "icu_longform_retain": {"longform_leakage": True, "longform_repetition": False},
+}
+
+
+def _lmms_directions(task: str) -> dict[str, bool | None]:
+    """``metric -> higher_is_better`` as lmms-eval's own loader resolves the task file and its includes."""
+    from lmms_eval.utils import load_yaml_config
+
+    config = load_yaml_config(str(task_yamls_dir() / f"{task}.yaml"), mode="simple")
+    return {m["metric"]: m["higher_is_better"] for m in config["metric_list"]}
+
+
+def test_each_task_says_which_way_is_better():
+    """Forget tasks reward less knowledge, retain and utility tasks more, holdout tasks (the base rate) and the
+    two-sided membership AUC neither; every metric of every task resolves to the table's direction."""
+    for task, expected in EXPECTED_DIRECTIONS.items():
+        directions = _lmms_directions(task)
+        assert {m: directions[m] for m in expected} == expected, task
+    for spec in task_table.TASKS:
+        directions = _lmms_directions(spec.name)
+        assert list(directions) == list(task_table.KINDS[spec.kind].metrics), spec.name
+        assert directions == {m: spec.direction(m) for m in directions}, spec.name

@@ -74,14 +74,14 @@ from icu_tasks.data.schema import LONGFORM_FILE, MANIFEST_FILE, PARAPHRASE_FILE,
 from icu_tasks.errors import ConfigError, DataError
 from icu_tasks.harness import answer_metrics
 from icu_tasks.harness.prompts import question_text
-from icu_tasks.harness.task_table import TaskSpec, docs_hooks
+from icu_tasks.harness.task_table import KINDS, TaskSpec, docs_hooks
 from icu_tasks.paths import DATA_ENV, default_data_dir
 from icu_tasks.records.provenance import DATA_DIR_KEY, DATA_HASH_KEY
 from icu_tasks.records.schedule import FORGET_TASKS_ENV, FORGET_TASKS_KEY, forget_task_filter, format_tasks
 
 #: Metric keys of the generate_until tasks and of the multiple-choice tasks, as named in the YAMLs.
 GENERATE_METRICS: tuple[str, ...] = tuple(answer_metrics.GENERATE_METRICS)
-MC_METRICS: tuple[str, ...] = ("mc_accuracy",)
+MC_METRICS: tuple[str, ...] = KINDS["mc"].metrics
 _PAYLOAD_KEYS: tuple[str, ...] = ("id", "profile_id", "forget_task", "split", "view", "field")
 #: Where a payload carries its metric's per-doc value for lmms-eval's CLT standard error (the default
 #: ``score_key`` of lmms-eval's TaskConfig; see the module docstring).

@@ -55,7 +55,7 @@ from icu_tasks.harness.hooks import (
     open_task_data,
     per_metric,
 )
-from icu_tasks.harness.task_table import TaskSpec, docs_hooks
+from icu_tasks.harness.task_table import KINDS, TaskSpec, docs_hooks
 
 #: Doc column that asks ``icu_hf`` for ``(loglikelihood, is_greedy, n_tokens)`` responses.
 TOKEN_COUNT_KEY = "icu_token_count"
@@ -63,7 +63,7 @@ TOKEN_COUNT_KEY = "icu_token_count"
 HOLDOUT_SPLIT = "holdout"
 NO_HOLDOUT = "this data dir has no holdout split; regenerate with icu-bench data generate"
 #: Metric keys of the ``icu_ll_*`` tasks, as named in the YAMLs.
-LL_METRICS: tuple[str, ...] = ("answer_prob", "truth_ratio", "truth_ratio_mean")
+LL_METRICS: tuple[str, ...] = KINDS["ll"].metrics
 
 
 class ScoresUnavailable(SystemExit):

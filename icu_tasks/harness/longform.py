@@ -33,9 +33,10 @@ from icu_tasks.harness.hooks import (
     open_task_data,
     per_metric,
 )
+from icu_tasks.harness.task_table import KINDS
 
 #: Metric keys of the long-form tasks, as named in the YAMLs.
-LONGFORM_METRICS: tuple[str, ...] = ("longform_entropy", "longform_repetition", "longform_leakage")
+LONGFORM_METRICS: tuple[str, ...] = KINDS["longform"].metrics
 
 
 def _longform_docs(split: str):

@@ -21,6 +21,10 @@ Aggregates (over forget + holdout docs of one view)
       items look *less* familiar than never-seen ones (over-forgetting).
     * ``mia_gap_loss`` / ``mia_gap_zlib``: ``AUC - 0.5``, a PrivLeak-style gap with the ideal "never trained"
       AUC taken as 0.5 (MUSE divides by a retrained model's AUC; ICU-Bench has no retrained model per stage).
+    * ``mia_privacy_loss`` / ``mia_privacy_zlib``: ``1 - 2|AUC - 0.5|``
+      (:func:`icu_tasks.continual.privacy.privacy_of_auc`), the only directed form (higher is better): the AUC
+      and the gap have no direction, since an AUC near 0 identifies the forgotten people as surely as one
+      near 1.
     AUC is NaN when either class is empty (e.g. a ``--limit`` too small; docs alternate member/non-member so
     that any ``--limit`` >= 2 has both).
 
@@ -40,12 +44,13 @@ from typing import Any
 
 import numpy as np
 
+from icu_tasks.continual.privacy import privacy_of_auc
 from icu_tasks.harness.hooks import _payload
 from icu_tasks.harness.likelihood import HOLDOUT_SPLIT, as_dataset, scored_response, split_rows
-from icu_tasks.harness.task_table import TaskSpec, docs_hooks
+from icu_tasks.harness.task_table import KINDS, TaskSpec, docs_hooks
 
 #: Metric keys of the ``icu_mia_*`` tasks, as named in the YAMLs.
-MIA_METRICS: tuple[str, ...] = ("mia_auc_loss", "mia_auc_zlib", "mia_gap_loss", "mia_gap_zlib")
+MIA_METRICS: tuple[str, ...] = KINDS["mia"].metrics
 #: The per-item scores, by the suffix of the metric names.
 SCORES: dict[str, str] = {"loss": "loss", "zlib": "zlib_loss"}
 
@@ -138,3 +143,13 @@ def aggregate_mia_gap_loss(items: Sequence[Mapping[str, Any]]) -> float:
 def aggregate_mia_gap_zlib(items: Sequence[Mapping[str, Any]]) -> float:
     """``AUC - 0.5`` by the zlib score."""
     return membership_auc(items, SCORES["zlib"]) - 0.5
+
+
+def aggregate_mia_privacy_loss(items: Sequence[Mapping[str, Any]]) -> float:
+    """``1 - 2|AUC - 0.5|`` by the LOSS score (1 = indistinguishable from never-seen)."""
+    return float(privacy_of_auc(membership_auc(items, SCORES["loss"])))
+
+
+def aggregate_mia_privacy_zlib(items: Sequence[Mapping[str, Any]]) -> float:
+    """``1 - 2|AUC - 0.5|`` by the zlib score."""
+    return float(privacy_of_auc(membership_auc(items, SCORES["zlib"])))

@@ -29,7 +29,7 @@ from icu_tasks.harness.answer_metrics import GENERATE_METRICS
 from icu_tasks.paths import task_yamls_dir
 
 #: ``metadata.version`` of every task and of every group (see CHANGELOG.md for what each bump changed).
-TASK_VERSION = 1.1
+TASK_VERSION = 1.2
 GROUP_VERSION = 1.0
 #: First line of every generated file; files with it that the table no longer defines are removed on write.
 HEADER = (
@@ -42,7 +42,8 @@ class Kind:
     """A request kind: the template a task includes and how its name and ``process_docs`` hook are spelled.
 
     ``name`` and ``docs`` are format strings over ``split``, ``view`` and ``stem``
-    (``<split>[_<view>][_para]``, e.g. ``forget_qa_para``).
+    (``<split>[_<view>][_para]``, e.g. ``forget_qa_para``). ``metrics`` are the lmms-eval metrics of its
+    template, in order; each is aggregated by ``<module>.aggregate_<metric>``.
     """
 
     template: str
@@ -50,11 +51,17 @@ class Kind:
     name: str
     docs: str
     text: str
+    metrics: tuple[str, ...]
 
 
 KINDS: dict[str, Kind] = {
     "generate": Kind(
-        "_icu_generate_yaml", "icu_tasks.harness.hooks", "icu_{stem}", "{stem}_docs", "Free answer, greedy."
+        "_icu_generate_yaml",
+        "icu_tasks.harness.hooks",
+        "icu_{stem}",
+        "{stem}_docs",
+        "Free answer, greedy.",
+        tuple(GENERATE_METRICS),
     ),
     "mc": Kind(
         "_icu_mc_yaml",
@@ -62,6 +69,7 @@ KINDS: dict[str, Kind] = {
         "icu_{stem}_mc",
         "{stem}_docs",
         "Multiple choice over the four options.",
+        ("mc_accuracy",),
     ),
     "ll": Kind(
         "_icu_ll_yaml",
@@ -69,6 +77,7 @@ KINDS: dict[str, Kind] = {
         "icu_ll_{stem}",
         "{stem}_docs",
         "Answer probability and truth ratio.",
+        ("answer_prob", "truth_ratio", "truth_ratio_mean"),
     ),
     "mia": Kind(
         "_icu_mia_yaml",
@@ -76,6 +85,14 @@ KINDS: dict[str, Kind] = {
         "icu_mia_{view}",
         "mia_{view}_docs",
         "Forget items (members) vs holdout items (non-members): AUC by loss and by zlib-normalised loss.",
+        (
+            "mia_privacy_loss",
+            "mia_privacy_zlib",
+            "mia_auc_loss",
+            "mia_auc_zlib",
+            "mia_gap_loss",
+            "mia_gap_zlib",
+        ),
     ),
     "longform": Kind(
         "_icu_longform_yaml",
@@ -83,8 +100,32 @@ KINDS: dict[str, Kind] = {
         "icu_longform_{split}",
         "{split}_longform_docs",
         "Long-form summary of each profile: fluency and verbatim leakage of its private values.",
+        ("longform_entropy", "longform_repetition", "longform_leakage"),
     ),
 }
+
+#: Which way each metric is better where it measures knowledge that should be *kept* (the retain and utility
+#: splits, and every template): ``True`` higher, ``False`` lower, ``None`` no direction. The membership AUC
+#: and its signed gap have none (0.5 is the ideal; 0 and 1 both identify the people): their directed form is
+#: the privacy ``1 - 2|AUC - 0.5|``.
+KEPT_DIRECTION: dict[str, bool | None] = {
+    **dict.fromkeys(GENERATE_METRICS, True),
+    "mc_accuracy": True,
+    "answer_prob": True,
+    "truth_ratio": True,  # retain: mean max(0, 1 - R), 1 = the truth is much more likely
+    "truth_ratio_mean": False,  # R << 1: the model prefers the truth
+    "mia_privacy_loss": True,
+    "mia_privacy_zlib": True,
+    **dict.fromkeys(("mia_auc_loss", "mia_auc_zlib", "mia_gap_loss", "mia_gap_zlib"), None),
+    "longform_entropy": True,
+    "longform_repetition": False,
+    "longform_leakage": True,  # on retain: the private values the summary still recalls
+}
+#: Metrics that rise with knowledge of the scored people: on the forget split they are better lower.
+#: (``truth_ratio`` is not one: on forget docs it is already ``min(R, 1/R)``, 1 = forgotten.)
+KNOWLEDGE_METRICS: frozenset[str] = frozenset(
+    (*GENERATE_METRICS, "mc_accuracy", "answer_prob", "truth_ratio_mean", "longform_leakage")
+)
 
 #: What each split of the table scores (``retain`` is the data's ``retain_eval`` split).
 SPLIT_TEXT: dict[str, str] = {
@@ -139,6 +180,17 @@ class TaskSpec:
     def data_split(self) -> str:
         """The data's ``split`` value the task scores (the table's ``retain`` is ``retain_eval``)."""
         return DATA_SPLITS.get(self.split, self.split)
+
+    def direction(self, metric: str) -> bool | None:
+        """Whether ``metric`` is better higher (``True``), lower (``False``) or neither (``None``) on this task.
+
+        Forget tasks invert the metrics of :data:`KNOWLEDGE_METRICS`; holdout tasks have no direction (they
+        are the base rate B[0] of people no model saw).
+        """
+        kept = KEPT_DIRECTION[metric]
+        if self.split == "holdout" or kept is None:
+            return None
+        return not kept if self.split == "forget" and metric in KNOWLEDGE_METRICS else kept
 
     @property
     def description(self) -> str:
@@ -244,11 +296,31 @@ def _comment(text: str) -> str:
     return "".join(f"# {line}\n" for line in textwrap.wrap(text, width=106))
 
 
+def _hib(direction: bool | None) -> str:
+    return "null" if direction is None else str(direction).lower()
+
+
+def metric_list_yaml(kind: str, directions: Sequence[bool | None]) -> str:
+    """A ``metric_list`` of ``kind``'s metrics with the given ``higher_is_better`` values, in order."""
+    module = KINDS[kind].module
+    return "metric_list:\n" + "".join(
+        f"  - metric: {name}\n    aggregation: !function {module}.aggregate_{name}\n"
+        f"    higher_is_better: {_hib(direction)}\n"
+        for name, direction in zip(KINDS[kind].metrics, directions, strict=True)
+    )
+
+
 def task_yaml(spec: TaskSpec) -> str:
-    """The text of one task's YAML file."""
+    """The text of one task's YAML file. A task whose metric directions differ from its template's (forget,
+    holdout) carries its own ``metric_list``: lmms-eval replaces the included list as a whole."""
+    metrics = KINDS[spec.kind].metrics
+    directions = [spec.direction(m) for m in metrics]
+    own = (
+        "" if directions == [KEPT_DIRECTION[m] for m in metrics] else metric_list_yaml(spec.kind, directions)
+    )
     return (
         f"{HEADER}\n{_comment(spec.description)}include: {KINDS[spec.kind].template}\ntask: {spec.name}\n"
-        f"process_docs: !function {spec.process_docs}\nmetadata:\n  version: {spec.version}\n"
+        f"process_docs: !function {spec.process_docs}\n{own}metadata:\n  version: {spec.version}\n"
     )
 
 
@@ -281,18 +353,14 @@ process_results: !function icu_tasks.harness.hooks.process_results
 def generate_template() -> str:
     """The text of :data:`GENERATE_TEMPLATE`: one ``metric_list`` entry per metric of
     :data:`icu_tasks.harness.answer_metrics.GENERATE_METRICS` (mean over samples, higher is better)."""
-    names = list(GENERATE_METRICS)
-    metrics = "".join(
-        f"  - metric: {name}\n    aggregation: !function icu_tasks.harness.hooks.aggregate_{name}\n"
-        "    higher_is_better: true\n"
-        for name in names
-    )
+    names = KINDS["generate"].metrics
+    metrics = metric_list_yaml("generate", [KEPT_DIRECTION[m] for m in names])
     text = (
         "Free-answer tasks: greedy decoding of a short answer, scored per sample by "
         + ", ".join(names)
         + " (icu_tasks.harness.answer_metrics.GENERATE_METRICS)."
     )
-    return f"{HEADER}\n{_comment(text)}{_GENERATE_BODY}metric_list:\n{metrics}"
+    return f"{HEADER}\n{_comment(text)}{_GENERATE_BODY}{metrics}"
 
 
 def render() -> dict[str, str]:
