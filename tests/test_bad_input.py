@@ -364,6 +364,18 @@ USER_CASES: dict[str, tuple[Callable[[Path, Path, Path], list], str]] = {
         "did you mean 'learning_rate'?",
     ),
     "missing_required_flag": (lambda m, d, t: ["unlearn", "--method", "ga"], "arguments are required"),
+    "unknown_dtype": (
+        lambda m, d, t: _unlearn(m, d, t / "run", "--method", "ga", "--dtype", "fp8"),
+        "unknown dtype 'fp8' (expected float32, bfloat16, float16 or auto)",
+    ),
+    "float16_training_on_cpu": (
+        lambda m, d, t: _run(m, d, t / "run", "--dry-run", "--device", "cpu", "--dtype", "fp16"),
+        "float16 training needs a GPU",
+    ),
+    "half_precision_full_finetune": (
+        lambda m, d, t: _finetune(m, d, t / "vanilla", "--dtype", "bfloat16"),
+        "--dtype bfloat16 needs --mode lora",
+    ),
 }
 
 
@@ -387,6 +399,7 @@ FAST_CASES = (
     "run_dry_run_unknown_device",
     "sweep_unknown_key",
     "report_negative_bootstrap",
+    "float16_training_on_cpu",
 )
 
 

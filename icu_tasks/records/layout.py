@@ -104,6 +104,7 @@ class StageRecord(TypedDict, total=False):
     method_info: dict[str, Any]
     train_seconds: float
     steps: int  #: optimizer steps actually run
+    dtype: str  #: the precision the base was loaded and trained in (``float32``, ``bfloat16``, ``float16``)
     log_history: list[dict[str, Any]]
     world_size: int
     versions: dict[str, str]
@@ -123,6 +124,7 @@ class FinetuneRecord(TypedDict, total=False):
     rows: int
     examples_per_epoch: int
     world_size: int
+    dtype: str  #: the precision the model was loaded and trained in
     train_seconds: float
     changed_modules: int
     log_history: list[dict[str, Any]]

@@ -12,6 +12,7 @@ from typing import Any
 
 from icu_tasks.errors import ConfigError
 from icu_unlearn.models.loading import check_device_name
+from icu_unlearn.models.precision import DTYPE_HELP, dtype_name
 
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default auto: cuda when available, else cpu)"
 
@@ -19,6 +20,18 @@ DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default auto: cuda when available
 def add_device(parser: argparse.ArgumentParser) -> None:
     """``--device`` (default None, which means auto: CUDA when available), its spelling checked at parsing."""
     parser.add_argument("--device", default=None, type=_device, help=DEVICE_HELP)
+
+
+def add_dtype(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """``--dtype``: the precision the model is loaded and trained in (:mod:`icu_unlearn.models.precision`)."""
+    parser.add_argument("--dtype", default=default, type=_dtype, help=DTYPE_HELP)
+
+
+def _dtype(text: str) -> str:
+    try:
+        return dtype_name(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _device(text: str) -> str:

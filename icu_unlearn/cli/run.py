@@ -9,6 +9,7 @@ from pathlib import Path
 from icu_unlearn.cli.args import (
     add_allow_data_mismatch,
     add_device,
+    add_dtype,
     add_model,
     add_set,
     add_until_forgotten,
@@ -51,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, dest="batch_size", help=argparse.SUPPRESS)
     p.add_argument("--limit", type=int, help="score at most N docs per task (debugging)")
     add_device(p)
+    add_dtype(p, None)
     p.add_argument("--eval-every", type=int, dest="eval_every", help=_help("eval_every") + " (default 1)")
     p.add_argument("--eval-window", type=int, dest="eval_window", help=_help("eval_window"))
     add_until_forgotten(p, None)
@@ -141,6 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "limit": args.limit,
         "device": args.device,
+        "dtype": args.dtype,
         "eval_every": args.eval_every,
         "eval_window": args.eval_window,
         "until_forgotten": args.until_forgotten,

@@ -17,6 +17,7 @@ from icu_unlearn.cli.args import (
     HP_ALIASES,
     add_allow_data_mismatch,
     add_device,
+    add_dtype,
     add_model,
     add_until_forgotten,
     model_dir,
@@ -111,6 +112,7 @@ def _unlearn_arguments(un: argparse.ArgumentParser, methods: list[str] | None = 
     )
     un.add_argument("--out", required=True, help="run dir; the stage is written to RUN_DIR/stage_K")
     add_device(un)
+    add_dtype(un)
     add_until_forgotten(un, DEFAULT_CHECK_EVERY)
     un.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR/stage_K")
     add_allow_data_mismatch(un, "--model")
@@ -149,6 +151,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for f in dataclasses.fields(FinetuneConfig):
         _add_field(group, f, {"fine-tune": getattr(defaults, f.name)}, name_owners=False)
     add_device(ft)
+    add_dtype(ft)
     ft.add_argument("--overwrite", action="store_true", help="replace an existing --out dir")
     ft.add_argument(
         "--check", action="store_true", help="print exact-match accuracy per split and view at the end"
@@ -183,7 +186,10 @@ def _finetune(args: argparse.Namespace) -> int:
     from icu_unlearn.training.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(**_hyper_parameters(args))
-    out = finetune(model_dir(args), args.data, args.out, config, overwrite=args.overwrite, device=args.device)
+    out = finetune(
+        model_dir(args), args.data, args.out, config, overwrite=args.overwrite, device=args.device,
+        dtype=args.dtype,
+    )  # fmt: skip
     if not is_main():
         return 0
     print(f"vanilla model: {out}")
@@ -233,14 +239,17 @@ def _unlearn(args: argparse.Namespace) -> int:
     where = (model_dir(args), args.data, args.stage, args.out)
     common = {"parent": args.parent, "allow_data_mismatch": args.allow_data_mismatch}
     if args.dry_run:
+        from icu_unlearn.models.precision import check_training_dtype
         from icu_unlearn.training.stage_dir import check_stage_inputs
 
+        check_training_dtype(args.dtype, args.device)
         inputs = check_stage_inputs(*where, **common, dry_run=True)
         print(f"ok: {cls.name} can forget task {inputs.k} of {inputs.data.root} from {inputs.base_dir}")
         return 0
     result = run_stage(
-        method, *where, **common, overwrite=args.overwrite, device=args.device, until_forgotten=until
-    )
+        method, *where, **common, overwrite=args.overwrite, device=args.device, until_forgotten=until,
+        dtype=args.dtype,
+    )  # fmt: skip
     if is_main():
         print(f"stage {args.stage} ({cls.name}): {result.path}")
         rule = result.record.get("stop_rule")

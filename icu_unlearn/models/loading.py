@@ -24,15 +24,13 @@ from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.harness.torchvision_check import check_torchvision
 from icu_tasks.records.layout import MASKS_FILE
 from icu_unlearn.models.masks import apply_masks, base_of, read_masks, remove_masks
+from icu_unlearn.models.precision import resolve_dtype
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_BIN = "adapter_model.bin"
 _PEFT_PREFIX = "base_model.model."
 _MAX_HEADER = 100_000_000  # safetensors' own limit on the header size
-
-_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
-_DTYPES |= {"float16": "float16", "fp16": "float16", "half": "float16"}
 
 
 _DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -58,23 +56,6 @@ def resolve_device(device: str | None) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
     return device
-
-
-def resolve_dtype(dtype: Any, device: str):
-    """A torch dtype from ``float32|bfloat16|float16|auto`` (or a torch dtype).
-
-    ``auto`` is float32 on CPU (half precision is slow there) and the checkpoint's own dtype on accelerators.
-    """
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "", "auto"):
-        return torch.float32 if device == "cpu" else "auto"
-    name = _DTYPES.get(str(dtype).lower().removeprefix("torch."))
-    if name is None:
-        raise ConfigError(f"unknown dtype {dtype!r} (expected float32, bfloat16, float16 or auto)")
-    return getattr(torch, name)
 
 
 def resolve_model_dir(pretrained: str | os.PathLike) -> Path:

@@ -55,6 +55,8 @@ class RunConfig:
         limit: score at most this many docs per task (debugging only; None = all).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; run.json records the device
             it resolved to.
+        dtype: the precision the base is loaded, trained and scored in (``auto``, ``float32``, ``bfloat16``,
+            ``float16``; :mod:`icu_unlearn.models.precision`).
         name: a label for reports (default: the run dir's name).
         eval_every: score stages 0, N, 2N, … and always the last (1 = every stage).
         eval_window: at stage k score only forget tasks j <= k + W (None = every task); see
@@ -75,6 +77,7 @@ class RunConfig:
     max_new_tokens: int | None = None
     limit: int | None = None
     device: str | None = "auto"
+    dtype: str = "auto"
     name: str | None = None
     eval_every: int = field(
         default=1,
@@ -102,6 +105,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         from icu_unlearn.methods import canonical_name, get_method
         from icu_unlearn.models.loading import check_device_name
+        from icu_unlearn.models.precision import check_training_dtype
 
         if int(self.stages) < 1:
             raise ConfigError(f"stages must be >= 1, got {self.stages}")
@@ -120,6 +124,7 @@ class RunConfig:
             self.until_forgotten = float(self.forgetting_target.target)
         ForgettingTarget(1.0, self.check_every)  # a bad check_every -> ConfigError, with or without the rule
         self.device = check_device_name(self.device)
+        self.dtype = check_training_dtype(self.dtype, self.device)
         get_method(self.method)  # unknown name -> ConfigError with the closest name
         self.method = canonical_name(self.method)
         self.base, self.data = str(Path(self.base).resolve()), str(Path(self.data).resolve())
@@ -308,7 +313,7 @@ def _train(
     method = build_method(config.method, **config.method_args)
     result = run_stage(
         method, config.base, config.data, k, rd.root, device=config.device, allow_data_mismatch=allow,
-        until_forgotten=config.forgetting_target,
+        until_forgotten=config.forgetting_target, dtype=config.dtype,
     )  # fmt: skip
     cost_log.add(k, "train_s", time.perf_counter() - t0)
     rule = result.record.get("stop_rule")

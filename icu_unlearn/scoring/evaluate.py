@@ -36,12 +36,12 @@ def task_manager():
 
 
 def load_scorer(config: Any) -> tuple[Any, float]:
-    """The ``icu_hf`` model of a run (``config.base`` on ``config.device``, its batch size and answer length),
-    loaded once for every stage, and the seconds the load took."""
+    """The ``icu_hf`` model of a run (``config.base`` on ``config.device`` in ``config.dtype``, its batch size
+    and answer length), loaded once for every stage, and the seconds the load took."""
     from icu_unlearn.scoring.icu_hf import IcuHF
 
     start = time.perf_counter()
-    model, processor = load_base(config.base, device=config.device)
+    model, processor = load_base(config.base, device=config.device, dtype=getattr(config, "dtype", "auto"))
     lm = IcuHF.from_loaded(
         model, processor, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens
     )

@@ -149,17 +149,21 @@ def finetune(
     *,
     overwrite: bool = False,
     device: str | None = None,
+    dtype: str = "auto",
 ) -> Path:
     """Fine-tune ``model_dir`` on every QA row of ``data_dir`` and save the vanilla model to ``out_dir``.
 
     The result is a full model dir (merged weights as safetensors, the processor, ``finetune.json``), written
-    to a temporary sibling and renamed. Returns ``out_dir``.
+    to a temporary sibling and renamed. Returns ``out_dir``. ``dtype``: the precision the model is loaded and
+    trained in (:mod:`icu_unlearn.models.precision`; half precision needs ``mode="lora"``).
     """
     from icu_tasks.data.dataset import open_data
     from icu_tasks.records.layout import check_writable
     from icu_unlearn.models.loading import resolve_model_dir
+    from icu_unlearn.models.precision import check_training_dtype
 
     cfg = config or FinetuneConfig()
+    check_training_dtype(dtype, device, full_weights=cfg.mode == "full")
     out = Path(out_dir)
     check_writable(out, overwrite)
     data = open_data(data_dir)
@@ -174,14 +178,15 @@ def finetune(
 
     examples = finetune_examples(data, cfg.vqa_repeat, cfg.longform)
     set_seed(cfg.seed)
-    model, processor, optimizer = _finetune_model(model_dir, cfg, device)
+    model, processor, optimizer = _finetune_model(model_dir, cfg, device, dtype)
     before = snapshot_trainable(model)
     collator = Collator(processor, split_longform=cfg.longform)
     stopper = _stopper(cfg, data, Collator(processor))
     with tempfile.TemporaryDirectory(prefix="icu-finetune-") as scratch:
         args = training_arguments(
-            scratch, **schedule_args(cfg), device=device, find_unused_parameters=cfg.mode == "full"
-        )
+            scratch, **schedule_args(cfg), device=device, find_unused_parameters=cfg.mode == "full",
+            model_dtype=model.dtype,
+        )  # fmt: skip
         start = time.perf_counter()
         callbacks = [stopper] if stopper else None
         trainer = train_quietly(
@@ -198,7 +203,7 @@ def finetune(
     return out
 
 
-def _finetune_model(model_dir: str | os.PathLike, cfg: FinetuneConfig, device: str | None):
+def _finetune_model(model_dir: str | os.PathLike, cfg: FinetuneConfig, device: str | None, dtype: str):
     """The model to fine-tune, its processor and optimizer: a LoRA-wrapped model (optimizer ``None``: the
     Trainer's default) or every weight with two AdamW parameter groups (language model; vision + projector)."""
     import torch
@@ -206,7 +211,7 @@ def _finetune_model(model_dir: str | os.PathLike, cfg: FinetuneConfig, device: s
     from icu_unlearn.models import load_base
     from icu_unlearn.models.adapters import lora_model
 
-    model, processor = load_base(model_dir, device=device)
+    model, processor = load_base(model_dir, device=device, dtype=dtype)
     model.train()
     if cfg.mode == "lora":
         model = lora_model(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
@@ -255,6 +260,7 @@ def _finetune_record(
 ) -> dict[str, Any]:
     """The ``finetune.json`` record (:class:`icu_tasks.records.layout.FinetuneRecord`; ``model_id`` is added when
     the weights are saved)."""
+    from icu_unlearn.models.precision import dtype_name
     from icu_unlearn.training.stage_dir import versions
 
     return {
@@ -265,6 +271,7 @@ def _finetune_record(
         "rows": len(set(e.id for e in examples)),
         "examples_per_epoch": len(examples),
         "world_size": world_size(),
+        "dtype": dtype_name(trainer.model.dtype),
         "train_seconds": round(seconds, 2),
         "changed_modules": changed,
         "log_history": trainer.history.history,

@@ -23,6 +23,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from icu_tasks.errors import ConfigError
 from icu_unlearn.methods import losses
 from icu_unlearn.methods.base import StepContext, forward_logits
+from icu_unlearn.models.precision import trainer_precision
 from icu_unlearn.training.distributed import per_device_batch
 
 
@@ -112,6 +113,7 @@ def training_arguments(
     device: str | None = None,
     find_unused_parameters: bool = False,
     train_sampling_strategy: str = "random",
+    model_dtype: Any = None,
 ) -> TrainingArguments:
     """The TrainingArguments every ICU-Bench training run uses (no checkpoints, no reporting, tqdm on).
 
@@ -119,7 +121,10 @@ def training_arguments(
     without gradient (DDP would fail); LoRA stages use every adapter weight in every step.
     ``train_sampling_strategy``: ``random`` (the fine-tune's shuffled examples) or ``sequential`` (an unlearning
     stage's :class:`~icu_unlearn.training.data.StepBatches`, which are shuffled already).
+    ``model_dtype``: the dtype of the model's weights; a half-precision model trains under the Trainer's mixed
+    precision (:func:`icu_unlearn.models.precision.trainer_precision`).
     """
+
     return TrainingArguments(
         output_dir=out_dir,
         max_steps=max_steps,
@@ -142,6 +147,7 @@ def training_arguments(
         use_cpu=(device == "cpu"),
         ddp_find_unused_parameters=find_unused_parameters,
         train_sampling_strategy=train_sampling_strategy,
+        **trainer_precision(model_dtype, device),
     )
 
 

@@ -40,6 +40,7 @@ from icu_unlearn.models.loading import (
     resolve_model_dir,
     same_base,
 )
+from icu_unlearn.models.precision import dtype_name
 from icu_unlearn.training.distributed import world_size
 
 
@@ -132,6 +133,7 @@ def stage_record(
         **data_and_base(data, base),
         "parent": parent,
         "adapter": adapter_summary(model),
+        "dtype": dtype_name(model.dtype),
         "examples": {"forget": len(sd.forget), "retain": len(sd.retain) if method.uses_retain else 0},
         "changed_modules": changes,
         "masks": masks,

@@ -16,6 +16,7 @@ from typing import Any
 
 from icu_unlearn.models import apply_masks, load_base, read_masks, remove_masks
 from icu_unlearn.models.masks import mask_summary
+from icu_unlearn.models.precision import check_training_dtype
 from icu_unlearn.training.distributed import is_main, world_size
 from icu_unlearn.training.stage_dir import (
     check_changed,
@@ -53,6 +54,7 @@ def run_stage(
     callbacks: list | None = None,
     loaded: tuple[Any, Any] | None = None,
     until_forgotten: Any = None,
+    dtype: str = "auto",
 ) -> StageResult:
     """Forget forget task ``stage`` starting from stage ``stage − 1``, write ``run_dir/stage_K``, return it all.
 
@@ -70,14 +72,17 @@ def run_stage(
         loaded: ``(model, processor)`` of ``base`` already in memory (``icu-bench sweep``); adapted in place.
         until_forgotten: a :class:`~icu_unlearn.training.stop_config.ForgettingTarget`: train until the forget
             rows reach it (:mod:`icu_unlearn.training.stop_rule`); ``stage.json`` records ``stop_rule``.
+        dtype: the precision the base is loaded and trained in (:mod:`icu_unlearn.models.precision`).
     """
+    check_training_dtype(dtype, device)
 
     inputs = check_stage_inputs(
         base, data_dir, stage, run_dir, parent=parent, overwrite=overwrite, allow_data_mismatch=allow_data_mismatch
     )  # fmt: skip
     # Heavy imports only after the cheap checks: bad input fails in well under a second.
 
-    model, processor, sd, stopper = _load_stage_model(method, base, inputs, device, loaded, until_forgotten)
+    loading = (base, inputs, device, loaded, until_forgotten, dtype)
+    model, processor, sd, stopper = _load_stage_model(method, *loading)
     parent_masks = read_masks(inputs.parent_dir) if inputs.parent_dir is not None else {}
     start = time.perf_counter()
     callbacks = [*(callbacks or []), *([stopper] if stopper is not None and method.trains else [])]
@@ -104,6 +109,7 @@ def _load_stage_model(
     device: str | None,
     loaded: tuple[Any, Any] | None,
     until_forgotten: Any,
+    dtype: str = "auto",
 ) -> tuple[Any, Any, Any, Any]:
     """Load the vanilla model (or take ``loaded``), build the stage data and the stop rule (its reference is
     scored on the vanilla model, before any adapter), seed and attach the stage adapter; returns
@@ -112,7 +118,7 @@ def _load_stage_model(
 
     from icu_unlearn.training.data import stage_data
 
-    model, processor = loaded if loaded is not None else load_base(base, device=device)
+    model, processor = loaded if loaded is not None else load_base(base, device=device, dtype=dtype)
     sd = stage_data(inputs.data, [inputs.k], processor)
     stopper = None
     if until_forgotten is not None:
@@ -185,6 +191,7 @@ def _train_stage(
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             train_sampling_strategy="sequential",
             device=device,
+            model_dtype=model.dtype,
         )
         trainer = train_quietly(model, method, dataset, sd.collator, args, callbacks=callbacks)
     changed = check_changed(weight_changes(trainer.model, before))
