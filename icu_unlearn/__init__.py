@@ -28,4 +28,13 @@ class _NoKernelLoadWarnings(logging.Filter):
         return not str(record.msg).startswith("Failed to load ")
 
 
+class _NoEnumConstantWarnings(logging.Filter):
+    """Drop torch's "<enum ...> is an Enum subclass and is now natively supported by torch.compile" warnings,
+    which torchao's import (through PEFT) triggers once per enum; nothing ICU-Bench runs compiles."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is an Enum subclass and is now natively supported" not in str(record.msg)
+
+
 logging.getLogger("torchao").addFilter(_NoKernelLoadWarnings())
+logging.getLogger("torch.utils._pytree").addFilter(_NoEnumConstantWarnings())
