@@ -169,3 +169,22 @@ def test_missing_model_dir_and_bad_options(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             load_base(tmp_path / "empty", device="cuda")
+
+
+def test_hashing_advances_a_progress_bar_by_the_bytes_read(tmp_path):
+    """The weight-hashing bar (shown for real models) counts every byte once and leaves the digest as sha256."""
+
+    from icu_unlearn.models.identity import file_digest
+
+    payload = bytes(range(256)) * 9000  # 2.2 MiB: three 1 MiB blocks
+    (tmp_path / "w.bin").write_bytes(payload)
+
+    class Count:
+        n = 0
+
+        def update(self, k: int) -> None:
+            self.n += k
+
+    bar = Count()
+    assert file_digest(tmp_path / "w.bin", bar) == hashlib.sha256(payload).hexdigest()
+    assert bar.n == len(payload)

@@ -181,6 +181,7 @@ def activation_stats(
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Per-channel importance statistics of ``modules`` (name → module) over ``n_batches`` batches."""
     import torch
+    from tqdm.auto import tqdm
 
     stats = {name: _Stats() for name in modules}
     current: dict[str, Any] = {}
@@ -201,7 +202,8 @@ def activation_stats(
     model.eval()
     try:
         with torch.no_grad():
-            for i in range(n_batches):
+            # a bar on a terminal only (disable=None), off under --quiet (TQDM_DISABLE)
+            for i in tqdm(range(n_batches), desc="MANU statistics", unit="batch", disable=None, leave=False):
                 inputs = collate(examples[i * batch_size : (i + 1) * batch_size])
                 mask = inputs.get("attention_mask")
                 current["keep"] = mask.reshape(-1).bool() if mask is not None else None

@@ -67,6 +67,7 @@ def diagonal_fisher(
 ) -> dict[str, torch.Tensor]:
     """Mean over batches of the squared gradient of L_NLL w.r.t. each target weight (float32, weight-shaped)."""
     import torch
+    from tqdm.auto import tqdm
 
     from icu_unlearn.methods import losses
 
@@ -82,7 +83,8 @@ def diagonal_fisher(
             p.requires_grad_(False)
         for m in linears.values():
             m.weight.requires_grad_(True)
-        for chunk in batches:
+        # a bar on a terminal only (disable=None), off under --quiet (TQDM_DISABLE)
+        for chunk in tqdm(batches, desc="Fisher", unit="batch", disable=None, leave=False):
             inputs = collate(chunk)
             inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
             for m in linears.values():

@@ -32,12 +32,18 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.ind
 _BLOCK = 1 << 20
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
+#: Weights larger than this show a hashing progress bar.
+_BAR_BYTES = 1 << 30
+
+
+def file_digest(path: Path, progress: Any = None) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (``progress``: a tqdm bar advanced by the bytes read)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(_BLOCK), b""):
             h.update(block)
+            if progress is not None:
+                progress.update(len(block))
     return h.hexdigest()
 
 
@@ -57,8 +63,16 @@ def compute_model_id(root: str | os.PathLike) -> str:
     root = Path(root)
     if not (root / "config.json").is_file():
         raise ConfigError(f"not a model dir (no config.json): {root}")
+    from tqdm.auto import tqdm
+
     files = [root / "config.json", *_weight_files(root)]
-    return _digest_of([(p.name, file_digest(p)) for p in files])
+    total = sum(p.stat().st_size for p in files)
+    # a bar for real models only (over 1 GiB), on a terminal only, off under --quiet (TQDM_DISABLE)
+    show = None if total > _BAR_BYTES else True
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc="hashing weights", disable=show, leave=False
+    ) as bar:
+        return _digest_of([(p.name, file_digest(p, bar)) for p in files])
 
 
 def _stat_key(root: Path) -> tuple:
