@@ -372,6 +372,10 @@ USER_CASES: dict[str, tuple[Callable[[Path, Path, Path], list], str]] = {
         lambda m, d, t: _run(m, d, t / "run", "--dry-run", "--device", "cpu", "--dtype", "fp16"),
         "float16 training needs a GPU",
     ),
+    "malformed_utility_task": (
+        lambda m, d, t: _run(m, d, t / "run", "--dry-run", "--utility-tasks", "pope:"),
+        "a utility task is TASK or TASK:METRIC, got 'pope:'",
+    ),
     "half_precision_full_finetune": (
         lambda m, d, t: _finetune(m, d, t / "vanilla", "--dtype", "bfloat16"),
         "--dtype bfloat16 needs --mode lora",

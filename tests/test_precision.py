@@ -46,15 +46,24 @@ def test_half_precision_trains_under_the_trainers_mixed_precision():
     assert trainer_precision(None, "cpu") == {"bf16": False, "fp16": False}
 
 
-def test_a_run_json_without_dtype_resumes_as_auto(tmp_path: Path):
-    """A run dir recorded before run.json had ``dtype`` is the same config as ``dtype: auto``; another dtype
-    is refused with the key named."""
-    config = {"method": "ga", "stages": 2, "device": "cpu"}
-    (tmp_path / "run.json").write_text(json.dumps(config))
-    rd = RunDir(tmp_path)
-    rd.check_config({**config, "dtype": "auto"}, write=False)
+def test_a_run_json_without_dtype_resumes_as_auto(tiny_model_dir: Path, small_data_dir: Path, tmp_path: Path):
+    """A run dir whose run.json has no ``dtype`` (nor ``utility_tasks``) is the same config as ``dtype: auto``
+    and no utility tasks: it resumes; another dtype is refused with the key named."""
+    from icu_unlearn.pipeline.run import RunConfig
+    from icu_unlearn.scoring.preflight import check_run_inputs
+
+    def config(**kw):
+        return RunConfig(base=str(tiny_model_dir), data=str(small_data_dir), method="ga", stages=2, **kw)
+
+    rd = RunDir(tmp_path / "old")
+    _, record = check_run_inputs(config(), rd, overwrite=False, allow_data_mismatch=False)
+    old = {k: v for k, v in record.items() if k not in ("dtype", "utility_tasks")}
+    rd.root.mkdir()
+    rd.config_path.write_text(json.dumps(old))
+    _, again = check_run_inputs(config(), rd, overwrite=False, allow_data_mismatch=False)
+    assert again == old
     with pytest.raises(StageError, match=r"differs in: dtype"):
-        rd.check_config({**config, "dtype": "bfloat16"}, write=False)
+        check_run_inputs(config(dtype="bf16"), rd, overwrite=False, allow_data_mismatch=False)
 
 
 def test_a_bfloat16_stage_keeps_float32_adapter_weights(tiny_model_dir: Path, small_data_dir: Path, tmp_path):

@@ -135,7 +135,8 @@ class RunItems:
     ``accuracy`` (column ``score``: the chosen accuracy metric of the forget, retain-eval, holdout and
     utility questions), ``likelihood`` (``prob``, ``ratio``: answer probability and raw truth ratio R),
     ``mia`` (``loss``, ``zlib``, ``member``) and ``longform`` (``entropy``, ``repetition``, ``leakage``).
-    ``stages`` is T and ``tasks`` J (forget-task columns).
+    ``stages`` is T and ``tasks`` J (forget-task columns). ``external``: per-stage values ``(T + 1,)`` of
+    external utility tasks (any lmms-eval task's main metric; NaN where not scored), by task name.
     """
 
     stages: int
@@ -145,6 +146,7 @@ class RunItems:
     likelihood: ItemTable
     mia: ItemTable
     longform: ItemTable
+    external: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def ones(units: Units) -> np.ndarray:

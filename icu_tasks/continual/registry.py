@@ -173,7 +173,7 @@ def _view_metrics(g: str) -> list[Metric]:
 
 
 def _ru(fn: Callable) -> Callable[[Point, dict], im.MetricValue]:
-    return lambda p, d: fn(p.series["retain"], p.series["utility"])
+    return lambda p, d: fn(p.series["retain"], sr.utility_sources(p.series))
 
 
 #: Run-level metrics, in computation order (a metric may read those before it).
@@ -231,6 +231,7 @@ def compute_batch(items: RunItems, W: np.ndarray) -> tuple[dict[str, np.ndarray]
     """Forget matrices ``(n, T + 1, J)`` per group and every series ``(n, T + 1)`` for the weights ``W``."""
     batch = Batch(items, W)
     forget = {g: sr.forget_matrix(batch, g) for g in GROUPS}
+    sr.external_series(batch)
     for s in SERIES:
         batch.done[s.name] = s.compute(batch)
     return forget, batch.done

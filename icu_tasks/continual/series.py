@@ -91,10 +91,36 @@ def forget_matrix(b: Batch, group: str) -> np.ndarray:
     return means.reshape(b.n, len(b.stages), J)
 
 
+#: Series-name prefix of an external utility task's per-stage value (``utility:<task>``).
+EXTERNAL_UTILITY = "utility:"
+
+
+def utility_sources(series: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    """RU's utility input from a point's series: the built-in ``utility`` alone, or with every external
+    utility task (``{"U": built-in, "<task>": ...}``; :mod:`icu_tasks.continual.retention`)."""
+    external = {
+        n.removeprefix(EXTERNAL_UTILITY): v for n, v in series.items() if n.startswith(EXTERNAL_UTILITY)
+    }
+    return {"U": series["utility"], **external} if external else series["utility"]
+
+
+def external_series(b: Batch) -> None:
+    """Add ``utility:<task>`` for every external utility task of the items: its per-stage value, the same in
+    every resample (an external task's items carry no profile to resample)."""
+    for task, values in b.items.external.items():
+        b.done[EXTERNAL_UTILITY + task] = np.tile(np.asarray(values, float), (b.n, 1))
+
+
 def ru(b: Batch) -> np.ndarray:
-    """RU_k per weight vector, from the ``retain`` and ``utility`` series."""
-    R, U = b.done["retain"], b.done["utility"]
-    return np.stack([retention.retained_utility_per_stage(R[i], U[i]) for i in range(b.n)])
+    """RU_k per weight vector, from the ``retain`` and ``utility`` series (and external utility tasks)."""
+    return np.stack(
+        [
+            retention.retained_utility_per_stage(
+                b.done["retain"][i], utility_sources({n: v[i] for n, v in b.done.items()})
+            )
+            for i in range(b.n)
+        ]
+    )
 
 
 def _tr_term(t: ItemTable) -> np.ndarray:

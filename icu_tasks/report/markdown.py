@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from icu_tasks.continual.registry import FAMILIES, METRICS, OVERVIEW, SERIES, Series, by_name, header
-from icu_tasks.continual.series import GROUPS, POOLED
+from icu_tasks.continual.series import EXTERNAL_UTILITY, GROUPS, POOLED
 from icu_tasks.report.training import training_markdown
 
 #: Forget-matrix columns shown in report.md (report.json always has the full matrix).
@@ -75,6 +75,7 @@ def report_markdown(summaries: list[dict[str, Any]], metric: str, first_task_png
         for group in GROUPS:
             out += _md_matrix(s["forget"][group], (s["intervals"] or {}).get("forget", {}).get(group), group)
         out += _stage_table(s, STAGE_SERIES)
+        out += _external_table(s)
         if any(v is not None for name in LIKELIHOOD_SERIES for v in s["per_stage"][name]):
             out += ["Probability, truth ratio, forget quality and membership inference, both views:", ""]
             out += _stage_table(s, LIKELIHOOD_SERIES, samples=False)
@@ -131,6 +132,19 @@ def _stage_table(s: dict[str, Any], names: tuple[str, ...], samples: bool = True
         cells = [_with_ci(ps[x.name][k], ci[x.name][k] if x.name in ci else None) for x in series]
         tail = [str(ps["n_samples"][k])] if samples else []
         out.append(f"| {k} | " + " | ".join(cells + tail) + " |")
+    return out + [""]
+
+
+def _external_table(s: dict[str, Any]) -> list[str]:
+    """External utility tasks per stage (their own metric; each enters RU divided by its stage-0 value)."""
+    names = [n for n in s["per_stage"] if n.startswith(EXTERNAL_UTILITY)]
+    if not names:
+        return []
+    head = ["k", *(f"{n.removeprefix(EXTERNAL_UTILITY)} ↑" for n in names)]
+    out = ["External utility tasks (in RU's utility term, each over its stage-0 value):", ""]
+    out += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for k in range(s["stages"] + 1):
+        out.append(f"| {k} | " + " | ".join(fmt(s["per_stage"][n][k]) for n in names) + " |")
     return out + [""]
 
 

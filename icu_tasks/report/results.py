@@ -17,6 +17,7 @@ those items (:func:`icu_tasks.continual.bootstrap.estimate`), the same code the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.records import layout
 from icu_tasks.records.files import read_record
 from icu_tasks.records.schedule import EvalSchedule
+from icu_tasks.report.external import external_utility
 from icu_tasks.report.items import ItemRows
 from icu_tasks.report.samples import (
     DEFAULT_METRIC,
@@ -247,6 +249,9 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC, progress: bool =
     rows, n_samples, preds, sources = _stage_items(root, T, metric, notes, progress)
     items, item_notes = rows.freeze(T)
     notes.extend(item_notes)
+    specs = run_json.get("utility_tasks") or []
+    if specs:
+        items = dataclasses.replace(items, external=external_utility(root, specs, T, notes))
     est = estimate(items)
     fields = _fields(est, n_samples, metric, notes)
     schedule = schedule_of(run_json)

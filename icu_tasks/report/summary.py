@@ -16,7 +16,7 @@ import numpy as np
 from icu_tasks.continual import bootstrap as bs
 from icu_tasks.continual import metrics as im
 from icu_tasks.continual.registry import METRICS, SERIES
-from icu_tasks.continual.series import GROUPS, POOLED
+from icu_tasks.continual.series import EXTERNAL_UTILITY, GROUPS, POOLED
 from icu_tasks.data.schema import VIEWS
 from icu_tasks.report.results import ContinualRun
 
@@ -122,6 +122,7 @@ def run_summary(
         "metric_notes": {key: list(v.notes) for key, v in values.items() if v.notes and key != "icu"},
         "base_rate": base,
         "per_stage": {s.name: _list(est.series[s.name]) for s in SERIES}
+        | {name: _list(v) for name, v in est.series.items() if name.startswith(EXTERNAL_UTILITY)}
         | {"answer_entropy": _list(run.answer_entropy), "n_samples": list(run.n_samples)},
         "forget": {g: _list(est.forget[g]) for g in GROUPS},
         "intervals": _intervals_json(bs.bootstrap(run.items, est, n_boot=n_boot, seed=seed)),

@@ -45,14 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="ICU-Bench data dir")
     p.add_argument("--method", help="unlearning method (default npo_diff)")
     p.add_argument("--stages", type=int, help="number of sequential forget tasks T (default 3)")
-    p.add_argument("--tasks", help="comma-separated lmms-eval tasks/groups to score (default icu)")
-    p.add_argument(
-        "--eval-batch-size", type=int, dest="batch_size", help="evaluation batch size (default 16)"
-    )
-    p.add_argument("--batch-size", type=int, dest="batch_size", help=argparse.SUPPRESS)
-    p.add_argument("--limit", type=int, help="score at most N docs per task (debugging)")
-    add_device(p)
-    add_dtype(p, None)
+    _add_scoring_flags(p)
     p.add_argument("--eval-every", type=int, dest="eval_every", help=_help("eval_every") + " (default 1)")
     p.add_argument("--eval-window", type=int, dest="eval_window", help=_help("eval_window"))
     add_until_forgotten(p, None)
@@ -88,6 +81,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--stages", type=int, default=3, help="number of forget stages (default 3)")
     _add_demo_scale(d)
     d.set_defaults(func=_demo)
+
+
+def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
+    """What ``run`` scores and on what: tasks, utility tasks, evaluation batch, limit, device and dtype."""
+    p.add_argument("--tasks", help="comma-separated lmms-eval tasks/groups to score (default icu)")
+    p.add_argument(
+        "--eval-batch-size", type=int, dest="batch_size", help="evaluation batch size (default 16)"
+    )
+    p.add_argument("--batch-size", type=int, dest="batch_size", help=argparse.SUPPRESS)
+    p.add_argument("--limit", type=int, help="score at most N docs per task (debugging)")
+    add_device(p)
+    add_dtype(p, None)
+    p.add_argument(
+        "--utility-tasks",
+        help="comma-separated extra lmms-eval tasks (TASK or TASK:METRIC) scored after every stage; each "
+        "one's metric over its stage-0 value joins RU's utility term",
+    )
 
 
 def _add_demo_scale(d: argparse.ArgumentParser) -> None:
@@ -144,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "device": args.device,
         "dtype": args.dtype,
+        "utility_tasks": args.utility_tasks.split(",") if args.utility_tasks else None,
         "eval_every": args.eval_every,
         "eval_window": args.eval_window,
         "until_forgotten": args.until_forgotten,

@@ -26,8 +26,8 @@ from typing import Any
 
 from icu_tasks.records.schedule import EvalSchedule, format_tasks
 from icu_unlearn.methods import build_method
-from icu_unlearn.scoring.evaluate import load_scorer, task_env, task_manager
-from icu_unlearn.scoring.preflight import check_tasks
+from icu_unlearn.scoring.evaluate import load_scorer, task_env
+from icu_unlearn.scoring.preflight import check_tasks, task_manager
 from icu_unlearn.training.unlearn import run_stage
 
 #: Family of a doc from its ``split`` column.

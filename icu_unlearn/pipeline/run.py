@@ -65,6 +65,9 @@ class RunConfig:
             (:mod:`icu_unlearn.training.stop_rule`; the method's ``max_steps`` is the budget); None = the
             step budget alone.
         check_every: optimizer steps between two checks of ``until_forgotten``.
+        utility_tasks: extra lmms-eval tasks (``TASK`` or ``TASK:METRIC``, any task lmms-eval knows) scored
+            after every stage; each one's metric, over its stage-0 value, joins RU's utility term
+            (:mod:`icu_tasks.report.external`).
     """
 
     base: str
@@ -101,8 +104,13 @@ class RunConfig:
         default=DEFAULT_CHECK_EVERY,
         metadata={"help": "with until_forgotten: optimizer steps between two checks"},
     )
+    utility_tasks: list[str] = field(
+        default_factory=list,
+        metadata={"help": "extra lmms-eval tasks (TASK or TASK:METRIC) whose metric joins RU's utility term"},
+    )
 
     def __post_init__(self) -> None:
+        from icu_tasks.report.external import check_utility_tasks
         from icu_unlearn.methods import canonical_name, get_method
         from icu_unlearn.models.loading import check_device_name
         from icu_unlearn.models.precision import check_training_dtype
@@ -129,6 +137,7 @@ class RunConfig:
         self.method = canonical_name(self.method)
         self.base, self.data = str(Path(self.base).resolve()), str(Path(self.data).resolve())
         self.tasks = [str(t) for t in self.tasks]
+        self.utility_tasks = check_utility_tasks(self.utility_tasks or [], self.tasks)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> RunConfig:
@@ -367,10 +376,12 @@ def _run_locked(
             data_dir=Path(config.data),
             limit=config.limit,
             forget_tasks=schedule.forget_tasks(k, n_tasks),
+            utility_tasks=config.utility_tasks,
         )
         cost_log.add(k, "score_s", time.perf_counter() - t0)
         log(
-            f"stage {k}/{config.stages}: scored {', '.join(config.tasks)} in {time.perf_counter() - t0:.1f} s"
+            f"stage {k}/{config.stages}: scored {', '.join(config.tasks + config.utility_tasks)} in "
+            f"{time.perf_counter() - t0:.1f} s"
         )
     from icu_unlearn.pipeline.probes import probe_stage  # torch: see run()
 

@@ -22,8 +22,6 @@ from icu_tasks.records.provenance import mismatch_message
 #: run.json keys that say where things are, not what they are: ignored when identities are recorded.
 LOCATION_KEYS = ("base", "data", "name")
 IDENTITY_KEYS = ("base_model_id", "data_hash")
-#: run.json keys a record may lack, read as these defaults (a run.json without ``dtype`` ran in ``auto``).
-DEFAULTED_KEYS: dict[str, Any] = {"dtype": "auto"}
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -34,10 +32,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     else:  # written before identities were recorded: compare what it has, paths included
         keys -= {k for k in IDENTITY_KEYS if k not in old}
 
-    def value(record: dict[str, Any], key: str) -> Any:
-        return record.get(key, DEFAULTED_KEYS.get(key))
-
-    return sorted(k for k in keys if value(old, k) != value(new, k))
+    return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
 class RunDir:

@@ -16,23 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import StageError
-from icu_tasks.paths import DATA_ENV, task_yamls_dir
+from icu_tasks.paths import DATA_ENV
 from icu_tasks.records.layout import atomic_dir
 from icu_tasks.records.schedule import FORGET_TASKS_ENV, format_tasks
 from icu_unlearn.models import load_base
-from icu_unlearn.scoring.preflight import check_tasks
-
-_TASK_MANAGER = None
-
-
-def task_manager():
-    """One lmms-eval TaskManager over ICU-Bench's YAMLs only (milliseconds, vs ~5 s with the built-ins)."""
-    global _TASK_MANAGER
-    if _TASK_MANAGER is None:
-        from lmms_eval.tasks import TaskManager
-
-        _TASK_MANAGER = TaskManager("WARNING", include_path=str(task_yamls_dir()), include_defaults=False)
-    return _TASK_MANAGER
+from icu_unlearn.scoring.preflight import check_tasks, check_utility_task_names, task_manager
 
 
 def load_scorer(config: Any) -> tuple[Any, float]:
@@ -76,19 +64,22 @@ def score(
     data_dir: Path,
     limit: int | None = None,
     forget_tasks: Collection[int] | None = None,
+    utility_tasks: Collection[str] = (),
 ) -> dict[str, Any]:
     """Evaluate ``lm`` (an lmms-eval model object) on ``tasks``; write results + samples into ``out_dir``.
 
     ``model_args`` is the string the CLI would get; lmms-eval uses it only to name the output sub-folder, so
     passing the CLI's string makes both layouts identical. ``forget_tasks`` restricts the forget tasks' docs
     to those forget tasks (``$ICU_FORGET_TASKS`` for this call, see :mod:`icu_tasks.records.schedule`; None = all).
-    Returns lmms-eval's results dict (without samples).
+    ``utility_tasks``: extra lmms-eval tasks (``TASK[:METRIC]``, any task lmms-eval knows) scored in the same
+    call (:mod:`icu_tasks.report.external`). Returns lmms-eval's results dict (without samples).
     """
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.loggers import EvaluationTracker
     from lmms_eval.utils import get_datetime_str
 
     check_tasks(tasks)
+    extra = [name for name in check_utility_task_names(list(utility_tasks)) if name not in tasks]
     os.environ[DATA_ENV] = str(data_dir)
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -99,8 +90,8 @@ def score(
         results = simple_evaluate(
             model=lm,
             model_args=model_args,
-            tasks=tasks,
-            task_manager=task_manager(),
+            tasks=[*tasks, *extra],
+            task_manager=task_manager(with_builtins=bool(extra)),
             log_samples=True,
             evaluation_tracker=tracker,
             limit=limit,

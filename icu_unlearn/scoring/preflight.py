@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.errors import ConfigError, DataError, StageError, did_you_mean
-from icu_tasks.paths import default_data_dir, task_names
+from icu_tasks.paths import default_data_dir, task_names, task_yamls_dir
 from icu_tasks.records.provenance import ALLOW_FLAG, manifest_hash
 from icu_unlearn.methods import build_method
 from icu_unlearn.models.identity import check_base_data, check_stage_data, model_id, stage_matches_base
@@ -86,6 +86,8 @@ def check_run_inputs(
     check_base_data(base_dir, data.data_hash, data.root, allow=allow_data_mismatch)
     build_method(config.method, **config.method_args)
     check_tasks(config.tasks)
+    if getattr(config, "utility_tasks", None):
+        check_utility_task_names(config.utility_tasks)  # lmms-eval's own task index: seconds, and torch
     device = resolve_device(config.device)  # the one torch import here, after every other check
     record = config.to_dict() | {
         "name": config.name or run_dir.root.name,
@@ -104,6 +106,8 @@ ADDED_RUN_KEYS: dict[str, Any] = {
     "eval_window": None,
     "until_forgotten": None,
     "check_every": DEFAULT_CHECK_EVERY,
+    "dtype": "auto",
+    "utility_tasks": [],
 }
 
 
@@ -138,3 +142,32 @@ def check_tasks(tasks: list[str]) -> list[str]:
             hint = did_you_mean(name, known)
             raise ConfigError(f"unknown lmms-eval task or group '{name}'{hint} (known: {', '.join(known)})")
     return list(tasks)
+
+
+_TASK_MANAGERS: dict[bool, Any] = {}
+
+
+def task_manager(with_builtins: bool = False):
+    """One lmms-eval TaskManager over ICU-Bench's YAMLs only (milliseconds), or with lmms-eval's own tasks too
+    (``with_builtins``: seconds; for external utility tasks). Each is built once per process."""
+    if with_builtins not in _TASK_MANAGERS:
+        from lmms_eval.tasks import TaskManager
+
+        _TASK_MANAGERS[with_builtins] = TaskManager(
+            "WARNING", include_path=str(task_yamls_dir()), include_defaults=with_builtins
+        )
+    return _TASK_MANAGERS[with_builtins]
+
+
+def check_utility_task_names(specs: list[str]) -> list[str]:
+    """The task names of ``utility_tasks`` specs (``TASK[:METRIC]``), each known to lmms-eval (its built-in
+    tasks or ICU-Bench's); an unknown one is a ConfigError with the closest name."""
+    from icu_tasks.report.external import parse_utility_task
+
+    names = [parse_utility_task(spec)[0] for spec in specs]
+    if names:
+        known = task_manager(with_builtins=True).all_tasks
+        for name in names:
+            if name not in known:
+                raise ConfigError(f"unknown utility task '{name}'{did_you_mean(name, known)}")
+    return names
