@@ -138,3 +138,14 @@ def test_one_vocabulary_for_hyper_parameters_and_the_model_dir(tmp_path: Path) -
     assert parser.parse_args(["run", "--out", "O", "--eval-batch-size", "8"]).batch_size == 8
     proc = call_cli(["unlearn", "--method", "ga", "--data", "D", "--stage", "1", "--out", "O"], cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr == "error: the model dir is required: pass --model DIR\n"
+
+
+def test_quiet_turns_off_the_scoring_bars(monkeypatch):
+    """``icu_hf``'s own bars follow ``--quiet`` (``TQDM_DISABLE``), which an explicit ``disable=False`` in a
+    tqdm call would override."""
+    from icu_unlearn.scoring.icu_hf import _no_bar
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert (_no_bar(0), _no_bar(1)) == (False, True)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert _no_bar(0) is True

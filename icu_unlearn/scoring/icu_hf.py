@@ -270,7 +270,7 @@ class IcuHF(lmms):
             settings[key] = (max_new, until)
         results: list[str] = [""] * len(requests)
         seen: dict = {}
-        pbar = tqdm(total=len(requests), desc="icu_hf generate", disable=self.rank != 0)
+        pbar = tqdm(total=len(requests), desc="icu_hf generate", disable=_no_bar(self.rank))
         for key, idx in groups.items():
             max_new, until = settings[key]
             for start in range(0, len(idx), self.batch_size):
@@ -320,7 +320,7 @@ class IcuHF(lmms):
             images.append(visuals)
             counted.append(bool(doc.get(TOKEN_COUNT_KEY)))
         results: list[tuple] = []
-        pbar = tqdm(total=len(requests), desc="icu_hf loglikelihood", disable=self.rank != 0)
+        pbar = tqdm(total=len(requests), desc="icu_hf loglikelihood", disable=_no_bar(self.rank))
         for start in range(0, len(requests), self.batch_size):
             end = start + self.batch_size
             results += loglikelihoods(
@@ -342,3 +342,9 @@ class IcuHF(lmms):
 
 #: Registered by the ``lmms_eval.models`` entry point in pyproject (``lmms-eval --model icu_hf``).
 MANIFEST = ModelManifest(model_id="icu_hf", simple_class_path=_CLASS_PATH)
+
+
+def _no_bar(rank: int) -> bool:
+    """No progress bar on other ranks, nor under ``icu-bench --quiet`` (``TQDM_DISABLE``: an explicit
+    ``disable=False`` would override it)."""
+    return rank != 0 or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
