@@ -109,6 +109,8 @@ def test_bad_attack_config(value: dict) -> None:
         (["attack", "relearn", "{run}", "--stage", "1", "--steps", "0"], "steps must be >= 1"),
         (["attack", "probe", "{run}", "--stage", "1", "--quantize", "int3"], "unknown quantization 'int3'"),
         (["attack", "table", "{run}"], "no scored probes"),
+        (["attack", "relearn", "{run}", "--kind", "scratch", "--stage", "1"], "leave out --stage"),
+        (["attack", "relearn", "{run}", "--kind", "benign"], "--stage K is required"),
     ],
 )
 def test_attack_bad_input_is_one_error_line(tmp_path: Path, args: list[str], needle: str) -> None:

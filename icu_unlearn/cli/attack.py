@@ -19,9 +19,15 @@ from icu_unlearn.cli.args import add_device
 STEPS, BATCH = 25, 8
 
 
-def _attack_flags(p: argparse.ArgumentParser) -> None:
+def _attack_flags(p: argparse.ArgumentParser, stage_required: bool = True) -> None:
     p.add_argument("run", help="run dir made by icu-bench run")
-    p.add_argument("--stage", type=int, required=True, help="the stage K to attack (forget tasks 1..K)")
+    p.add_argument(
+        "--stage",
+        type=int,
+        required=stage_required,
+        help="the stage K to attack (forget tasks 1..K)"
+        + ("" if stage_required else "; not with --kind scratch"),
+    )
     p.add_argument(
         "--steps", type=int, default=STEPS, help=f"fine-tuning steps of the attack (default {STEPS})"
     )
@@ -46,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tasks 1..K (benign: on retain-train rows; scratch: the vanilla model on half of the holdout people) "
         "and write RUN/probes/stage_K/<kind>.",
     )
-    _attack_flags(r)
+    _attack_flags(r, stage_required=False)
     r.add_argument(
         "--kind", default="relearn", choices=("relearn", "benign", "scratch"), help="default relearn"
     )
@@ -78,10 +84,15 @@ def _config(args: argparse.Namespace):
 
 def _relearn(args: argparse.Namespace) -> int:
     # torch and transformers load only when a command runs (the parser stays light)
+    from icu_tasks.errors import ConfigError
     from icu_tasks.records.layout import probe_dir
     from icu_unlearn.pipeline.probes import check_probe_stage, run_inputs
     from icu_unlearn.pipeline.relearn import relearn_attack
 
+    if args.kind == "scratch" and args.stage is not None:
+        raise ConfigError("--kind scratch starts from the vanilla model (stage 0): leave out --stage")
+    if args.kind != "scratch" and args.stage is None:
+        raise ConfigError(f"--kind {args.kind} attacks a stage: --stage K is required")
     config = _config(args)
     base, data, _ = run_inputs(args.run)
     stage = None if args.kind == "scratch" else check_probe_stage(args.run, args.stage)
