@@ -213,3 +213,19 @@ def test_every_point_estimate_lies_inside_its_interval():
         assert name.split("[")[0] in ci.series or name in ci.metrics or name.startswith("forget_")
     again = bs.bootstrap(items, point, n_boot=200, seed=2)
     np.testing.assert_array_equal(list(again.metrics.values()), list(ci.metrics.values()))  # seeded
+
+
+def test_metric_draws_are_the_bootstrap_resamples_and_pair_across_runs():
+    """The draws of a metric are the resamples behind its interval (same seed → same percentiles), and two
+    runs over the same units get the same draw of people: the same run read twice differs by exactly 0 in
+    every resample, while a run over other people has another fingerprint."""
+    items = _one_profile_drop()
+    point = bs.estimate(items)
+    ci = bs.bootstrap(items, point, n_boot=400, seed=3)
+    draws = bs.metric_draws(items, ["ru_final", "fe_pooled"], n_boot=400, seed=3)
+    assert draws["ru_final"].shape == (400,)
+    assert tuple(np.percentile(draws["ru_final"], [2.5, 97.5])) == pytest.approx(ci.metrics["ru_final"])
+    again = bs.metric_draws(_one_profile_drop(), ["ru_final"], n_boot=400, seed=3)
+    assert bs.units_fingerprint(items.units) == bs.units_fingerprint(_one_profile_drop().units)
+    assert np.array_equal(draws["ru_final"] - again["ru_final"], np.zeros(400))
+    assert bs.units_fingerprint(items.units) != bs.units_fingerprint(_constant_after_forgetting().units)

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from icu_tasks.continual.seeds import paired_difference, rank_methods, seed_interval, t_interval
+from icu_tasks.continual.seeds import (
+    paired_difference,
+    profile_paired_difference,
+    rank_methods,
+    seed_interval,
+    t_interval,
+)
 from icu_tasks.report.comparison import aggregate, comparison_markdown
 from icu_tasks.report.headline import HEADLINE, headline_metrics
 
@@ -97,3 +104,43 @@ def test_aggregate_and_markdown():
     assert "| 1 | a | 0.700 [0.452, 0.948] | 3 | — | c |" in md
     assert "| 2 | b | 0.617 [0.358, 0.875] | 3 | a | c |" in md
     assert "| a | b | 0.083 [0.012, 0.155] | 3 | no |" in md
+
+
+def test_profile_paired_difference_by_hand():
+    """Per-resample differences averaged over seeds: seed 0 gives 1, 2, 3, 4 (b draws all 0), seed 1 gives 0
+    (the same draws), so the mean differences are 0.5, 1, 1.5, 2; the point is the mean of the seeds' point
+    differences, (2.5 − 0 + 1 − 1) / 2 = 1.25, and the 95 % percentile interval of [0.5, 1, 1.5, 2] is
+    [0.5375, 1.9625] (numpy's linear interpolation: 0.5 + 0.075 · 0.5 and 2 − 0.075 · 0.5)."""
+    a, b = {0: 2.5, 1: 1.0}, {0: 0.0, 1: 1.0}
+    draws_a = {0: ("u", np.array([1.0, 2.0, 3.0, 4.0])), 1: ("v", np.ones(4))}
+    draws_b = {0: ("u", np.zeros(4)), 1: ("v", np.ones(4))}
+    d = profile_paired_difference(a, b, draws_a, draws_b)
+    assert (d.mean, d.lo, d.hi, d.n) == (1.25, pytest.approx(0.5375), pytest.approx(1.9625), 2)
+    assert not d.contains_zero()
+    # a seed whose runs did not score the same people (other units) cannot be paired: left out
+    other = {0: ("u", draws_a[0][1]), 1: ("w", np.ones(4))}
+    assert profile_paired_difference(a, b, other, draws_b).n == 1
+    assert profile_paired_difference(a, b, {}, draws_b).n == 0
+
+
+def test_profile_pairing_in_the_aggregate_ranks_what_the_seeds_cannot():
+    """Two seeds where a beats b by 0.1 and 0.3: the seed-level interval (t with 1 df) contains 0, while the
+    profile-paired draws (the same people in both runs: a − b is 0.1 and 0.3 in every resample, mean 0.2)
+    separate them."""
+    rng = np.random.default_rng(0)
+    entries = []
+    for s, (va, vb) in enumerate(((0.6, 0.5), (0.8, 0.5))):
+        noise = rng.uniform(-0.05, 0.05, 200)
+        for method, value in (("a", va), ("b", vb)):
+            metrics = headline_metrics(_summary(value, 10))
+            draws = {"n": 200, "seed": 0, "units": f"seed{s}", "metrics": {"icu": list(value + noise)}}
+            entries.append({"method": method, "seed": s, "metrics": metrics, "draws": draws})
+    agg = aggregate(entries)
+    assert {r["method"]: r["rank"] for r in agg["ranking"]["icu"]} == {"a": 1, "b": 1}  # over seeds: a tie
+    prof = agg["by_profiles"]
+    assert {r["method"]: r["rank"] for r in prof["ranking"]["icu"]} == {"a": 1, "b": 2}
+    (ab,) = prof["paired"]["icu"]
+    assert (
+        ab["mean"] == pytest.approx(0.2) and ab["lo"] == pytest.approx(0.2) and ab["hi"] == pytest.approx(0.2)
+    )
+    assert "paired over profiles within seeds" in comparison_markdown(agg)

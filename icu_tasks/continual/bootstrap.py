@@ -17,6 +17,7 @@ and the extension is visible. Seeded: the same items, ``n_boot`` and ``seed`` gi
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -107,24 +108,54 @@ def _hull(ci: np.ndarray, point: np.ndarray, name: str, extended: list[str]) -> 
     return ci
 
 
+def _resamples(items: RunItems, n_boot: int, seed: int):
+    """The resampled forget matrices and series, ``CHUNK`` resamples at a time: ``(forget, series)`` per chunk.
+    The draws depend only on the units, ``n_boot`` and ``seed``: two runs with the same units get the same."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_boot, CHUNK):
+        yield rg.compute_batch(items, draw_weights(items.units, min(CHUNK, n_boot - start), rng))
+
+
+def metric_draws(
+    items: RunItems, names: list[str], n_boot: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+) -> dict[str, np.ndarray]:
+    """The value of each metric in ``names`` in every resample, shape ``(n_boot,)`` (NaN where undefined).
+
+    Two runs of one data set (the same :func:`units_fingerprint`) drawn with the same ``n_boot`` and ``seed``
+    resample the same people in resample i, so ``draws_a[i] - draws_b[i]`` is a paired difference.
+    """
+    mia = len(items.mia) > 0
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for f, s in _resamples(items, n_boot, seed):
+        for i in range(next(iter(s.values())).shape[0]):
+            values = rg.metric_set(rg.point_of(f, s, mia, i))
+            for n in names:
+                out[n].append(values[n].value)
+    return {n: np.asarray(v, dtype=float) for n, v in out.items()}
+
+
+def units_fingerprint(units: Units) -> str:
+    """A short hash of the units, in order, and their strata: equal for runs whose resamples can be paired."""
+    pairs = zip(units.keys, units.strata, strict=True)
+    text = "\n".join(f"{split}\t{profile}\t{units.stratum_names[k]}" for (split, profile), k in pairs)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def bootstrap(
     items: RunItems, point: Estimates, n_boot: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
 ) -> Intervals | None:
     """Paired profile-level intervals of every number in ``point``; None with ``n_boot < 1`` or no units."""
     if n_boot < 1 or len(items.units) == 0:
         return None
-    rng = np.random.default_rng(seed)
     forget: dict[str, list[np.ndarray]] = {g: [] for g in point.forget}
     series: dict[str, list[np.ndarray]] = {n: [] for n in point.series}
     metrics: dict[str, list[float]] = {n: [] for n in point.metrics}
-    for start in range(0, n_boot, CHUNK):
-        W = draw_weights(items.units, min(CHUNK, n_boot - start), rng)
-        f, s = rg.compute_batch(items, W)
+    for f, s in _resamples(items, n_boot, seed):
         for g in forget:
             forget[g].append(f[g])
         for n in series:
             series[n].append(s[n])
-        for i in range(W.shape[0]):
+        for i in range(next(iter(s.values())).shape[0]):
             for n, mv in rg.metric_set(rg.point_of(f, s, point.mia_scored, i)).items():
                 metrics[n].append(mv.value)
     extended: list[str] = []

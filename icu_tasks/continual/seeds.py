@@ -11,6 +11,13 @@ mean ± t_{0.975, n−1} · s / √n (s the sample standard deviation; none for 
 seed's people and vanilla model affect both methods alike, so pairing removes that share of the variance.
 A seed where a metric is undefined (None/NaN) is left out of that metric's mean and of the pairs that use it.
 
+Two methods are also compared *paired over profiles within each seed*: both runs of a seed score the same
+people, and their profile bootstraps (:func:`icu_tasks.continual.bootstrap.metric_draws`, same units, same
+bootstrap seed) resample the same people in resample i; the mean over seeds of the per-resample differences
+gives a percentile interval of the mean difference. It holds the seeds fixed (which people, which vanilla
+model): it says whether the difference is larger than the choice of profiles explains, on these seeds, and is
+narrower than the seed-level interval, which also covers the variance between repetitions.
+
 Ranking (per metric, with its direction): a method's rank is 1 + the number of methods that beat it
 *significantly* (the interval of their paired difference excludes 0 in their favour); methods whose paired
 interval with it contains 0 (or is undefined) are listed as tied with it. Nothing is ranked on means alone.
@@ -19,7 +26,7 @@ interval with it contains 0 (or is undefined) are listed as tied with it. Nothin
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,6 +90,42 @@ def paired_difference(a: SeedValues, b: SeedValues, level: float = LEVEL) -> Int
     return t_interval([da[s] - db[s] for s in common], level)
 
 
+#: Seed-indexed bootstrap draws of one metric of one method: ``{seed: (units fingerprint, draws)}``.
+SeedDraws = Mapping[int, tuple[str, np.ndarray]]
+
+
+def profile_paired_difference(
+    a: SeedValues, b: SeedValues, draws_a: SeedDraws, draws_b: SeedDraws, level: float = LEVEL
+) -> Interval:
+    """Mean over seeds of a − b with the percentile interval of the mean of the per-resample differences,
+    over the seeds where both are defined and their draws pair (same units, same number of resamples).
+
+    The interval is extended to hold the point (a percentile interval of a bounded statistic can miss it).
+    Undefined (NaN bounds) without a pairable seed.
+    """
+    da, db = _defined(a), _defined(b)
+    seeds = [
+        s
+        for s in sorted(set(da) & set(db) & set(draws_a) & set(draws_b))
+        if draws_a[s][0] == draws_b[s][0] and len(draws_a[s][1]) == len(draws_b[s][1])
+    ]
+    if not seeds:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    mean = float(np.mean([da[s] - db[s] for s in seeds]))
+    diffs = np.mean(
+        [np.asarray(draws_a[s][1], float) - np.asarray(draws_b[s][1], float) for s in seeds], axis=0
+    )
+    finite = diffs[np.isfinite(diffs)]
+    if finite.size == 0:
+        return Interval(mean, math.nan, math.nan, len(seeds))
+    lo, hi = np.percentile(finite, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return Interval(mean, float(min(lo, mean)), float(max(hi, mean)), len(seeds))
+
+
+#: A paired difference of two methods' metric: ``(a, b) -> Interval`` of a − b.
+Difference = Callable[[str, str], Interval]
+
+
 @dataclass
 class RankRow:
     """One method in a ranking: its rank, seed-level interval, and the methods it is tied with."""
@@ -104,21 +147,26 @@ class RankRow:
 
 
 def rank_methods(
-    by_method: Mapping[str, SeedValues], higher_is_better: bool = True, level: float = LEVEL
+    by_method: Mapping[str, SeedValues],
+    higher_is_better: bool = True,
+    level: float = LEVEL,
+    difference: Difference | None = None,
 ) -> list[RankRow]:
     """The ranking of the methods on one metric (see the module docstring), best mean first.
 
-    A method without any defined seed value is left out.
+    ``difference(a, b)``: the paired interval of a − b (default: paired over seeds). A method without any
+    defined seed value is left out.
     """
     methods = [m for m, v in by_method.items() if _defined(v)]
     sign = 1.0 if higher_is_better else -1.0
+    diff = difference or (lambda a, b: paired_difference(by_method[a], by_method[b], level))
     rows = []
     for m in methods:
         beaten, tied = [], []
         for other in methods:
             if other == m:
                 continue
-            d = paired_difference(by_method[other], by_method[m], level)
+            d = diff(other, m)
             if d.contains_zero():
                 tied.append(other)
             elif sign * d.mean > 0:
@@ -146,6 +194,7 @@ __all__ = [
     "RankRow",
     "paired_difference",
     "pairwise_differences",
+    "profile_paired_difference",
     "rank_methods",
     "seed_interval",
     "t_interval",

@@ -33,6 +33,15 @@ HEADLINE: dict[str, bool] = {
 }
 #: The metric the ranking is headed by.
 PRIMARY = "icu"
+#: The metrics whose bootstrap draws a leaderboard entry keeps, for differences paired over profiles.
+PAIRED: tuple[str, ...] = (
+    "icu",
+    "fe_pooled",
+    "hfp_pooled",
+    "collateral_pooled",
+    "ru_final",
+    "privacy_pooled",
+)
 #: Short labels for tables.
 LABELS: dict[str, str] = {
     "icu": "ICU",

@@ -27,6 +27,7 @@ from icu_tasks.records import layout
 from icu_tasks.records.files import read_record
 from icu_tasks.records.schedule import EvalSchedule
 from icu_tasks.report.comparison import aggregate, comparison_markdown
+from icu_tasks.report.draws import run_draws
 from icu_tasks.report.headline import headline_metrics
 from icu_tasks.report.results import load_run
 from icu_tasks.report.summary import run_summary
@@ -76,7 +77,8 @@ def entry_from_run(
     run_dir: str | Path, *, seed: int, source: str, root: str | Path | None = None
 ) -> dict[str, Any]:
     """One leaderboard entry from a finished run dir (``run``: the path relative to ``root`` when given, else as
-    passed: a published leaderboard should not carry a machine's absolute paths)."""
+    passed: a published leaderboard should not carry a machine's absolute paths), with the bootstrap draws of
+    its paired metrics (:mod:`icu_tasks.report.draws`)."""
     run_dir = Path(run_dir)
     record = _run_record(run_dir)
     stages = _stage_records(run_dir, int(record.get("stages", 0)))
@@ -91,6 +93,7 @@ def entry_from_run(
         "base_model_id": record.get("base_model_id"),
         "versions": (stages[0].get("versions") if stages else None) or {},
         "metrics": headline_metrics(_summary(run_dir)),
+        "draws": run_draws(run_dir),
     }
 
 
