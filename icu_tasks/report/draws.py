@@ -9,13 +9,13 @@ profile_paired_difference`). The draws of :data:`~icu_tasks.report.headline.PAIR
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 from icu_tasks.continual.bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, metric_draws, units_fingerprint
 from icu_tasks.records import layout
-from icu_tasks.records.files import read_record, write_record
 from icu_tasks.report.headline import PAIRED
 
 DRAWS_JSON = "draws.json"
@@ -33,8 +33,8 @@ def run_draws(
 
     report = layout.report_dir(run_dir)
     path = report / DRAWS_JSON
-    cached = read_record(path)
-    fresh = path.is_file() and (
+    cached = _read(path)
+    fresh = bool(cached) and (
         not (report / layout.REPORT_JSON).is_file()
         or path.stat().st_mtime >= (report / layout.REPORT_JSON).stat().st_mtime
     )
@@ -54,8 +54,17 @@ def run_draws(
         "metrics": {name: [_round(v) for v in draws[name]] for name in PAIRED},
     }
     if report.is_dir():
-        write_record(path, record)
+        layout.atomic_write_json(path, record)
     return record
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The cached draws, or ``{}`` when absent or unreadable (then they are recomputed)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 __all__ = ["DRAWS_JSON", "run_draws"]
