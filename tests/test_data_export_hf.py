@@ -39,3 +39,31 @@ def test_export_refuses_a_non_empty_out(small_data_dir: Path, tmp_path: Path) ->
     proc = call_cli(["data", "export-hf", out, "--data", small_data_dir], cwd=tmp_path)
     assert_one_error(proc, "is not an empty dir; pass --overwrite")
     assert snapshot(tmp_path, small_data_dir) == before
+
+
+def test_the_export_is_a_data_dir_the_tasks_score(small_data_dir: Path, tiny_model_dir: Path, tmp_path: Path):
+    """``source/`` is the data dir byte for byte: the export opens as data with the original's hash (a model
+    trained on the original recognises it), validates with the hash recomputed, and an lmms-eval task scores
+    its docs from it."""
+    import json
+
+    from icu_tasks.data.dataset import open_data, validate
+    from icu_unlearn.models import load_base
+    from icu_unlearn.scoring.evaluate import score
+    from icu_unlearn.scoring.icu_hf import IcuHF
+
+    out = tmp_path / "hf"
+    assert call_cli(["data", "export-hf", out, "--data", small_data_dir], cwd=tmp_path).returncode == 0
+    exported, original = open_data(out), open_data(small_data_dir)
+    assert exported.root == out / "source"
+    assert exported.data_hash == original.data_hash
+    assert validate(out, check_hash=True)["data_hash"] == original.data_hash
+    assert [r["id"] for r in exported.rows()] == [r["id"] for r in original.rows()]
+
+    model, processor = load_base(tiny_model_dir, device="cpu")
+    lm = IcuHF.from_loaded(model, processor, batch_size=4, max_new_tokens=4)
+    results = score(lm, "pretrained=tiny", ["icu_forget_qa"], tmp_path / "eval", data_dir=out, limit=4)
+    assert results["n-samples"]["icu_forget_qa"]["effective"] == 4
+    (samples,) = (tmp_path / "eval").rglob("*_samples_icu_forget_qa.jsonl")
+    ids = [json.loads(line)["exact_match"]["id"] for line in samples.read_text().splitlines()]
+    assert ids == [r["id"] for r in original.rows(split="forget", view="qa")][:4]

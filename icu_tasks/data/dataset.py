@@ -25,6 +25,8 @@ from icu_tasks.data.checks import HOW_TO_GENERATE, first_line
 from icu_tasks.errors import ConfigError, DataError
 from icu_tasks.paths import default_data_dir
 
+#: Where an export (``icu-bench data export-hf``) keeps the data dir itself.
+SOURCE_DIR = "source"
 RETAIN_PARTS = {"train": ("retain_train",), "eval": ("retain_eval",), "all": ("retain_train", "retain_eval")}
 
 
@@ -71,6 +73,9 @@ def _resolve(data_dir: str | os.PathLike | None) -> Path:
         raise DataError(f"data dir {root} does not exist; {HOW_TO_GENERATE}")
     if not root.is_dir():
         raise DataError(f"data dir {root} is a file, not a directory")
+    exported = root / SOURCE_DIR
+    if not (root / schema.MANIFEST_FILE).exists() and (exported / schema.MANIFEST_FILE).is_file():
+        return exported  # an export-hf dir (or a download of one): the data dir inside it
     return root
 
 

@@ -5,8 +5,13 @@ would read the rows but ship no pixels. The export is the layout ``push_to_hub``
 split under ``OUT/data/`` with the image bytes in an :class:`datasets.Image` column (``None`` for text-only
 rows), and ``OUT/README.md`` whose card names the splits, so that ``datasets.load_dataset(OUT)`` returns a
 :class:`datasets.DatasetDict` with the benchmark's splits (``forget``, ``retain_train``, ``retain_eval``,
-``holdout``, ``utility``) and ``DatasetDict.push_to_hub(repo)`` uploads it as it is. Forget task ``k`` is the
-``forget`` rows with ``forget_task == k``.
+``holdout``, ``utility``). Forget task ``k`` is the ``forget`` rows with ``forget_task == k``.
+
+``OUT/source/`` is the data dir itself, byte for byte (parquet files, manifest, every image): what the lmms-eval
+tasks, the fine-tune and the unlearning stages read, so a model trained on the original data recognises the
+export by its data hash. :func:`icu_tasks.data.dataset.open_data` accepts the export dir in place of a data
+dir (``ICU_DATA_DIR=OUT``, ``--data OUT``). Upload the whole folder (``huggingface-cli upload --repo-type
+dataset REPO OUT``) and a download of the repository is a data dir again.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from icu_tasks.data import schema
-from icu_tasks.data.dataset import open_data
+from icu_tasks.data.dataset import SOURCE_DIR, open_data
 from icu_tasks.errors import ConfigError
 from icu_tasks.records.layout import check_parents, follow_umask
 
@@ -33,6 +38,8 @@ configs:
 Synthetic, fictional private documents and their questions, exported by `icu-bench data export-hf` from
 an ICU-Bench data dir (seed {seed}). Splits: {splits}. Forget task k is the `forget` rows with
 `forget_task == k`; `view` is `vqa` (question about the `image`) or `qa` (text only, `image` is None).
+`source/` is the ICU-Bench data dir itself (paraphrase and long-form rows, profiles, every image): point
+`ICU_DATA_DIR` (or `--data`) at a download of this repository to run the benchmark's lmms-eval tasks on it.
 """
 
 
@@ -66,6 +73,7 @@ def export_hf(
             Dataset.from_list(rows, features=features).to_parquet(str(tmp / "data" / f"{split}.parquet"))
             counts[split] = len(rows)
         (tmp / "README.md").write_text(_card(data.manifest, counts), encoding="utf-8")
+        shutil.copytree(data.root, tmp / SOURCE_DIR)
         follow_umask(tmp)
         if out.exists():
             shutil.rmtree(out)
