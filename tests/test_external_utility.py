@@ -73,14 +73,15 @@ def test_values_are_read_per_stage_from_the_newest_results_file(tmp_path: Path):
 
 @pytest.mark.slow
 def test_a_run_with_an_utility_task_puts_it_into_ru(vanilla_model_dir: Path, small_data_dir: Path, tmp_path):
-    """An ICU task stands in for an external one (``icu_utility_mc``, not in the scored ``icu`` group): it is
+    """An ICU task stands in for an external one (``icu_utility_mc``, not among the scored tasks): it is
     scored at every stage, report.json carries it per stage, and RU_k is ½ (R[k]/R[0] + the mean of the built-in
     and the external task's ratios), recomputed here from the report's own per-stage numbers."""
     from icu_unlearn.pipeline.run import RunConfig, run
 
     config = RunConfig(
         base=str(vanilla_model_dir), data=str(small_data_dir), method="ga", stages=1,
-        method_args={"max_steps": 3}, tasks=["icu"], utility_tasks=["icu_utility_mc:mc_accuracy"],
+        method_args={"max_steps": 3}, tasks=["icu_retain_qa", "icu_utility"],
+        utility_tasks=["icu_utility_mc:mc_accuracy"],
         limit=12, device="cpu",
     )  # fmt: skip
     report = run(config, tmp_path / "run", log=lambda m: None)
