@@ -23,6 +23,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from icu_tasks.errors import ConfigError
 from icu_unlearn.methods import losses
 from icu_unlearn.methods.base import StepContext, forward_logits
+from icu_unlearn.models.loading import resolve_device
 from icu_unlearn.models.precision import trainer_precision
 from icu_unlearn.training.distributed import per_device_batch
 
@@ -124,6 +125,7 @@ def training_arguments(
     ``model_dtype``: the dtype of the model's weights; a half-precision model trains under the Trainer's mixed
     precision (:func:`icu_unlearn.models.precision.trainer_precision`).
     """
+    on = resolve_device(device)  # auto/None -> cpu or cuda: the Trainer's mixed precision must know which
 
     return TrainingArguments(
         output_dir=out_dir,
@@ -144,10 +146,10 @@ def training_arguments(
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         disable_tqdm=False,
-        use_cpu=(device == "cpu"),
+        use_cpu=(on == "cpu"),
         ddp_find_unused_parameters=find_unused_parameters,
         train_sampling_strategy=train_sampling_strategy,
-        **trainer_precision(model_dtype, device),
+        **trainer_precision(model_dtype, on),
     )
 
 
