@@ -6,6 +6,7 @@ Every expected number is computed by hand in the comments (t_{0.975, 2} = 4.3026
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -144,3 +145,21 @@ def test_profile_pairing_in_the_aggregate_ranks_what_the_seeds_cannot():
         ab["mean"] == pytest.approx(0.2) and ab["lo"] == pytest.approx(0.2) and ab["hi"] == pytest.approx(0.2)
     )
     assert "paired over profiles within seeds" in comparison_markdown(agg)
+
+
+def test_markdown_formats_p_values_and_survives_a_json_round_trip():
+    entries = [
+        {
+            "method": m,
+            "seed": s,
+            "metrics": {**headline_metrics(_summary(0.5, 10)), "forget_quality_pooled": p},
+        }
+        for m, p in (("a", 2e-20), ("b", 0.3))
+        for s in (0, 1, 2)
+    ]
+    agg = aggregate(entries)
+    md = comparison_markdown(agg)
+    # a p-value far below 0.001 keeps its magnitude instead of printing as 0.000
+    assert "| a | 2.0e-20 [2.0e-20, 2.0e-20] | 3 |" in md and "3.0e-01" in md
+    # comparison.json is written with sorted keys: the tables keep the headline order when read back
+    assert comparison_markdown(json.loads(json.dumps(agg, sort_keys=True))) == md

@@ -95,20 +95,24 @@ def aggregate(entries: list[dict[str, Any]], level: float = sd.LEVEL) -> dict[st
     }
 
 
-def _num(x: float | None, digits: int = 3) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+def _num(x: float | None, spec: str = ".3f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def cell(stat: dict[str, Any], digits: int = 3) -> str:
-    """``mean [lo, hi]`` (``mean`` alone when the interval is undefined)."""
-    text = _num(stat["mean"], digits)
+def cell(stat: dict[str, Any], spec: str = ".3f") -> str:
+    """``mean [lo, hi]`` (``mean`` alone when the interval is undefined), each formatted with ``spec``."""
+    text = _num(stat["mean"], spec)
     if stat.get("lo") is None or text == "n/a":
         return text
-    return f"{text} [{_num(stat['lo'], digits)}, {_num(stat['hi'], digits)}]"
+    return f"{text} [{_num(stat['lo'], spec)}, {_num(stat['hi'], spec)}]"
 
 
-def _digits(metric: str) -> int:
-    return 0 if metric == "steps_total" else 3
+def _spec(metric: str) -> str:
+    """Format of a metric's cells: whole steps; forget quality (a p-value, often far below 0.001) in
+    scientific notation; three decimals otherwise."""
+    if metric == "steps_total":
+        return ".0f"
+    return ".1e" if metric.startswith("forget_quality") else ".3f"
 
 
 def ranking_table(agg: dict[str, Any], metric: str) -> list[str]:
@@ -122,7 +126,7 @@ def ranking_table(agg: dict[str, Any], metric: str) -> list[str]:
         tied = ", ".join(row["tied_with"]) or "—"
         beaten = ", ".join(row["beaten_by"]) or "—"
         out.append(
-            f"| {row['rank']} | {row['method']} | {cell(row, _digits(metric))} | {row['n']} | {beaten} | {tied} |"
+            f"| {row['rank']} | {row['method']} | {cell(row, _spec(metric))} | {row['n']} | {beaten} | {tied} |"
         )
     return out
 
@@ -137,18 +141,22 @@ def comparison_markdown(agg: dict[str, Any], title: str = "Method comparison ove
            "methods whose paired interval contains 0 (or is undefined: fewer than 2 common seeds).", ""]  # fmt: skip
     primary = agg["primary"]
     out += [f"## Ranking by {LABELS.get(primary, primary)}", "", *ranking_table(agg, primary), ""]
-    metrics = list(agg["higher_is_better"])
+    # HEADLINE's order (a comparison.json read back has its keys sorted); then any metric it does not know
+    metrics = [m for m in HEADLINE if m in agg["higher_is_better"]]
+    metrics += [m for m in agg["higher_is_better"] if m not in HEADLINE]
     out += ["## Every headline metric (mean [interval] over seeds)", ""]
     out.append("| method | " + " | ".join(
         f"{LABELS.get(m, m)} {'↑' if agg['higher_is_better'][m] else '↓'}" for m in metrics) + " |")  # fmt: skip
     out.append("|---" * (len(metrics) + 1) + "|")
     for method in agg["methods"]:
         stats = agg["summary"][method]
-        out.append(f"| {method} | " + " | ".join(cell(stats[m], _digits(m)) for m in metrics) + " |")
+        out.append(f"| {method} | " + " | ".join(cell(stats[m], _spec(m)) for m in metrics) + " |")
     out += ["", f"## Paired differences, {LABELS.get(primary, primary)} (a − b over common seeds)", ""]
-    out += ["| a | b | a − b | seeds | tie |", "|---" * 5 + "|"]
-    for d in agg["paired"][primary]:
-        out.append(f"| {d['a']} | {d['b']} | {cell(d)} | {d['n']} | {'yes' if d['tie'] else 'no'} |")
+    out += [
+        "| a | b | a − b | seeds | tie |",
+        "|---" * 5 + "|",
+        *_difference_rows(agg["paired"][primary], primary),
+    ]
     out += _profiles_markdown(agg)
     for metric in metrics:
         if metric != primary:
@@ -168,6 +176,11 @@ def _profiles_markdown(agg: dict[str, Any]) -> list[str]:
            "conditional on these seeds, so narrower than the seed-level interval above.", ""]  # fmt: skip
     out += ranking_table({**agg, "ranking": prof["ranking"]}, primary)
     out += ["", "| a | b | a − b (profiles) | seeds | tie |", "|---" * 5 + "|"]
-    for d in prof["paired"][primary]:
-        out.append(f"| {d['a']} | {d['b']} | {cell(d)} | {d['n']} | {'yes' if d['tie'] else 'no'} |")
-    return out
+    return out + _difference_rows(prof["paired"][primary], primary)
+
+
+def _difference_rows(diffs: list[dict[str, Any]], metric: str) -> list[str]:
+    return [
+        f"| {d['a']} | {d['b']} | {cell(d, _spec(metric))} | {d['n']} | {'yes' if d['tie'] else 'no'} |"
+        for d in diffs
+    ]
