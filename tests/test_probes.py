@@ -87,6 +87,21 @@ def test_control_gain_and_share_by_hand() -> None:
     assert rb.control_estimate(before, after, margin=0.05, n_boot=50).extra["share"] is None
 
 
+def test_relearn_minus_benign_by_hand_and_paired() -> None:
+    # vanilla 1.0, stage 0.0 on four people; relearning brings back 0.5 on average, benign 0.25
+    a0, ak = np.ones(4), np.zeros(4)
+    relearn, benign = np.array([0.5, 0.75, 0.25, 0.5]), np.array([0.25, 0.5, 0.0, 0.25])
+    est = rb.recovery_difference_estimate(a0, ak, relearn, benign, n_boot=300, seed=0)
+    assert est.value == pytest.approx(0.25)
+    # every person gains exactly 0.25 more from relearning: a paired resample cannot move the difference
+    assert est.low == pytest.approx(0.25) and est.high == pytest.approx(0.25)
+    # the same recoveries unpaired (benign shuffled across people) would give a wide interval; paired it is 0
+    same = rb.recovery_difference_estimate(a0, ak, relearn, relearn.copy(), n_boot=300, seed=0)
+    assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)
+    nothing = rb.recovery_difference_estimate(a0, a0.copy(), relearn, benign, n_boot=50)
+    assert nothing.value is None and "forgot less than" in nothing.note
+
+
 def test_paired_arrays_must_have_one_length() -> None:
     with pytest.raises(ValueError, match="one length"):
         rb.paired_bootstrap({"a": np.ones(3), "b": np.ones(4)}, lambda m: 0.0)

@@ -99,6 +99,19 @@ def recovery_estimate(
     return paired_bootstrap(arrays, lambda m: recovery(m["a0"], m["ak"], m["probe"], m["ref"]), **kw)
 
 
+def recovery_difference_estimate(
+    a0: np.ndarray, ak: np.ndarray, probe: np.ndarray, control: np.ndarray, **kw: int
+) -> Estimate:
+    """recovery(``probe``) − recovery(``control``) on the same people with its paired interval: does the
+    attack bring back more than the control (e.g. relearning on forgotten data vs benign relearning)?"""
+
+    def stat(m: Mapping[str, float]) -> float | None:
+        got, base = recovery(m["a0"], m["ak"], m["probe"]), recovery(m["a0"], m["ak"], m["control"])
+        return None if got is None or base is None else got - base
+
+    return paired_bootstrap({"a0": a0, "ak": ak, "probe": probe, "control": control}, stat, **kw)
+
+
 def control_estimate(before: np.ndarray, after: np.ndarray, margin: float | None, **kw: int) -> Estimate:
     """The from-scratch control on unexposed holdout people: ``gain = after − before`` with its interval, and
     ``share`` = gain / ``margin`` (the vanilla model's knowledge margin a0 − b0; None when too small)."""

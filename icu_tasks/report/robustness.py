@@ -94,6 +94,12 @@ def stage_row(run_dir: Path, k: int, vanilla: dict, metric: str, n_boot: int, se
     for probe in ("relearn", "benign"):
         arr = _arrays(scores, {"a0": "vanilla", "ak": "unlearned", "probe": probe}, unexposed)
         recovery[probe] = _estimate(arr, None, n_boot, seed, row["notes"], probe)
+    both = _arrays(
+        scores, {"a0": "vanilla", "ak": "unlearned", "probe": "relearn", "control": "benign"}, unexposed
+    )
+    recovery["relearn_minus_benign"] = (
+        rb.recovery_difference_estimate(**both, n_boot=n_boot, seed=seed).as_dict() if both else None
+    )
     for scheme in layout.QUANT_PROBES:
         names = {"a0": "vanilla", "ak": "unlearned", "probe": scheme, "ref": f"vanilla_{scheme}"}
         arr = _arrays(scores, names, everyone)
@@ -176,18 +182,20 @@ def robustness_markdown(name: str, table: dict[str, Any]) -> list[str]:
         s for s in layout.QUANT_PROBES if any(r["accuracy"].get(s) is not None for r in table["stages"])
     ]
     head = ["stage", "vanilla", "unlearned", "relearn", "benign", *schemes]
-    head += ["relearn recovery", "benign recovery", *(f"{s} recovery" for s in schemes)]
+    head += ["relearn recovery", "benign recovery", "relearn − benign", *(f"{s} recovery" for s in schemes)]
     lines = [f"### {name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table["stages"]:
         acc, rec = row["accuracy"], row["recovery"]
         cells = [str(row["stage"])] + [_fmt(acc.get(c)) for c in head[1 : 5 + len(schemes)]]
-        cells += [_fmt_est(rec.get(p)) for p in ("relearn", "benign", *schemes)]
+        cells += [_fmt_est(rec.get(p)) for p in ("relearn", "benign", "relearn_minus_benign", *schemes)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "Accuracy on forget tasks 1..K; relearn and benign on the people the attack did not show "
         "(unexposed), the other columns on every person of those tasks. Recovery: share of the forgotten "
-        "accuracy brought back, 95% paired profile-bootstrap interval.",
+        "accuracy brought back, 95% paired profile-bootstrap interval; relearn − benign: the difference of the "
+        "two on the same people (above 0 where the interval excludes it: the forgotten data itself brings the "
+        "people back, not any fine-tuning).",
     ]
     control = table.get("control")
     if control:
