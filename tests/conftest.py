@@ -26,8 +26,9 @@ import os
 
 import pytest
 
-#: Intra-op threads of every test process (two cores is the machine the suite is written for).
-TEST_THREADS = 2
+#: Intra-op threads of every test process: two cores is the machine the suite is written for; under
+#: pytest-xdist (``-n 2``) each worker takes one core.
+TEST_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
 #: Packages whose versions the header prints (they decide the generated data and the trained weights).
 VERSIONED = (
     "torch",
@@ -99,12 +100,25 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     """The fixtures' identity: data hash, and the vanilla model's stopping step and scores (if built)."""
     from tests.fixtures_unlearn import FIXTURE_FACTS
+    from tests.shared_build import gather_facts
 
     if config.get_verbosity() < 0:  # ``-q`` hides the header: print it here instead
         for line in pytest_report_header(config):
             terminalreporter.write_line(line)
-    for key, value in FIXTURE_FACTS.items():
+    factory = getattr(config, "_tmp_path_factory", None)
+    facts = gather_facts(factory, FIXTURE_FACTS) if factory is not None else FIXTURE_FACTS
+    for key, value in facts.items():
         terminalreporter.write_line(f"icu-bench fixture {key}: {value}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An xdist worker leaves its measured values for the controller's summary."""
+    from tests.fixtures_unlearn import FIXTURE_FACTS
+    from tests.shared_build import save_facts
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        save_facts(factory, FIXTURE_FACTS)
 
 
 # ----------------------------------------------------------------------------------------------- test tiers

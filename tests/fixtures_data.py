@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from icu_tasks.data.generate import generate
+from tests.shared_build import built_once
 
 #: Scale of the shared small set: 9 medical + 9 labor profiles, 3 forget tasks of 2 profiles
 #: (each task one medical + one labor), 12 retain profiles (4 retain_train, 4 retain_eval, 4 holdout: 2 of
@@ -36,6 +37,9 @@ SMALL_SCALE = {
 @pytest.fixture(scope="session")
 def small_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of the shared small data set (read-only: copy it before changing anything)."""
-    root = tmp_path_factory.mktemp("icu_data") / "icu"
-    generate(root, workers=1, progress=False, **SMALL_SCALE)
-    return root
+
+    def build(parent: Path) -> Path:
+        generate(parent / "icu", workers=1, progress=False, **SMALL_SCALE)
+        return parent / "icu"
+
+    return built_once(tmp_path_factory, "icu_data", build)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_build import built_once
+
 #: LoRA targets of the test adapter: the language model's attention and MLP projections only (the CLIP tower
 #: has q/k/v projections too, so a bare name list would adapt the vision side as well).
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -19,8 +21,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, small_data_dir: Pat
     """The tiny LLaVA model (random weights), tokenizer trained on the small data set's text."""
     from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
 
-    out = tmp_path_factory.mktemp("tiny_model") / "tiny"
-    return build_tiny_model(out, corpus_from_data(small_data_dir), seed=0)
+    return built_once(
+        tmp_path_factory,
+        "tiny_model",
+        lambda parent: build_tiny_model(parent / "tiny", corpus_from_data(small_data_dir), seed=0),
+    )
 
 
 def make_random_adapter(base_dir: Path, out_dir: Path, seed: int = 1, r: int = 4) -> Path:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_build import built_once
+
 #: Every group (forget / retain-train / retain-eval / utility × image / text view) must reach this
 #: teacher-forced exact match before the vanilla fixture is used.
 STOP_AT = 0.9
@@ -63,20 +65,26 @@ def vanilla_model_dir(
     reuse = os.environ.get(REUSE_ENV)
     if reuse:
         return _reused_vanilla(Path(reuse), small_data_dir)
-    out = tmp_path_factory.mktemp("vanilla") / "vanilla"
-    try:
-        finetune(tiny_model_dir, small_data_dir, out, FinetuneConfig(**FIXTURE_FINETUNE), device="cpu")
-    except TrainingError as err:
-        FIXTURE_FACTS["vanilla"] = f"FAILED: {err}"
-        pytest.fail(f"the vanilla fixture did not learn the small data set, not a test failure: {err}", False)
-    record = json.loads((out / FINETUNE_JSON).read_text())
-    stop = record["stopping"]
-    FIXTURE_FACTS["data_hash"] = record["data_hash"]
-    FIXTURE_FACTS["vanilla"] = (
-        f"stopped at step {stop['reached_step']} ({record['train_seconds']:.0f} s), teacher-forced "
-        + ", ".join(f"{k} {v:.2f}" for k, v in stop["final_scores"].items())
-    )
-    return out
+
+    def build(parent: Path) -> Path:
+        out = parent / "vanilla"
+        try:
+            finetune(tiny_model_dir, small_data_dir, out, FinetuneConfig(**FIXTURE_FINETUNE), device="cpu")
+        except TrainingError as err:
+            FIXTURE_FACTS["vanilla"] = f"FAILED: {err}"
+            pytest.fail(
+                f"the vanilla fixture did not learn the small data set, not a test failure: {err}", False
+            )
+        record = json.loads((out / FINETUNE_JSON).read_text())
+        stop = record["stopping"]
+        FIXTURE_FACTS["data_hash"] = record["data_hash"]
+        FIXTURE_FACTS["vanilla"] = (
+            f"stopped at step {stop['reached_step']} ({record['train_seconds']:.0f} s), teacher-forced "
+            + ", ".join(f"{k} {v:.2f}" for k, v in stop["final_scores"].items())
+        )
+        return out
+
+    return built_once(tmp_path_factory, "vanilla", build)
 
 
 def _reused_vanilla(path: Path, small_data_dir: Path) -> Path:
