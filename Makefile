@@ -30,8 +30,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/icu-bench demo
 
+# Two pytest-xdist workers, one core each (TEST_WORKERS=0 runs in one process).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # The unit tier: no model built or trained, no process started (conftest.py enforces both).
 test-fast: $(STAMP)

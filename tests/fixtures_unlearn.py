@@ -44,6 +44,10 @@ FIXTURE_FINETUNE = {
     # step; tests/test_longform.py covers the view with hand-written generations.
     "longform": False,
 }
+#: Intra-op threads of the fine-tune, also under pytest-xdist where each worker's tests use one: the same
+#: vanilla model with or without ``-n 2`` (float order follows the thread count), and the other worker mostly
+#: waits for it.
+FIXTURE_THREADS = 2
 #: Developer shortcut when iterating on tests: a vanilla dir saved from an earlier session (its
 #: ``finetune.json`` must show this data hash and recipe). CI and ``make test`` never set it.
 REUSE_ENV = "ICU_TEST_VANILLA"
@@ -67,7 +71,11 @@ def vanilla_model_dir(
         return _reused_vanilla(Path(reuse), small_data_dir)
 
     def build(parent: Path) -> Path:
+        import torch
+
         out = parent / "vanilla"
+        threads = torch.get_num_threads()
+        torch.set_num_threads(FIXTURE_THREADS)
         try:
             finetune(tiny_model_dir, small_data_dir, out, FinetuneConfig(**FIXTURE_FINETUNE), device="cpu")
         except TrainingError as err:
@@ -75,6 +83,8 @@ def vanilla_model_dir(
             pytest.fail(
                 f"the vanilla fixture did not learn the small data set, not a test failure: {err}", False
             )
+        finally:
+            torch.set_num_threads(threads)
         record = json.loads((out / FINETUNE_JSON).read_text())
         stop = record["stopping"]
         FIXTURE_FACTS["data_hash"] = record["data_hash"]
