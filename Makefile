@@ -37,7 +37,7 @@ test: $(STAMP)
 
 # The unit tier: no model built or trained, no process started (conftest.py enforces both).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not model and not slow and not subprocess"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not model and not slow and not subprocess"
 
 # Re-pin every package from the current .venv (after an upgrade that passed `make test`).
 lock: $(STAMP)
