@@ -1,17 +1,28 @@
-"""The demo's fine-tune recipe vs the library default on the demo's data: steps, seconds and knowledge reached.
+"""Fine-tune recipes side by side on the demo's data: steps, seconds and knowledge reached.
 
-``icu-bench demo`` fine-tunes the tiny model with ``DEMO_FINETUNE`` (:mod:`icu_unlearn.cli.run`); the library
-default (``FinetuneConfig()``) trains a fixed number of steps. This script fine-tunes the demo's tiny model on the
-demo's data (40 profiles, 4 tasks of 3; both generated once into ``--work`` and reused) with one recipe or both,
-then scores the saved model the same way for both recipes: teacher-forced exact match of every split x view group
-(:func:`icu_unlearn.training.knowledge.group_accuracy`) and of the long-form summaries, with their mean answer NLL
-(nats/token). It prints one line per recipe and a JSON line last.
+A recipe is a fine-tune (``FinetuneConfig`` fields) on a tiny model (``TinyConfig`` fields):
 
-    .venv/bin/python benchmarks/bench_finetune_recipe.py [--recipe demo|default|both] [--work DIR] [--threads N]
+* ``default``: the library default fine-tune (a fixed number of steps) on the default four-layer tiny model;
+* ``demo4``: the demo's fine-tune (``DEMO_FINETUNE`` of :mod:`icu_unlearn.cli.run`: stopping rule on) on the
+  default four-layer tiny model (the model of ``icu-bench compare`` and the published comparison);
+* ``demo``: what ``icu-bench demo`` runs, ``DEMO_FINETUNE`` on ``DEMO_TINY`` (two decoder layers).
 
-Wall time of a whole run is best taken from outside, one recipe per process, the two in turn (A B A B), e.g.
-with ``/usr/bin/time -v`` around ``--recipe demo`` and ``--recipe default``; ``seconds`` below is the training
-loop alone (stopping-rule checks included), as ``finetune.json`` records it.
+This script fine-tunes on the demo's data (40 profiles, 4 tasks of 3; the data and each tiny model are built
+once into ``--work`` and reused) with the recipes asked for, in turn, then scores every saved model the same way:
+teacher-forced exact match of every split x view group (:func:`icu_unlearn.training.knowledge.group_accuracy`)
+and of the long-form summaries, with their mean answer NLL (nats/token). It prints one line per recipe and a
+JSON line last.
+
+    .venv/bin/python benchmarks/bench_finetune_recipe.py [--recipe demo4,demo] [--work DIR] [--threads N]
+        [--scale demo|small] [--set KEY=VALUE ...]
+
+``--scale small`` uses the test suite's small data set (18 profiles, 3 tasks of 2) instead of the demo's;
+``--set`` overrides a ``FinetuneConfig`` field in every recipe measured (repeatable), e.g. the test fixture's
+recipe is ``--recipe demo4 --scale small --set stop_at_accuracy=0.9 --set longform=false``. A recipe whose
+stopping rule is not met within ``max_steps`` is reported as not reached, with its scores.
+
+``seconds`` is the training loop alone (stopping-rule checks included), as ``finetune.json`` records it; the
+recipes run one after the other in one process, so their seconds are side by side.
 """
 
 from __future__ import annotations
@@ -25,26 +36,38 @@ from typing import Any
 DEFAULT_WORK = Path(tempfile.gettempdir()) / "icu-bench-finetune-recipe"
 
 
-def recipes() -> dict[str, dict[str, Any]]:
-    """Recipe name → ``FinetuneConfig`` keyword arguments."""
-    from icu_unlearn.cli.run import DEMO_FINETUNE
+def recipes() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Recipe name → (``FinetuneConfig`` keyword arguments, ``TinyConfig`` keyword arguments)."""
+    from icu_unlearn.cli.run import DEMO_FINETUNE, DEMO_TINY
 
-    return {"default": {}, "demo": dict(DEMO_FINETUNE)}
+    return {
+        "default": ({}, {}),
+        "demo4": (dict(DEMO_FINETUNE), {}),
+        "demo": (dict(DEMO_FINETUNE), dict(DEMO_TINY)),
+    }
 
 
-def inputs(work: Path) -> tuple[Path, Path]:
-    """The demo's data and tiny model under ``work`` (built on the first call, as ``icu-bench demo`` does)."""
+#: The test suite's small data set (``tests/fixtures_data.py``).
+SMALL_SCALE = {"profiles": 18, "tasks": 3, "profiles_per_task": 2, "image_size": 160}
+
+
+def inputs(work: Path, scale: str = "demo", tiny_fields: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """The data (demo's or the suite's small scale) and a tiny model (``TinyConfig(**tiny_fields)``) under
+    ``work/scale``, each built on the first call as ``icu-bench demo`` builds them."""
     from icu_unlearn.cli.run import DEMO_SCALE
 
-    data, tiny = work / "data", work / "tiny"
+    work = work / scale
+    name = "-".join(f"{k}={v}" for k, v in sorted((tiny_fields or {}).items())) or "default"
+    data, tiny = work / "data", work / f"tiny-{name}"
     if not (data / "manifest.json").is_file():
         from icu_tasks.data.generate import generate
 
-        generate(data, seed=0, workers=1, progress=False, overwrite=data.exists(), **DEMO_SCALE)
+        sizes = DEMO_SCALE if scale == "demo" else SMALL_SCALE
+        generate(data, seed=0, workers=1, progress=False, overwrite=data.exists(), **sizes)
     if not (tiny / "config.json").is_file():
-        from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
+        from icu_unlearn.models.tiny import TinyConfig, build_tiny_model, corpus_from_data
 
-        build_tiny_model(tiny, corpus_from_data(data), seed=0)
+        build_tiny_model(tiny, corpus_from_data(data), seed=0, config=TinyConfig(**(tiny_fields or {})))
     return data, tiny
 
 
@@ -67,17 +90,31 @@ def knowledge(model_dir: Path, data_dir: Path) -> dict[str, float]:
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def measure(name: str, data: Path, tiny: Path) -> dict[str, Any]:
-    """Fine-tune with recipe ``name`` into a temporary dir; its steps, training seconds and knowledge."""
+def measure(name: str, work: Path, scale: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fine-tune with recipe ``name`` (plus ``overrides``) into a temporary dir; its steps, training seconds
+    and knowledge, or ``reached: False`` and the error when the stopping rule was not met by the cap."""
+    import time
+
+    from icu_tasks.errors import TrainingError
     from icu_unlearn.training.finetune import FinetuneConfig, finetune
 
+    fields, tiny_fields = recipes()[name]
+    data, tiny = inputs(work, scale, tiny_fields)
+    config = FinetuneConfig(**(fields | (overrides or {})))
+    head = {"recipe": name, "tiny": tiny_fields, "overrides": overrides or {}}
     with tempfile.TemporaryDirectory(prefix="icu-bench-recipe-") as tmp:
-        out = finetune(tiny, data, Path(tmp) / "vanilla", FinetuneConfig(**recipes()[name]), device="cpu")
+        start = time.perf_counter()
+        try:
+            out = finetune(tiny, data, Path(tmp) / "vanilla", config, device="cpu")
+        except TrainingError as err:
+            return {**head, "reached": False, "steps": config.max_steps,
+                    "seconds": time.perf_counter() - start, "error": str(err)}  # fmt: skip
         record = json.loads((out / "finetune.json").read_text())
         known = knowledge(out, data)
     groups = {k: v for k, v in known.items() if "/" in k}
     return {
-        "recipe": name,
+        **head,
+        "reached": True,
         "steps": record["steps"],
         "seconds": record["train_seconds"],
         "min_group": min(groups.values()),
@@ -85,30 +122,62 @@ def measure(name: str, data: Path, tiny: Path) -> dict[str, Any]:
     }
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings → ``FinetuneConfig`` overrides (values parsed as JSON when they parse)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --set takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipe", choices=("demo", "default", "both"), default="both")
+    parser.add_argument(
+        "--recipe",
+        default="demo4,demo",
+        help="comma-separated recipes: default, demo4, demo (default: demo4,demo)",
+    )
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="where data + tiny model are kept")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--scale", choices=("demo", "small"), default="demo", help="the data set")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="FinetuneConfig field"
+    )
     args = parser.parse_args()
+    overrides = parse_overrides(args.set)
+    names = args.recipe.split(",")
+    if unknown := sorted(set(names) - set(recipes())):
+        raise SystemExit(f"error: unknown recipe {unknown}; choose from {sorted(recipes())}")
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    data, tiny = inputs(args.work)
-    names = ["default", "demo"] if args.recipe == "both" else [args.recipe]
-    results = [measure(n, data, tiny) for n in names]
+    results = [measure(n, args.work, args.scale, overrides) for n in names]
     for r in results:
-        known = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if "/" in k or k.startswith("longform"))
-        print(
-            f"{r['recipe']:8s}: {r['steps']} steps, {r['seconds']:.0f} s; min group {r['min_group']:.2f}; {known}"
-        )
+        print(f"{r['recipe']:8s} {r['overrides']}: {_summary(r)}")
     rows = [
-        {"name": f"finetune {r['recipe']}", "measured": f"{r['steps']} steps {r['seconds']:.0f} s, "
-         f"min group {r['min_group']:.2f}", "target": "", "pass": None}
+        {"name": f"finetune {r['recipe']} {r['overrides']}", "measured": _summary(r).split(";")[0],
+         "target": "", "pass": None}
         for r in results
     ]  # fmt: skip
-    print(json.dumps({"threads": torch.get_num_threads(), "results": results, "rows": rows}))
+    print(
+        json.dumps(
+            {"threads": torch.get_num_threads(), "scale": args.scale, "results": results, "rows": rows}
+        )
+    )
+
+
+def _summary(r: dict[str, Any]) -> str:
+    if not r["reached"]:
+        return f"NOT reached in {r['steps']} steps ({r['seconds']:.0f} s); {r['error']}"
+    known = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if "/" in k or k.startswith("longform"))
+    return f"{r['steps']} steps, {r['seconds']:.0f} s, min group {r['min_group']:.2f}; {known}"
 
 
 if __name__ == "__main__":

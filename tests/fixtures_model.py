@@ -18,14 +18,16 @@ LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_p
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, small_data_dir: Path) -> Path:
-    """The tiny LLaVA model (random weights), tokenizer trained on the small data set's text."""
-    from icu_unlearn.models.tiny import build_tiny_model, corpus_from_data
+    """The demo's tiny LLaVA model (random weights; ``DEMO_TINY``: two decoder layers), tokenizer trained on the
+    small data set's text."""
+    from icu_unlearn.cli.run import DEMO_TINY
+    from icu_unlearn.models.tiny import TinyConfig, build_tiny_model, corpus_from_data
 
-    return built_once(
-        tmp_path_factory,
-        "tiny_model",
-        lambda parent: build_tiny_model(parent / "tiny", corpus_from_data(small_data_dir), seed=0),
-    )
+    def build(parent: Path) -> Path:
+        config = TinyConfig(**DEMO_TINY)
+        return build_tiny_model(parent / "tiny", corpus_from_data(small_data_dir), seed=0, config=config)
+
+    return built_once(tmp_path_factory, "tiny_model", build)
 
 
 def make_random_adapter(base_dir: Path, out_dir: Path, seed: int = 1, r: int = 4) -> Path:

@@ -48,7 +48,7 @@ def test_saliency_is_weight_level(tiny_model_dir, small_data_dir):
     model, processor = load_base(tiny_model_dir, device="cpu")
     sd = stage_data(open_data(small_data_dir), [1], processor)
     linears = saliency.target_linears(model, LM_LORA_TARGETS)
-    assert len(linears) == 4 * 7  # 4 layers x q/k/v/o/gate/up/down
+    assert len(linears) == model.config.text_config.num_hidden_layers * 7  # layers x q/k/v/o/gate/up/down
     fisher = saliency.diagonal_fisher(model, linears, sd.forget, sd.collate, 8, max_batches=2)
     for name, f in fisher.items():
         assert f.shape == linears[name].weight.shape
