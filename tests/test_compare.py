@@ -10,6 +10,7 @@ another protocol is refused, and a user's run is added to the leaderboard (or re
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -144,4 +145,18 @@ def test_user_runs_join_the_leaderboard_or_are_refused(toy):
     assert run_cli(other, cwd=toy, timeout=900).returncode == 0
     proc = run_cli(["report", "--leaderboard", str(board), "user_manu"], cwd=toy)
     assert_one_error(proc, "another protocol", "stages 1 (protocol: 2)")
+    # the same run on a vanilla model fine-tuned with another batch size than the protocol's recipe
+    other_vanilla, other_run = toy / "vanilla_batch_32", toy / "user_other_vanilla"
+    shutil.copytree(seed0 / "vanilla", other_vanilla)
+    shutil.copytree(toy / "user_npo", other_run)
+    _edit_json(other_vanilla / "finetune.json", lambda r: r["config"].update(batch_size=32))
+    _edit_json(other_run / "run.json", lambda r: r.update(base=str(other_vanilla)))
+    proc = run_cli(["report", "--leaderboard", str(board), str(other_run)], cwd=toy)
+    assert_one_error(proc, "another protocol", "vanilla fine-tune batch_size 32 (protocol: 16)")
     assert board.read_bytes() == saved
+
+
+def _edit_json(path: Path, change) -> None:
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))

@@ -207,9 +207,25 @@ def check_run(run_dir: Path, protocol: dict[str, Any]) -> int:
     over = [b for b in budgets if b is not None and rule.get("budget") is not None and b > rule["budget"]]
     if over:
         diff.append(f"step budget {max(over)} (protocol: at most {rule['budget']})")
+    diff += _vanilla_difference(record, protocol["finetune"])
     if diff:
         raise ConfigError(f"{run_dir} was made under another protocol: {'; '.join(diff)}")
     return seeds[record["data_hash"]]
+
+
+def _vanilla_difference(record: dict[str, Any], finetune: dict[str, Any]) -> list[str]:
+    """How the run's vanilla model (its ``base`` dir's ``finetune.json``) departs from the protocol's fine-tune
+    recipe: every field the protocol fixes must have the protocol's value."""
+    path = Path(str(record.get("base"))) / layout.FINETUNE_JSON
+    if not path.is_file():
+        return [f"its base model has no {path.name} ({path}): the protocol's vanilla is fine-tuned with "
+                f"`icu-bench finetune` and the recipe {json.dumps(finetune, sort_keys=True)}"]  # fmt: skip
+    config = read_record(path).get("config") or {}
+    return [
+        f"vanilla fine-tune {key} {config.get(key)!r} (protocol: {value!r})"
+        for key, value in sorted(finetune.items())
+        if config.get(key) != value
+    ]
 
 
 def add_runs(path: str | Path, run_dirs: list[str | Path]) -> dict[str, Any]:
