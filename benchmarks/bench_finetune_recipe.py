@@ -18,8 +18,9 @@ JSON line last.
 
 ``--scale small`` uses the test suite's small data set (18 profiles, 3 tasks of 2) instead of the demo's;
 ``--set`` overrides a ``FinetuneConfig`` field in every recipe measured (repeatable), e.g. the test fixture's
-recipe is ``--recipe demo4 --scale small --set stop_at_accuracy=0.9 --set longform=false``. A recipe whose
-stopping rule is not met within ``max_steps`` is reported as not reached, with its scores.
+vanilla model is ``--recipe demo --scale small --set stop_at_accuracy=0.9 --set longform=false`` (its cap
+aside). A recipe whose stopping rule is not met within ``max_steps`` is reported as not reached, with its
+scores.
 
 ``seconds`` is the training loop alone (stopping-rule checks included), as ``finetune.json`` records it; the
 recipes run one after the other in one process, so their seconds are side by side.
