@@ -123,20 +123,6 @@ def measure(name: str, work: Path, scale: str, overrides: dict[str, Any] | None 
     }
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings → ``FinetuneConfig`` overrides (values parsed as JSON when they parse)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"error: --set takes KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -151,7 +137,13 @@ def main() -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="FinetuneConfig field"
     )
     args = parser.parse_args()
-    overrides = parse_overrides(args.set)
+    from icu_tasks.errors import ConfigError
+    from icu_unlearn.cli.args import parse_sets
+
+    try:
+        overrides = parse_sets(args.set)
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
     names = args.recipe.split(",")
     if unknown := sorted(set(names) - set(recipes())):
         raise SystemExit(f"error: unknown recipe {unknown}; choose from {sorted(recipes())}")

@@ -115,8 +115,9 @@ def _reused_vanilla(path: Path, small_data_dir: Path) -> Path:
     config = record.get("config", {})
     differs = {k: (config.get(k), v) for k, v in FIXTURE_FINETUNE.items() if config.get(k) != v}
     layers = json.loads((path / "config.json").read_text())["text_config"]["num_hidden_layers"]
-    if layers != TinyConfig(**DEMO_TINY).text_layers:
-        differs["text_layers"] = (layers, TinyConfig(**DEMO_TINY).text_layers)
+    want_layers = TinyConfig(**DEMO_TINY).text_layers
+    if layers != want_layers:
+        differs["text_layers"] = (layers, want_layers)
     if differs or not record.get("stopping", {}).get("reached_step"):
         pytest.fail(f"${REUSE_ENV}={path} is not this fixture's recipe or did not stop: {differs}", False)
     stop = record["stopping"]
