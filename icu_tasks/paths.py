@@ -78,10 +78,11 @@ def _read_task_yaml(path: Path) -> dict:
 
 @functools.cache
 def _names_loader() -> type:
-    """A ``yaml.SafeLoader`` that reads any tag (``!function``) as ``None``: only the names matter here."""
+    """A safe YAML loader (libyaml's ``CSafeLoader`` where PyYAML has it) that reads any tag (``!function``) as
+    ``None``: only the names matter here."""
     import yaml
 
-    class _Loader(yaml.SafeLoader):
+    class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         pass
 
     _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)

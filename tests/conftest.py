@@ -131,10 +131,18 @@ RECORD_ENV = "ICU_RECORD_PROCESSES"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark ``model`` every test that uses a model fixture; the rest of the unmarked tests form the unit tier."""
+    """Mark ``model`` every test that uses a model fixture (the rest of the unmarked tests form the unit tier),
+    and run the modules that build, train or start something before the unit-tier-only modules.
+
+    Under pytest-xdist the suite runs with ``--dist loadscope`` (pyproject's ``addopts``): a module (or a test
+    class) is one unit of work, so a module- or class-scoped fixture (a scored run, a CLI run) is built once,
+    not once per worker that happens to get one of its tests; the units are handed out in this order, so the
+    long ones start first and the short unit-tier modules fill the end of both workers' queues."""
     for item in items:
         if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.model)
+    heavy = {item.nodeid.split("::")[0] for item in items if not _unit_tier(item)}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in heavy)  # stable: module order kept
 
 
 def _unit_tier(item: pytest.Item) -> bool:

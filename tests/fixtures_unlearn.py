@@ -46,8 +46,8 @@ FIXTURE_FINETUNE = {
     "longform": False,
 }
 #: Intra-op threads of the fine-tune, also under pytest-xdist where each worker's tests use one: the same
-#: vanilla model with or without ``-n 2`` (float order follows the thread count), and the other worker mostly
-#: waits for it.
+#: vanilla model with or without ``-n 2`` (float order follows the thread count); the other worker waits for
+#: it (``_vanilla_before_anything_else``).
 FIXTURE_THREADS = 2
 #: Developer shortcut when iterating on tests: a vanilla dir saved from an earlier session (its
 #: ``finetune.json`` must show this data hash and recipe). CI and ``make test`` never set it.
@@ -96,6 +96,24 @@ def vanilla_model_dir(
         return out
 
     return built_once(tmp_path_factory, "vanilla", build)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _vanilla_before_anything_else(request: pytest.FixtureRequest) -> None:
+    """Under pytest-xdist, every worker asks for the vanilla model before its first test when any selected test
+    needs it: one worker builds it on both cores (``FIXTURE_THREADS``) while the other waits on the build's
+    lock, instead of running its own tests on a core the build's threads want (two processes on two cores slow
+    each other down far more than they gain). Without xdist, or when no selected test needs it (``make
+    test-fast``), nothing happens here."""
+    from tests.shared_build import xdist_worker
+
+    if xdist_worker() is None or os.environ.get(REUSE_ENV):
+        return
+    if any("vanilla_model_dir" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        try:
+            request.getfixturevalue("vanilla_model_dir")
+        except pytest.fail.Exception:
+            pass  # the tests that use the model fail with the build's message; this one does not need it
 
 
 def _reused_vanilla(path: Path, small_data_dir: Path) -> Path:

@@ -4,7 +4,9 @@ The toy vanilla models are fine-tuned for a few steps only, so they know little 
 are undefined (n/a) here; what is checked is the machinery: each seed has its own people, the stop rule is
 recorded at every stage, the aggregate and leaderboard are written, a second call skips every finished step,
 another protocol is refused, and a user's run is added to the leaderboard (or refused) by
-``icu-bench report --leaderboard``. The arithmetic of the aggregate is tested by hand in tests/test_seeds.py.
+``icu-bench report --leaderboard``. ``compare`` runs in a subprocess; the refused protocol, the user's runs and
+the reports in-process through ``main()``. The arithmetic of the aggregate is tested by hand in
+tests/test_seeds.py.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import assert_one_error, run_cli
+from tests.cli_helpers import assert_one_error, call_cli, run_cli
 
 BUDGET = 4
 TOY = [
@@ -120,7 +122,7 @@ def test_second_call_skips_every_finished_step(toy):
 @pytest.mark.subprocess
 def test_another_protocol_is_refused(toy):
     record = (toy / "out" / "compare.json").read_bytes()
-    proc = run_cli(["compare", "--out", "out", *TOY, "--until-forgotten", "0.5"], cwd=toy, timeout=120)
+    proc = call_cli(["compare", "--out", "out", *TOY, "--until-forgotten", "0.5"], toy)
     assert_one_error(proc, "another protocol", "stop_rule")
     assert (toy / "out" / "compare.json").read_bytes() == record
 
@@ -132,18 +134,18 @@ def test_user_runs_join_the_leaderboard_or_are_refused(toy):
     board = toy / "out" / "leaderboard.json"
     common = ["--base", str(seed0 / "vanilla"), "--data", str(seed0 / "data")]
     user = ["run", *common, "--method", "npo", *USER, "--set", f"max_steps={BUDGET}", "--out", "user_npo"]
-    assert run_cli(user, cwd=toy, timeout=900).returncode == 0
-    proc = run_cli(["report", "--leaderboard", str(board), "user_npo"], cwd=toy, timeout=300)
+    assert call_cli(user, toy).returncode == 0
+    proc = call_cli(["report", "--leaderboard", board, "user_npo"], toy)
     assert proc.returncode == 0, proc.stderr[-3000:]
     entries = json.loads(board.read_text())["entries"]
     added = [e for e in entries if e["source"] == "user"]
     assert [(e["method"], e["seed"]) for e in added] == [("npo", 0)] and len(entries) == 5
     assert "npo" in (toy / "out" / "leaderboard.md").read_text()
     saved = board.read_bytes()
-    assert_one_error(run_cli(["report", "--leaderboard", str(board), "user_npo"], cwd=toy), "already has")
+    assert_one_error(call_cli(["report", "--leaderboard", board, "user_npo"], toy), "already has")
     other = ["run", *common, "--method", "manu", *USER[2:], "--stages", "1", "--out", "user_manu"]
-    assert run_cli(other, cwd=toy, timeout=900).returncode == 0
-    proc = run_cli(["report", "--leaderboard", str(board), "user_manu"], cwd=toy)
+    assert call_cli(other, toy).returncode == 0
+    proc = call_cli(["report", "--leaderboard", board, "user_manu"], toy)
     assert_one_error(proc, "another protocol", "stages 1 (protocol: 2)")
     # the same run on a vanilla model fine-tuned with another batch size than the protocol's recipe
     other_vanilla, other_run = toy / "vanilla_batch_32", toy / "user_other_vanilla"
@@ -151,7 +153,7 @@ def test_user_runs_join_the_leaderboard_or_are_refused(toy):
     shutil.copytree(toy / "user_npo", other_run)
     _edit_json(other_vanilla / "finetune.json", lambda r: r["config"].update(batch_size=32))
     _edit_json(other_run / "run.json", lambda r: r.update(base=str(other_vanilla)))
-    proc = run_cli(["report", "--leaderboard", str(board), str(other_run)], cwd=toy)
+    proc = call_cli(["report", "--leaderboard", board, other_run], toy)
     assert_one_error(proc, "another protocol", "vanilla fine-tune batch_size 32 (protocol: 16)")
     assert board.read_bytes() == saved
 

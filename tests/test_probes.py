@@ -10,7 +10,7 @@ import pytest
 from icu_tasks.continual import robustness as rb
 from icu_tasks.errors import ConfigError, DataError
 from icu_unlearn.pipeline.relearn import RelearnConfig, attack_rows, profile_split, split_profiles
-from tests.cli_helpers import assert_one_error, run_cli, snapshot
+from tests.cli_helpers import assert_one_error, call_cli, snapshot
 
 
 def test_split_is_disjoint_deterministic_and_half() -> None:
@@ -113,7 +113,6 @@ def test_bad_attack_config(value: dict) -> None:
         RelearnConfig(**value)
 
 
-@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -133,6 +132,6 @@ def test_attack_bad_input_is_one_error_line(tmp_path: Path, args: list[str], nee
     run.mkdir()
     (run / "run.json").write_text('{"base": "/nowhere", "data": "/nowhere", "stages": 2}', encoding="utf-8")
     before = snapshot(tmp_path)
-    proc = run_cli([a.format(tmp=tmp_path, run=run) for a in args], tmp_path)
+    proc = call_cli([a.format(tmp=tmp_path, run=run) for a in args], tmp_path)
     assert_one_error(proc, needle)
     assert snapshot(tmp_path) == before  # nothing written

@@ -25,6 +25,7 @@ from PIL import Image
 from icu_tasks.report.plots import CURVE_SIZE, DPI, FIRST_TASK_SIZE, HEATMAP_SIZE
 from icu_tasks.report.results import load_run
 from icu_tasks.report.write import write_report
+from tests.cli_helpers import call_cli
 from tests.lmms_eval_output import doc as _doc
 from tests.lmms_eval_output import write_lmms_eval_output
 from tests.subprocess_env import subprocess_env
@@ -370,20 +371,20 @@ def test_cli_report_default_out(runs, tmp_path):
     )
 
 
-@pytest.mark.subprocess
 def test_cli_errors_are_one_line_and_write_nothing(runs, tmp_path):
+    """In-process through ``main()`` (the subprocess path of ``report`` is test_cli_report_default_out's)."""
     not_a_run = tmp_path / "empty"
     not_a_run.mkdir()
-    proc = _cli(tmp_path, "report", str(not_a_run))
+    proc = call_cli(["report", not_a_run], tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: {not_a_run} is not a run dir (no run.json, stage_K/ or eval/stage_K/ inside)"
     ]
     assert list(not_a_run.iterdir()) == []
-    proc = _cli(tmp_path, "report", str(runs["full"]), str(runs["partial"]))
+    proc = call_cli(["report", runs["full"], runs["partial"]], tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error: several run dirs: pass --out")
     out = tmp_path / "cmp"
-    proc = _cli(tmp_path, "report", str(runs["full"]), str(not_a_run), "--out", str(out))
+    proc = call_cli(["report", runs["full"], not_a_run, "--out", out], tmp_path)
     assert proc.returncode == 2 and not out.exists()  # all runs are read before anything is written
 
 
