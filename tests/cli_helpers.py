@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 #: The real CLI, run by the interpreter of the test session (same venv as the ``icu-bench`` script).
@@ -96,3 +98,10 @@ def snapshot(*roots: Path) -> dict[str, tuple]:
                 st = path.lstat()
                 out[key] = (st.st_size, st.st_mtime_ns, _sha256(path))
     return out
+
+
+def edit_json(path: Path, change: Callable[[dict], object]) -> None:
+    """Rewrite the JSON file ``path`` after ``change(record)`` has edited its content in place."""
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))

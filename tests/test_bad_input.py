@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from tests.cli_helpers import CLI, assert_one_error, call_cli, cli_env, snapshot
+from tests.cli_helpers import CLI, assert_one_error, call_cli, cli_env, edit_json, snapshot
 
 # ----------------------------------------------------------------------------------------------- data copies
 
@@ -146,10 +146,6 @@ def _other_weights(model_dir: Path) -> Path:
     return model_dir
 
 
-def _edit_json(path: Path, **changes: object) -> None:
-    path.write_text(json.dumps(json.loads(path.read_text()) | changes))
-
-
 @pytest.fixture(scope="module")
 def parents(
     tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, small_data_dir: Path
@@ -174,7 +170,10 @@ def parents(
     old_record = json.loads((out["adapter_for_other_base"] / "stage.json").read_text())
     old_record.pop("base_model_id")
     (out["adapter_for_other_base"] / "stage.json").write_text(json.dumps(old_record))
-    _edit_json(out["adapter_for_other_base"] / "adapter_config.json", base_model_name_or_path=str(other_base))
+    edit_json(
+        out["adapter_for_other_base"] / "adapter_config.json",
+        lambda record: record.update(base_model_name_or_path=str(other_base)),
+    )
     (out["bin_weights"] / "adapter_model.safetensors").rename(out["bin_weights"] / "adapter_model.bin")
     (out["corrupted_weights"] / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
     return out

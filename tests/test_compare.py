@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import assert_one_error, call_cli, run_cli
+from tests.cli_helpers import assert_one_error, call_cli, edit_json, run_cli
 
 BUDGET = 4
 TOY = [
@@ -151,14 +151,8 @@ def test_user_runs_join_the_leaderboard_or_are_refused(toy):
     other_vanilla, other_run = toy / "vanilla_batch_32", toy / "user_other_vanilla"
     shutil.copytree(seed0 / "vanilla", other_vanilla)
     shutil.copytree(toy / "user_npo", other_run)
-    _edit_json(other_vanilla / "finetune.json", lambda r: r["config"].update(batch_size=32))
-    _edit_json(other_run / "run.json", lambda r: r.update(base=str(other_vanilla)))
+    edit_json(other_vanilla / "finetune.json", lambda r: r["config"].update(batch_size=32))
+    edit_json(other_run / "run.json", lambda r: r.update(base=str(other_vanilla)))
     proc = call_cli(["report", "--leaderboard", board, other_run], toy)
     assert_one_error(proc, "another protocol", "vanilla fine-tune batch_size 32 (protocol: 16)")
     assert board.read_bytes() == saved
-
-
-def _edit_json(path: Path, change) -> None:
-    record = json.loads(path.read_text())
-    change(record)
-    path.write_text(json.dumps(record))
