@@ -1,6 +1,6 @@
 """Size of a stage's LoRA adapter relative to its base model: LLaVA-1.5-7B shapes and the tiny model.
 
-Target (issue 8): the adapter a stage writes is at most 2% of the base model's bytes for LLaVA-1.5-7B. The 7B
+Target: the adapter a stage writes is at most 2% of the base model's bytes for LLaVA-1.5-7B. The 7B
 model is built from its config (written out below) on the meta device — no weights, no download, seconds — and
 wrapped with the unlearning stages' LoRA config (``TrainingMethodConfig`` defaults: r=16, α=16 on the language model's
 q/k/v/o/gate/up/down projections) through PEFT's ``get_peft_model``. Bytes are parameters × element size: the

@@ -1,6 +1,6 @@
 """Shell loop vs in-process ``icu-bench run``: wall time of the same T-stage run, side by side.
 
-Target (issue 7): in-process >= 3x faster. Both paths run the same method, stages, tasks and limit on the same
+Target: in-process >= 3x faster. Both paths run the same method, stages, tasks and limit on the same
 vanilla model; the shell loop pays lmms-eval's start-up (~12 s: import + indexing ~2,000 built-in tasks) and a
 model load per stage and per evaluation, the in-process run pays them once.
 

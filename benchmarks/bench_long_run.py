@@ -1,6 +1,6 @@
 """A long continual run: per-stage training and scoring time against the stage index, peak RSS, disk per stage.
 
-Documented setting (issue 18): 20 stages of one method on a medium data set (20 forget tasks)::
+Documented setting: 20 stages of one method on a medium data set (20 forget tasks)::
 
     python benchmarks/bench_long_run.py --stages 20 [--method ga] [--steps 5] [--work DIR] [--full-data DIR]
 

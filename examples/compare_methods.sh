@@ -13,11 +13,13 @@
 #   DEVICE [cpu]
 #   FINETUNE_ARGS [""]                     extra `icu-bench finetune` flags, e.g. --no-longform (then drop
 #                                          icu_longform from EVAL: the vanilla model has no summaries to score)
+#   RUN_ARGS [""]                          extra `icu-bench run` flags for every method, e.g. --limit 8 for a
+#                                          quick look (a run with other flags is another run: use a new OUT)
 # Every step is skipped when its output is complete, and `icu-bench run` resumes a run: re-running the
 # script after an interruption continues where it stopped. OUT/report/COMMAND.md records what was run.
 set -euo pipefail
 if [ $# -lt 1 ]; then
-    sed -n '6,16p' "$0" >&2
+    sed -n '6,18p' "$0" >&2
     exit 2
 fi
 OUT=$1 STAGES=${2:-8}
@@ -25,6 +27,7 @@ PROFILES=${PROFILES:-48} PER_TASK=${PER_TASK:-2} SEED=${SEED:-0} DEVICE=${DEVICE
 METHODS=${METHODS:-"ga ga_diff kl_min npo npo_diff mmunlearner manu"}
 EVAL=${EVAL:-icu,icu_longform,icu_ll}
 FINETUNE_ARGS=${FINETUNE_ARGS:-}
+RUN_ARGS=${RUN_ARGS:-}
 mkdir -p "$OUT"
 start=$(date +%s)
 
@@ -43,7 +46,7 @@ fi
 for method in $METHODS; do
     echo "== $method: $STAGES stages"
     icu-bench run --base "$OUT/vanilla" --data "$OUT/data" --method "$method" --stages "$STAGES" \
-        --tasks "$EVAL" --device "$DEVICE" --out "$OUT/run_$method"
+        --tasks "$EVAL" --device "$DEVICE" --out "$OUT/run_$method" $RUN_ARGS
 done
 runs=()
 for method in $METHODS; do runs+=("$OUT/run_$method"); done
@@ -57,6 +60,7 @@ cat > "$OUT/report/COMMAND.md" <<EOF
 # How this comparison was made
 
     PROFILES=$PROFILES PER_TASK=$PER_TASK SEED=$SEED METHODS="$METHODS" EVAL=$EVAL FINETUNE_ARGS="$FINETUNE_ARGS" \\
+        RUN_ARGS="$RUN_ARGS" \\
         examples/compare_methods.sh OUT $STAGES
 
 - data (read from its manifest): $facts

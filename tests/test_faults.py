@@ -1,4 +1,4 @@
-"""Faults (issue 8): kill -9 while a stage dir is written, a full disk, two processes on one run dir.
+"""Faults: kill -9 while a stage dir is written, a full disk, two processes on one run dir.
 
 A stage dir must be complete or absent whatever happens; leftovers of a killed writer are removed by the next
 run (``RunDir.clean_partial``) or the next write of the same stage (``run_layout.clean_stale``); a full disk is one

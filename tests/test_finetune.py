@@ -178,11 +178,24 @@ def test_existing_output_is_not_overwritten(tiny_model_dir, small_data_dir, tmp_
         ({"batch_size": 0}, "batch_size must be > 0"),
         ({"vision_weight_decay": -0.1}, "vision_weight_decay must be >= 0"),
         ({"lora_dropout": 1.5}, r"lora_dropout must be in \[0, 1\)"),
+        ({"max_steps": "many"}, "max_steps"),
+        ({"longform": "sometimes"}, "longform"),
     ],
 )
 def test_finetune_config_rejects_bad_values(values, message):
     with pytest.raises(ConfigError, match=message):
         FinetuneConfig(**values)
+
+
+def test_finetune_config_reads_text_values():
+    """``--finetune-set``/YAML values arrive as text; PyYAML reads ``3e-3`` as a string (YAML 1.1)."""
+    from icu_unlearn.cli.args import parse_sets
+
+    values = parse_sets(["learning_rate=3e-3", "max_steps=1e2", "longform=false", "lr_scheduler=cosine"])
+    assert values["learning_rate"] == "3e-3"  # what the parser hands over
+    config = FinetuneConfig(**values)
+    assert (config.learning_rate, config.max_steps, config.longform) == (0.003, 100, False)
+    assert isinstance(config.max_steps, int) and config.lr_scheduler == "cosine"
 
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys, tiny_model_dir, small_data_dir):

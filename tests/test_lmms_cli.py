@@ -103,7 +103,6 @@ def _side_commands(
     """The module's runs that need no trained model: ``name -> (command, $ICU_DATA_DIR)``."""
     example = task_yamls_dir().parent / "examples" / "reuse_in_pipeline.py"
     return {
-        "tasks_list": ([*LMMS_EVAL, "--include_path", str(task_yamls_dir()), "--tasks", "list"], small_data_dir),
         "missing_data": (
             [*LMMS_EVAL, "--include_path", str(task_yamls_dir()), "--tasks", "icu_forget_vqa",
              "--model", "icu_hf", "--model_args", f"pretrained={tiny_model_dir}", "--verbosity", "WARNING"],
@@ -286,14 +285,6 @@ def test_cli_answers_equal_direct_generation(cli_run, small_data_dir, vanilla_mo
     images = [[data.load_image(rows[p["id"]]["image"])] if rows[p["id"]]["image"] else [] for p in picked]
     direct = generate_texts(model, processor, questions, images, 32, 1, until=["\n"])
     assert direct == [p["prediction"] for p in picked]
-
-
-def test_tasks_list_shows_the_icu_tasks(side_runs):
-    proc = side_runs["tasks_list"].result(timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    listed = proc.stdout + proc.stderr
-    for task in (*GENERATE_TASKS, *(f"{t}_mc" for t in GENERATE_TASKS), "icu", "icu_mc"):
-        assert f" - {task}\n" in listed, task
 
 
 def test_missing_data_dir_is_one_clear_line(side_runs):

@@ -21,7 +21,7 @@ from icu_tasks.harness import hooks
 from icu_tasks.records.schedule import FORGET_TASKS_ENV, EvalSchedule, format_tasks, parse_tasks
 from icu_tasks.report.results import load_run
 from icu_tasks.report.write import write_report
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import call_cli
 from tests.lmms_eval_output import write_lmms_eval_output
 from tests.test_report import A_QA, A_VQA, _stage_docs
 
@@ -183,7 +183,7 @@ def test_dry_run_counts_and_writes_nothing(small_data_dir, tiny_model_dir, tmp_p
 
 def test_cli_dry_run_flags(small_data_dir, tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli(
+    proc = call_cli(
         ["run", "--dry-run", "--measure-batches", "0", "--base", str(tiny_model_dir), "--data",
          str(small_data_dir), "--method", "ga", "--stages", "2", "--eval-window", "0", "--limit", "5",
          "--out", str(out)],
@@ -194,7 +194,7 @@ def test_cli_dry_run_flags(small_data_dir, tiny_model_dir, tmp_path):
     # 7 generate tasks (the icu group, holdout included) x at most 5 docs each, 3 scored stages
     assert "requests in total: 105" in proc.stdout
     assert not out.exists()
-    bad = run_cli(["run", "--dry-run", "--base", str(tiny_model_dir), "--data", str(small_data_dir),
+    bad = call_cli(["run", "--dry-run", "--base", str(tiny_model_dir), "--data", str(small_data_dir),
                    "--eval-every", "0", "--out", str(out)], tmp_path)  # fmt: skip
     assert bad.returncode != 0 and "eval_every must be >= 1" in bad.stderr
 

@@ -70,8 +70,11 @@ _KeepTags.add_constructor("!function", lambda loader, node: f"!function {loader.
 
 
 def test_task_manager_indexes_all_tasks_and_groups(task_manager):
+    """What ``lmms-eval --include_path ... --tasks list`` prints (the index's ``all_tasks``): every task and
+    group, nothing else."""
     assert set(task_manager.all_subtasks) == set(ALL_TASKS)
     assert set(task_manager.all_groups) == set(GROUPS)
+    assert sorted(task_manager.all_tasks) == sorted({*ALL_TASKS, *GROUPS})
     for group, tasks in GROUPS.items():
         config = yaml.load((task_yamls_dir() / f"{group}.yaml").read_text(), Loader=_KeepTags)
         assert config["task"] == list(tasks)

@@ -1,4 +1,4 @@
-"""Trustworthy runs (issue 14): data identity, content identity of models and stages, fail before writing, quiet.
+"""Trustworthy runs: data identity, content identity of models and stages, fail before writing, quiet.
 
 Everything runs on real files with the fast fixtures: the *untrained* tiny model saved the way ``finetune`` saves
 the vanilla model (so its ``finetune.json`` records the data hash and model id), two generated small data sets
@@ -22,7 +22,7 @@ from icu_tasks.data.dataset import open_data
 from icu_tasks.errors import DataError, StageError
 from icu_tasks.records.files import icu_bench_version
 from icu_tasks.records.provenance import short
-from tests.cli_helpers import assert_one_error, cli_env, run_cli, snapshot
+from tests.cli_helpers import assert_one_error, call_cli, cli_env, run_cli, snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -101,7 +101,7 @@ def test_other_data_is_refused_with_both_hashes(
     args += ["--stage", "1", "--max-steps", "1"] if command == "unlearn" else ["--stages", "1"]
     roots = [tmp_path, vanilla, other_data]
     before = snapshot(*roots)
-    line = assert_one_error(run_cli(args, cwd=tmp_path), *_hashes(small_data_dir, other_data))
+    line = assert_one_error(call_cli(args, cwd=tmp_path), *_hashes(small_data_dir, other_data))
     assert str(small_data_dir) in line and str(other_data) in line and "--allow-data-mismatch" in line
     assert snapshot(*roots) == before and not out.exists()
 
@@ -109,8 +109,8 @@ def test_other_data_is_refused_with_both_hashes(
 def test_the_override_is_explicit(vanilla: Path, other_data: Path, tmp_path: Path) -> None:
     args = ["unlearn", "--method", "ga", "--base", str(vanilla), "--data", str(other_data), "--stage", "1"]
     args += ["--out", str(tmp_path / "run"), "--dry-run"]
-    assert run_cli(args, cwd=tmp_path).returncode == 2
-    proc = run_cli([*args, "--allow-data-mismatch"], cwd=tmp_path)
+    assert call_cli(args, cwd=tmp_path).returncode == 2
+    proc = call_cli([*args, "--allow-data-mismatch"], cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith("ok: ga can forget task 1"), proc.stderr
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
 
@@ -156,7 +156,7 @@ def test_evaluations_record_their_data_and_report_checks_it(
     lm = IcuHF.from_loaded(model, processor, batch_size=1, max_new_tokens=2)
     roots = [tmp_path]
     before = snapshot(*roots)
-    assert_one_error(run_cli(["report", str(run)], cwd=tmp_path), "nothing to report for", str(run))
+    assert_one_error(call_cli(["report", str(run)], cwd=tmp_path), "nothing to report for", str(run))
     assert snapshot(*roots) == before
     _eval(lm, run, 0, small_data_dir)
     _eval(lm, run, 1, other_data)
@@ -164,10 +164,12 @@ def test_evaluations_record_their_data_and_report_checks_it(
     assert [(h, d) for h, d, _ in recorded[0]] == [(open_data(small_data_dir).data_hash, str(small_data_dir))]
     assert [(h, d) for h, d, _ in recorded[1]] == [(open_data(other_data).data_hash, str(other_data))]
     before = snapshot(*roots)
-    line = assert_one_error(run_cli(["report", str(run)], cwd=tmp_path), *_hashes(other_data, small_data_dir))
+    line = assert_one_error(
+        call_cli(["report", str(run)], cwd=tmp_path), *_hashes(other_data, small_data_dir)
+    )
     assert "eval/stage_1/" in line and str(other_data) in line
     assert snapshot(*roots) == before
-    proc = run_cli(["report", str(run), "--allow-data-mismatch"], cwd=tmp_path)
+    proc = call_cli(["report", str(run), "--allow-data-mismatch"], cwd=tmp_path)
     assert proc.returncode == 0 and (run / "report" / "report.md").is_file(), proc.stderr
 
 
@@ -234,7 +236,7 @@ def test_other_weights_are_another_base_model(
     args += ["--from", str(run1 / "stage_1"), "--out", str(tmp_path / "run"), "--max-steps", "1"]
     before = snapshot(tmp_path, run1)
     line = assert_one_error(
-        run_cli(args, cwd=tmp_path), "was trained on base model", short(model_id(vanilla))
+        call_cli(args, cwd=tmp_path), "was trained on base model", short(model_id(vanilla))
     )
     assert short(model_id(other)) in line
     assert snapshot(tmp_path, run1) == before

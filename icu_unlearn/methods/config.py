@@ -41,7 +41,7 @@ class MethodConfig:
     seed: int = field(default=0, metadata={"help": "seed of initialisation, sampling and data order."})
 
     def __post_init__(self) -> None:
-        _coerce_fields(self)
+        coerce_fields(self)
         non_negative(self, "seed")
 
     @classmethod
@@ -209,7 +209,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     raise ConfigError(f"{name} must be {'an' if kind is int else 'a'} {kind.__name__}, got {value!r}")
 
 
-def _coerce_fields(cfg: Any) -> None:
+def coerce_fields(cfg: Any) -> None:
     """Convert every field with a plain-typed default (bool, int, float, str) to that type, in place."""
     for f in dataclasses.fields(cfg):
         if f.default is not dataclasses.MISSING:

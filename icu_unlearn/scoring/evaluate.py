@@ -80,7 +80,6 @@ def score(
 
     check_tasks(tasks)
     extra = [name for name in check_utility_task_names(list(utility_tasks)) if name not in tasks]
-    os.environ[DATA_ENV] = str(data_dir)
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise StageError(f"{out_dir} already exists; refusing to overwrite an evaluation")

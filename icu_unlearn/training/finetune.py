@@ -21,7 +21,7 @@ from typing import Any
 from icu_tasks.errors import ConfigError, TrainingError
 from icu_tasks.records.files import stamped
 from icu_tasks.records.layout import FINETUNE_JSON
-from icu_unlearn.methods.config import LM_LORA_TARGETS, check_scheduler, non_negative, positive
+from icu_unlearn.methods.config import LM_LORA_TARGETS, check_scheduler, coerce_fields, non_negative, positive
 from icu_unlearn.training.distributed import is_main, world_size
 
 #: Vision tower and projector parameters (own learning rate and weight decay in the full fine-tune).
@@ -118,6 +118,7 @@ class FinetuneConfig:
     )
 
     def __post_init__(self) -> None:
+        coerce_fields(self)  # values from --set / YAML arrive as text (YAML 1.1 reads 1e-3 as a string)
         if not 0.0 <= self.stop_at_accuracy <= 1.0:
             raise ConfigError(f"stop_at_accuracy must be in [0, 1], got {self.stop_at_accuracy}")
         if not isinstance(self.longform, bool):
