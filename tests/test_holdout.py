@@ -166,5 +166,5 @@ def test_longform_rows_train_only_in_the_fine_tune_and_never_in_the_stopping_rul
     assert len(forget_lf) == 2
     with pytest.raises(DataError, match="forget set must never train on longform"):
         StepBatches(forget_lf, None, 1, 0, 1)
-    with pytest.raises(ConfigError, match="longform must be true or false"):
-        FinetuneConfig(longform="yes")
+    with pytest.raises(ConfigError, match="longform must be a bool, got 'sometimes'"):
+        FinetuneConfig(longform="sometimes")

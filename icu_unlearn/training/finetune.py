@@ -121,8 +121,6 @@ class FinetuneConfig:
         coerce_fields(self)  # values from --set / YAML arrive as text (YAML 1.1 reads 1e-3 as a string)
         if not 0.0 <= self.stop_at_accuracy <= 1.0:
             raise ConfigError(f"stop_at_accuracy must be in [0, 1], got {self.stop_at_accuracy}")
-        if not isinstance(self.longform, bool):
-            raise ConfigError(f"longform must be true or false, got {self.longform!r}")
         if self.mode not in ("full", "lora"):
             raise ConfigError(f"fine-tune mode must be 'full' or 'lora', got {self.mode!r}")
         positive(
