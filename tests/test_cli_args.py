@@ -41,3 +41,25 @@ def test_run_and_sweep_refuse_the_same_bad_set(tmp_path, capsys):
         assert main(argv) == 2
         assert capsys.readouterr().err.strip() == "error: --set: expected KEY=VALUE, got 'beta'"
     assert not (tmp_path / "run").exists() and not (tmp_path / "sw").exists()
+
+
+def test_configs_convert_yaml_text_values(tmp_path):
+    """PyYAML (YAML 1.1) reads ``1e2`` and ``9e-1`` as text: every config converts a value by its field's type
+    (``X | None`` fields too, None kept) or refuses it naming the field."""
+    import yaml
+
+    from icu_unlearn.pipeline.compare import CompareConfig
+    from icu_unlearn.pipeline.relearn import RelearnConfig
+    from icu_unlearn.pipeline.run import RunConfig
+
+    raw = yaml.safe_load("data: d\nlimit: 1e2\nuntil_forgotten: 9e-1\nstages: '2'\neval_window:\n")
+    assert (raw["limit"], raw["until_forgotten"]) == ("1e2", "9e-1")
+    run = RunConfig.from_dict(raw | {"base": tmp_path / "b"})
+    assert (run.limit, run.until_forgotten, run.stages, run.eval_window) == (100, 0.9, 2, None)
+    assert run.base == str((tmp_path / "b").resolve())  # a path object is a str field's value too
+    assert CompareConfig(until_forgotten="9e-1").until_forgotten == 0.9
+    assert RelearnConfig(learning_rate="1e-4").learning_rate == 1e-4
+    for bad, message in (({"limit": "1.5"}, "limit must be an int, got '1.5'"),
+                         ({"until_forgotten": "most"}, "until_forgotten must be a float, got 'most'")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            RunConfig(base="b", data="d", **bad)

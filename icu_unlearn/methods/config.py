@@ -19,7 +19,10 @@ Every field carries ``metadata={"help": ...}`` (the CLI help is generated from i
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -180,15 +183,12 @@ def new_default(config: type, name: str, default: Any) -> Any:
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    """``value`` as the type of the field's ``default``; ConfigError naming the field when it is not one.
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    """``value`` as ``kind`` (bool, int, float or str); ConfigError naming the field when it is not one.
 
     Values from the command line and YAML arrive as text or as the other number type: PyYAML reads ``1e-3``
     as the *string* ``"1e-3"`` (YAML 1.1 floats need a dot), and ``--set max_steps=1e2`` is a float.
     """
-    kind = type(default)
-    if kind not in (bool, int, float, str):
-        return value
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -197,6 +197,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     elif kind is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
     elif not isinstance(value, bool) and isinstance(value, (int, float, str)):
         try:
             number = float(value) if isinstance(value, str) else value
@@ -209,11 +211,43 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     raise ConfigError(f"{name} must be {'an' if kind is int else 'a'} {kind.__name__}, got {value!r}")
 
 
+_PLAIN = (bool, int, float, str)
+
+
+@functools.cache
+def _plain_fields(cls: type) -> tuple[tuple[str, type, bool], ...]:
+    """``(name, kind, optional)`` of each field of ``cls`` that holds a bool, int, float or str (``optional``:
+    None is allowed too), read from its annotation, else from its default's type."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation that cannot be resolved here: fall back to the defaults
+        hints = {}
+    out = []
+    for f in dataclasses.fields(cls):
+        hint = hints.get(f.name)
+        args = typing.get_args(hint)
+        kinds = [a for a in args if a is not type(None)]
+        optional = type(None) in args
+        if hint in _PLAIN:
+            kind = hint
+        elif optional and len(kinds) == 1 and kinds[0] in _PLAIN:
+            kind = kinds[0]
+        elif not args and type(f.default) in _PLAIN:
+            kind = type(f.default)
+        else:
+            continue
+        out.append((f.name, kind, optional))
+    return tuple(out)
+
+
 def coerce_fields(cfg: Any) -> None:
-    """Convert every field with a plain-typed default (bool, int, float, str) to that type, in place."""
-    for f in dataclasses.fields(cfg):
-        if f.default is not dataclasses.MISSING:
-            setattr(cfg, f.name, _coerce(f.name, getattr(cfg, f.name), f.default))
+    """Convert every bool, int, float or str field of the dataclass ``cfg`` (``X | None`` ones too) to its
+    type, in place; ConfigError naming the first field whose value is not one."""
+    for name, kind, optional in _plain_fields(type(cfg)):
+        value = getattr(cfg, name)
+        if value is None and optional:
+            continue
+        setattr(cfg, name, _coerce(name, value, kind))
 
 
 def check_scheduler(name: str) -> None:

@@ -52,6 +52,7 @@ from icu_tasks.report.leaderboard import (
     write_leaderboard,
 )
 from icu_unlearn.methods import canonical_name, get_method, list_methods
+from icu_unlearn.methods.config import coerce_fields
 from icu_unlearn.pipeline.rundir import RunDir
 from icu_unlearn.training.finetune import FinetuneConfig
 from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY, ForgettingTarget
@@ -105,6 +106,7 @@ class CompareConfig:
     def __post_init__(self) -> None:
         from icu_tasks.data.plan import GenerateConfig  # (Faker, Pillow) only once a comparison is configured
 
+        coerce_fields(self)
         self.methods = [canonical_name(get_method(m).name) for m in (self.methods or list_methods())]
         if len(set(self.methods)) != len(self.methods) or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds and methods must not repeat")

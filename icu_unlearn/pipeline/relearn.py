@@ -29,7 +29,7 @@ from typing import Any
 from icu_tasks.data.dataset import open_data
 from icu_tasks.errors import ConfigError, DataError
 from icu_tasks.records.layout import ATTACK_PROBES, check_writable
-from icu_unlearn.methods.config import TrainingMethodConfig
+from icu_unlearn.methods.config import TrainingMethodConfig, coerce_fields
 from icu_unlearn.models import load_base, load_stage, read_masks
 from icu_unlearn.models.adapters import continue_stage, lora_model
 from icu_unlearn.models.loading import ADAPTER_CONFIG
@@ -68,6 +68,7 @@ class RelearnConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        coerce_fields(self)
         if int(self.steps) < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if int(self.batch_size) < 1:

@@ -29,6 +29,7 @@ from icu_tasks.errors import ConfigError, StageError
 from icu_tasks.records.files import read_record, write_record
 from icu_tasks.records.layout import COST_JSON
 from icu_tasks.records.schedule import EvalSchedule
+from icu_unlearn.methods.config import coerce_fields
 from icu_unlearn.pipeline.rundir import RunDir
 from icu_unlearn.training.stop_config import DEFAULT_CHECK_EVERY, ForgettingTarget
 
@@ -115,6 +116,7 @@ class RunConfig:
         from icu_unlearn.models.loading import check_device_name
         from icu_unlearn.models.precision import check_training_dtype
 
+        coerce_fields(self)  # YAML 1.1 reads 1e-3 as a string
         if int(self.stages) < 1:
             raise ConfigError(f"stages must be >= 1, got {self.stages}")
         if int(self.batch_size) < 1:
