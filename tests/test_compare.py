@@ -4,8 +4,9 @@ The toy vanilla models are fine-tuned for a few steps only, so they know little 
 are undefined (n/a) here; what is checked is the machinery: each seed has its own people, the stop rule is
 recorded at every stage, the aggregate and leaderboard are written, a second call skips every finished step,
 another protocol is refused, and a user's run is added to the leaderboard (or refused) by
-``icu-bench report --leaderboard``. ``compare`` runs in a subprocess; the refused protocol, the user's runs and
-the reports in-process through ``main()``. The arithmetic of the aggregate is tested by hand in
+``icu-bench report --leaderboard``. The toy comparison, the refused protocol, the user's runs and the reports
+run in-process through ``main()``; the second ``compare`` call (which skips every finished step) is a real
+``icu-bench`` process. The arithmetic of the aggregate is tested by hand in
 tests/test_seeds.py.
 """
 
@@ -49,7 +50,7 @@ def test_cli_defaults_are_the_config_defaults(tmp_path):
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("compare")
-    proc = run_cli(["compare", "--out", "out", *TOY], cwd=work, timeout=1800)
+    proc = call_cli(["compare", "--out", "out", *TOY], work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work
 
