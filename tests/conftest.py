@@ -15,14 +15,16 @@ Determinism policy (the same on every machine, whatever the caller's environment
 
 The header of the run (or, under ``-q``, the summary) prints the package versions, the thread count and the
 CPU capability; the summary at the end prints the fixture data hash and the vanilla model's stopping step and scores, so that two machines'
-logs can be compared line by line.
+logs can be compared line by line, and the modules that took the most worker time.
 """
 
 from __future__ import annotations
 
+import collections
 import importlib.metadata
 import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -97,8 +99,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+#: Worker seconds per test module (setup + call + teardown of its tests), summed where the summary is printed:
+#: under pytest-xdist the controller receives every worker's reports.
+_MODULE_SECONDS: collections.Counter[str] = collections.Counter()
+#: How many modules the summary names.
+SLOWEST_MODULES = 12
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _MODULE_SECONDS[report.nodeid.split("::")[0]] += report.duration
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    """The fixtures' identity: data hash, and the vanilla model's stopping step and scores (if built)."""
+    """The fixtures' identity: data hash, and the vanilla model's stopping step and scores (if built); the
+    modules that took the most worker time (a module that waited for a shared fixture counts the wait)."""
     from tests.fixtures_unlearn import FIXTURE_FACTS
     from tests.shared_build import gather_facts
 
@@ -109,6 +123,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     facts = gather_facts(factory, FIXTURE_FACTS) if factory is not None else FIXTURE_FACTS
     for key, value in facts.items():
         terminalreporter.write_line(f"icu-bench fixture {key}: {value}")
+    if _MODULE_SECONDS:
+        top = ", ".join(f"{Path(m).name} {s:.0f}" for m, s in _MODULE_SECONDS.most_common(SLOWEST_MODULES))
+        total = sum(_MODULE_SECONDS.values())
+        terminalreporter.write_line(f"icu-bench worker seconds by module (of {total:.0f} in all): {top}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
