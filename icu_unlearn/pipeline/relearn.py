@@ -69,13 +69,12 @@ class RelearnConfig:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        if int(self.steps) < 1:
+        if self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
-        if int(self.batch_size) < 1:
+        if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.learning_rate is not None and not float(self.learning_rate) > 0:
+        if self.learning_rate is not None and not self.learning_rate > 0:
             raise ConfigError(f"learning rate must be > 0, got {self.learning_rate}")
-        self.steps, self.batch_size, self.seed = int(self.steps), int(self.batch_size), int(self.seed)
 
 
 def split_profiles(profile_ids: list[str], seed: int, key: str | int) -> tuple[list[str], list[str]]:

@@ -117,18 +117,16 @@ class RunConfig:
         from icu_unlearn.models.precision import check_training_dtype
 
         coerce_fields(self)  # YAML 1.1 reads 1e-3 as a string
-        if int(self.stages) < 1:
+        if self.stages < 1:
             raise ConfigError(f"stages must be >= 1, got {self.stages}")
-        if int(self.batch_size) < 1:
+        if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.limit is not None and int(self.limit) < 1:
+        if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1 or omitted, got {self.limit}")
-        if self.max_new_tokens is not None and int(self.max_new_tokens) < 1:
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1 or omitted, got {self.max_new_tokens}")
         if not self.tasks:
             raise ConfigError("tasks must name at least one lmms-eval task or group")
-        self.eval_every = int(self.eval_every)
-        self.eval_window = None if self.eval_window is None else int(self.eval_window)
         EvalSchedule(self.eval_every, self.eval_window)  # bad values -> ConfigError
         if self.until_forgotten is not None:
             self.until_forgotten = float(self.forgetting_target.target)
