@@ -104,17 +104,28 @@ CHECK_EVERY = 5
 #   ga 30 0.24 +2.11 (0.67 +0.61); npo 25 0.14 +1.45 (0.81 +0.13); ga_diff 70 0.24 +2.14 0.90 +0.06;
 #   kl_min 50 0.21 +2.78 0.86 +0.12; npo_diff 15 0.10 +1.29 0.91 +0.06; mmunlearner (SHiRA) 120 0.21 +1.97 0.83
 #   +0.16; manu (45 %) 0.34 +1.10 (0.36 +1.36).
+# F, G: E's recipe built on an AVX-512 CPU with 2 threads (F, stopped at step 175) and with 1 thread (G, step 325):
+#        F                            G
+#   ga           25 0.03 +4.45 (0.60 +0.49)   30 0.23 +3.21 (0.70 +0.27)
+#   npo          20 0.06 +1.58 (0.94 +0.05)   30 0.16 +2.07 (0.89 +0.12)
+#   ga_diff      45 0.23 +1.48  1.00 +0.01    65 0.16 +4.64  0.86 +0.08
+#   kl_min       35 0.23 +2.73  0.98 +0.01    45 0.23 +3.62  0.90 +0.02
+#   npo_diff     15 0.03 +2.55  0.94 +0.07    20 0.13 +1.75  0.97 +0.02
+#   mmunlearner  50 0.23 +2.04  0.95 +0.02    80 0.23 +2.43  0.90 +0.12
+#   manu (45 %)     0.29 +1.16 (0.37 +1.22)      0.35 +0.90 (0.38 +0.84)
 # MANU at its defaults (5 % per stage, masks accumulating), teacher-forced accuracy on tasks 1 / 2 / 3 after
 # stages 0..3 on D: 0.97 1.00 1.00 / 0.84 0.91 0.94 / 0.78 0.62 0.84 / 0.66 0.59 0.62; on E: 0.91 1.00 1.00 /
-# 0.78 1.00 1.00 / 0.72 0.88 0.91 / 0.69 0.78 0.72 (each stage lowers its own task the most;
-# test_defaults_act_at_every_stage).
+# 0.78 1.00 1.00 / 0.72 0.88 0.91 / 0.69 0.78 0.72 (each stage lowers its own task the most); on F: 0.97 1.00
+# 1.00 / 0.94 1.00 0.97 / 0.94 1.00 0.97 / 0.91 1.00 0.97 and on G: 0.97 1.00 0.94 / 0.91 1.00 0.91 / 0.88 0.94
+# 0.91 / 0.88 0.91 0.97 (stage 2 leaves task 2 at 1.00 on F; stage 3 raises task 3 on G). The answer NLL of the
+# three tasks pooled rises at every stage on both: F +0.034 / +0.028 / +0.033, G +0.022 / +0.025 / +0.021 nats.
 # On a 24-profile set (vanilla stopped at step 550): ga 30 / 0.13 / +2.87, ga_diff (lr 1e-3) 45 / 0.25 /
 # +2.65 / 0.71 / +0.44, kl_min 55 / 0.19 / +4.14 / 0.60 / +0.85 (λ 3: 0.47 retain kept), npo_diff 25 / 0.06 /
 # +2.03 / 0.65 / +0.25, manu (30 %) 0.16 / +0.86: the table moves with the data, the vanilla model and the data
 # order, which is why the tests stop every method at the same forgetting level instead of a step count.
-# Margins (worst of A-E): forget NLL rise >= 1.15 vs 0.5; retain kept >= 0.70 vs 0.5; retain/forget NLL rise
+# Margins (worst of A-G): forget NLL rise >= 1.15 vs 0.5; retain kept >= 0.70 vs 0.5; retain/forget NLL rise
 # <= 0.15 vs 0.5; every stop well inside its cap; MANU kept <= 0.35 vs 0.5 (a MANU that prunes nothing keeps
-# 1.0), NLL rise >= 0.81 vs 0.35.
+# 1.0), NLL rise >= 0.81 vs 0.35; MANU's defaults: NLL rise per stage >= 0.021 vs 0.01 (F, G).
 #: The task-1 answer NLL must have risen by at least this many nats per token by then.
 FORGET_NLL_RISE = 0.5
 #: Methods with a retain term keep at least this fraction of the retain-eval items the vanilla model knew...
@@ -128,6 +139,9 @@ MANU_KEPT_MAX = 0.5
 #: pruned neurons also carry retain knowledge (retain-eval NLL rose almost as much as the forget NLL on every
 #: vanilla model measured above).
 MANU_NLL_RISE = 0.35
+#: At its defaults every MANU stage raises the pooled answer NLL of forget tasks 1-3 by at least this much
+#: (nats/token; a stage that prunes channels nothing reads changes nothing).
+MANU_STAGE_NLL_RISE = 0.01
 SEVEN = ["ga", "ga_diff", "kl_min", "manu", "mmunlearner", "npo", "npo_diff"]
 
 
@@ -491,28 +505,32 @@ class TestMANU(MethodTester):
         assert sum(int((m == 0).sum()) for m in m2.values()) > sum(int((m == 0).sum()) for m in m1.values())
 
     def test_defaults_act_at_every_stage(self, vanilla_model_dir, small_data_dir, tmp_path):
-        """Three stages at MANU's defaults: every stage prunes more (no cap reached), the forget rows of the
-        (teacher-forced) accuracy matrix differ from stage to stage, and each stage lowers its own task."""
+        """Three stages at MANU's defaults: every stage prunes more (no cap reached) and every stage raises the
+        answer NLL of the forget tasks (tasks 1-3 pooled) again: MANU does not become a no-op after stage 1.
+        Which task a stage hurts most is not claimed: it changes with the vanilla model (see the values above)."""
         from icu_unlearn.models import load_base
         from icu_unlearn.training.unlearn import run_stage
 
         model, processor = load_base(vanilla_model_dir, device="cpu")
-        rows, pruned = [task_accuracies(model, processor, small_data_dir)], [0]
+        rows, pruned = [task_scores(model, processor, small_data_dir)], [0]
         for k in (1, 2, 3):
             stage = run_stage(
                 build_method("manu"), vanilla_model_dir, small_data_dir, k, tmp_path, device="cpu"
             )
             masks = stage.record["masks"]
             assert stage.record["method_info"]["cap_reached"] is False and masks["pruned_new"] > 0, masks
-            rows.append(task_accuracies(stage.model, stage.processor, small_data_dir))
+            rows.append(task_scores(stage.model, stage.processor, small_data_dir))
             pruned.append(masks["pruned_total"])
-        FIXTURE_FACTS["manu defaults, tasks 1-3 per stage"] = " / ".join(
-            ", ".join(f"{a:.2f}" for a in row) for row in rows
+        nll = [sum(n for _, n in row) / len(row) for row in rows]
+        rises = [b - a for a, b in zip(nll, nll[1:], strict=False)]
+        FIXTURE_FACTS["manu defaults, tasks 1-3 accuracy/NLL per stage"] = (
+            " | ".join(", ".join(f"{a:.2f}/{n:.3f}" for a, n in row) for row in rows)
+            + "; pooled NLL rise per stage "
+            + " / ".join(f"{r:+.3f}" for r in rises)
+            + f" (bound {MANU_STAGE_NLL_RISE})"
         )
         assert pruned == sorted(set(pruned)), pruned  # strictly growing
-        assert rows[1] != rows[2] != rows[3] != rows[1], rows
-        for k in (1, 2, 3):
-            assert rows[k][k - 1] < rows[k - 1][k - 1], (k, rows)
+        assert min(rises) >= MANU_STAGE_NLL_RISE, (rises, rows)
 
 
 # ----------------------------------------------------------------------------------------------- measures
@@ -536,15 +554,16 @@ def known_items_stopper(known: list, processor):
     return StopWhenForgotten(known, Collator(processor), reference, 1.0 - STOP_KEPT, CHECK_EVERY)
 
 
-def task_accuracies(model, processor, data_dir: Path, tasks=(1, 2, 3)) -> list[float]:
-    """Teacher-forced accuracy on each forget task (both views pooled): a row of the accuracy matrix."""
+def task_scores(model, processor, data_dir: Path, tasks=(1, 2, 3)) -> list[tuple[float, float]]:
+    """Teacher-forced accuracy and mean answer NLL (nats/token) on each forget task (both views pooled)."""
     from icu_tasks.data.dataset import open_data
     from icu_unlearn.training.data import Collator, examples_from_rows
-    from icu_unlearn.training.knowledge import accuracy, answer_scores
+    from icu_unlearn.training.knowledge import accuracy, answer_scores, mean_nll
 
     data = open_data(data_dir)
     collator = Collator(processor)
-    return [accuracy(answer_scores(model, collator, examples_from_rows(data, data.forget(j)))) for j in tasks]
+    scores = [answer_scores(model, collator, examples_from_rows(data, data.forget(j))) for j in tasks]
+    return [(accuracy(s), mean_nll(s)) for s in scores]
 
 
 def nll_rise(after: Knowledge, before: Knowledge, group: str, view: str | None = None) -> float:
