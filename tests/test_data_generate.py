@@ -355,3 +355,24 @@ def test_hash_is_stable_across_processes(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert _manifest(tmp_path / "b")["data_hash"] == local["data_hash"]
+
+
+@pytest.mark.subprocess
+def test_a_worker_that_cannot_start_is_one_error_not_a_hang(tmp_path):
+    """``generate(workers=2)`` from a script without a ``__main__`` guard: every spawned worker fails while it
+    imports the script; the pool breaks and generate raises one DataError within seconds (a
+    ``multiprocessing.Pool`` would start new workers for ever), leaving no output and no temp dir."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys\nfrom icu_tasks.data.generate import generate\n"
+        "generate(sys.argv[1], seed=1, profiles=12, tasks=2, profiles_per_task=2, image_size=96, workers=2, "
+        "progress=False)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("icu_tasks.errors.DataError: a rendering worker process ended abruptly"), last
+    assert '`if __name__ == "__main__":`' in last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unguarded.py"]

@@ -11,6 +11,9 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from icu_tasks.data import schema
 from icu_tasks.data.defaults import IMAGE_SIZE
 from icu_tasks.data.portrait import portrait
 from icu_tasks.data.profiles import SYNTHETIC_NOTICE, Profile
+from icu_tasks.errors import DataError
 
 Box = tuple[int, int, int, int]
 """(x0, y0, x1, y1), pixel box with exclusive right/bottom edges, as ``Image.crop`` takes it."""
@@ -272,23 +276,38 @@ def _run_chunk(args: tuple[list[RenderJob], str]) -> list[tuple[str, dict]]:
 def render_all(jobs: list[RenderJob], root: Path, *, workers: int, progress: bool) -> dict[str, dict]:
     """Run the render jobs (in ``workers`` spawned processes when > 1) with a tqdm bar counting images.
 
-    Returns profile id -> layout -> field -> box. Output files do not depend on ``workers``.
+    Returns profile id -> layout -> field -> box. Output files do not depend on ``workers``. Raises
+    :class:`DataError` when a worker process ends abruptly (killed, or unable to start).
     """
     n_views = {j.profile.profile_id: len(j.views) for j in jobs}
     tasks = [(jobs[i : i + _CHUNK], str(root)) for i in range(0, len(jobs), _CHUNK)]
     out: dict[str, dict] = {}
-    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) if workers > 1 else None
-    try:
-        results = pool.imap_unordered(_run_chunk, tasks) if pool else map(_run_chunk, tasks)
-        with tqdm(total=sum(n_views.values()), desc="rendering", unit="img", disable=not progress) as bar:
-            for done in results:
-                out.update(done)
-                bar.update(sum(n_views[pid] for pid, _ in done))
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    with tqdm(total=sum(n_views.values()), desc="rendering", unit="img", disable=not progress) as bar:
+        for done in _chunk_results(tasks, workers):
+            out.update(done)
+            bar.update(sum(n_views[pid] for pid, _ in done))
     return out
+
+
+def _chunk_results(
+    tasks: list[tuple[list[RenderJob], str]], workers: int
+) -> Iterator[list[tuple[str, dict]]]:
+    """Each chunk's results as it completes: in this process, or in a pool of spawned processes, whose
+    breaking (a worker killed, or one that could not start) is an error rather than a wait for ever."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_run_chunk, tasks)
+        return
+    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for future in as_completed([pool.submit(_run_chunk, t) for t in tasks]):
+            yield future.result()
+    except BrokenProcessPool as err:
+        raise DataError(
+            f"a rendering worker process ended abruptly ({err}); if it could not start, the script that calls "
+            'generate() lacks an `if __name__ == "__main__":` guard (or pass workers=1)'
+        ) from err
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def profile_images(p: Profile) -> dict[str, str]:
