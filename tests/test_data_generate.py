@@ -361,11 +361,15 @@ def test_hash_is_stable_across_processes(tmp_path):
 def test_a_worker_that_cannot_start_is_one_error_not_a_hang(tmp_path):
     """``generate(workers=2)`` from a script without a ``__main__`` guard: every spawned worker fails while it
     imports the script; the pool breaks and generate raises one DataError within seconds (a
-    ``multiprocessing.Pool`` would start new workers for ever), leaving no output and no temp dir."""
+    ``multiprocessing.Pool`` would start new workers for ever), leaving neither output nor temp dir. Each
+    worker runs the script's own ``generate`` call while it imports it (as ``__mp_main__``: the script sends
+    those calls to ``out_child``) and may be stopped in the middle of it; what they leave is the unguarded
+    script's doing."""
     script = tmp_path / "unguarded.py"
     script.write_text(
         "import sys\nfrom icu_tasks.data.generate import generate\n"
-        "generate(sys.argv[1], seed=1, profiles=12, tasks=2, profiles_per_task=2, image_size=96, workers=2, "
+        "out = sys.argv[1] if __name__ == '__main__' else sys.argv[1] + '_child'\n"
+        "generate(out, seed=1, profiles=12, tasks=2, profiles_per_task=2, image_size=96, workers=2, "
         "progress=False)\n"
     )
     proc = subprocess.run(
@@ -375,4 +379,5 @@ def test_a_worker_that_cannot_start_is_one_error_not_a_hang(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("icu_tasks.errors.DataError: a rendering worker process ended abruptly"), last
     assert '`if __name__ == "__main__":`' in last
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["unguarded.py"]
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith((".out_child.", "out_child")))
+    assert left == ["unguarded.py"], left
